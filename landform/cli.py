@@ -1,0 +1,282 @@
+"""The ``landform`` command: fit | invert | compare | demo | zoo.
+
+A user's model plugs in as ``--problem package.module:factory`` (a function returning a
+``landform.Problem``); the paper's applications plug in as ``--task images|pose|defense``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landform.errors import LandformError
+
+DEFAULT_PROBLEM = "landform.synthetic:synthetic_problem"
+TASKS = ("images", "pose", "defense")
+TABLE_STEPS = (0, 1, 2, 5, 10, 20, 200)
+
+
+def _task(name: str):
+    if name not in TASKS:
+        raise LandformError(f"unknown task {name!r}; use one of {', '.join(TASKS)}")
+    try:
+        return importlib.import_module(f"landform.tasks.{name}")
+    except ImportError as error:
+        raise LandformError(f"task {name!r} cannot be loaded: {error}") from None
+
+
+def _load_tensor(path: str) -> torch.Tensor:
+    """Observations or a mask from ``.npy`` or ``.safetensors`` (its only tensor, or the one named y)."""
+    file = Path(path)
+    if not file.exists():
+        raise LandformError(f"file not found: {file}")
+    if file.suffix == ".npy":
+        try:
+            return torch.from_numpy(np.load(file, allow_pickle=False)).float()
+        except ValueError as error:
+            raise LandformError(f"cannot read {file}: {error}") from None
+    if file.suffix == ".safetensors":
+        from landform.zoo import load_pair
+
+        tensors, _ = load_pair(file)
+        if len(tensors) != 1 and "y" not in tensors:
+            raise LandformError(f"{file} holds {len(tensors)} tensors; name the observations 'y'")
+        return (tensors["y"] if "y" in tensors else next(iter(tensors.values()))).float()
+    raise LandformError(f"unsupported file type {file.suffix!r} for {file}; use .npy or .safetensors")
+
+
+def _observations(args: argparse.Namespace, problem, split: str) -> torch.Tensor:
+    if getattr(args, "observations", None):
+        return _load_tensor(args.observations)
+    sampler = problem.test_observations if split == "test" else problem.train_observations
+    return sampler(args.count, torch.Generator().manual_seed(args.seed))
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    from landform import Mapping, fit
+    from landform.problem import load_problem
+
+    problem = load_problem(args.problem)
+    x_dim = int(np.prod(problem.x_shape))
+    out = Path(args.out)
+    if (out / "state.json").exists() and not args.resume:
+        raise LandformError(f"{out} already holds a fit; pass --resume to continue it or choose another --out")
+    torch.manual_seed(args.seed)
+    mapping = Mapping(args.z_dim or x_dim, problem.x_shape, hidden=args.hidden, additive=args.additive)
+    result = fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=args.rounds,
+                 trajectories=args.trajectories, steps=args.steps, lr_z=args.lr_z, lr=args.lr,
+                 weight_decay=args.weight_decay, batch_size=args.batch_size, method=args.method,
+                 buffer_rounds=args.buffer_rounds, init=args.init, base=problem.base, x_shape=problem.x_shape,
+                 checkpoint_dir=out, resume=args.resume, seed=args.seed, device=args.device, progress=True)
+    last = result.history[-1] if result.history else None
+    detail = f"; last round: loss {last['loss_first']:.4g} -> {last['loss_last']:.4g} in {args.steps} steps" \
+        if last else ""
+    print(f"wrote {out / 'mapping.safetensors'} ({len(result.history)} rounds{detail})")
+
+
+def cmd_invert(args: argparse.Namespace) -> None:
+    if args.task:
+        _task(args.task).invert_inputs(args.inputs, Path(args.out), device=args.device, seed=args.seed,
+                                       steps=args.steps, progress=True)
+        return
+    from landform import Mapping, invert
+    from landform.problem import load_problem
+    from landform.report import write_curves_csv
+    from landform.zoo import save_pair
+
+    problem = load_problem(args.problem)
+    mapping = Mapping.load(args.mapping) if args.mapping else None
+    y = _observations(args, problem, "test")
+    mask = _load_tensor(args.mask).bool() if args.mask else None
+    result = invert(problem.forward, problem.loss, y, mapping=mapping, steps=args.steps, optimizer=args.optimizer,
+                    lr=args.lr, init=args.init, x_shape=problem.x_shape, base=problem.base, mask=mask,
+                    seed=args.seed, device=args.device, progress=True)
+    out = Path(args.out)
+    tensors = {"x": result.x, "losses": result.losses, "y_hat": result.y_hat}
+    if result.z is not None:
+        tensors["z"] = result.z
+    save_pair(out / "inversion.safetensors", tensors,
+              {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer,
+               "seconds_per_step": result.seconds_per_step, "mapping": args.mapping})
+    write_curves_csv(out / "curve.csv", {"loss": result.losses})
+    print(f"inverted {y.shape[0]} observations: mean loss {result.losses[0].mean():.4g} -> "
+          f"{result.losses[-1].mean():.4g} in {args.steps} steps ({result.seconds_per_step * 1e3:.2f} ms/step); "
+          f"wrote {out / 'inversion.safetensors'}")
+
+
+def print_table(title: str, block: dict) -> None:
+    """The comparison table the CLI prints: loss at the report steps and the step speedup at 20."""
+    shown = [s for s in TABLE_STEPS if s in block["steps"]]
+    print(title)
+    print(f"{'step':>10}" + "".join(f"{s:>11}" for s in shown))
+    for method in ("baseline", "landscape"):
+        values = [block[method][block["steps"].index(s)] for s in shown]
+        print(f"{method:>10}" + "".join(f"{v:>11.4g}" for v in values))
+    seconds = block.get("seconds_per_step", {})
+    timing = ", ".join(f"{k} {v * 1e3:.2f} ms/step" for k, v in seconds.items())
+    print(f"speedup at 20: {block['speedup_at_20']:.1f}x; improvement at step {block.get('final_step', 200)}: "
+          f"{100 * block['improvement_at_200']:.1f}%; baseline lr {block.get('baseline_lr')} (swept); {timing}")
+
+
+def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: int, steps: int, seed: int,
+                    device: str | None, optimizer: str = "adam",
+                    observations: torch.Tensor | None = None) -> dict:
+    """Run ``landform.compare`` on a Problem and write curves.csv, curves.png and summary.json to ``out``."""
+    from landform import Mapping, compare
+    from landform.problem import load_problem
+    from landform.report import plot_curves, write_curves_csv, write_json
+
+    problem = load_problem(problem_spec)
+    mapping = Mapping.load(mapping_path)
+    y = observations if observations is not None else \
+        problem.test_observations(count, torch.Generator().manual_seed(seed))
+    y_val = problem.train_observations(count, torch.Generator().manual_seed(seed + 7919))
+    result = compare(problem, mapping, y, y_val=y_val, steps=steps, optimizer=optimizer, seed=seed,
+                     device=device, progress=True)
+    curves = {"baseline": result.baseline.losses, "landscape": result.landscape.losses}
+    write_curves_csv(out / "curves.csv", curves)
+    plot_curves(out / "curves.png", {problem.name: curves})
+    summary = {"problem": problem_spec, "mapping": str(mapping_path), "test": result.summary}
+    write_json(out / "summary.json", summary)
+    print_table(f"{problem.name}: mean loss over {y.shape[0]} test observations", result.summary)
+    print(f"wrote {out / 'curves.csv'}, {out / 'curves.png'}, {out / 'summary.json'}")
+    return summary
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    if args.task:
+        _task(args.task).compare_inputs(args.inputs, Path(args.out), device=args.device, seed=args.seed,
+                                        steps=args.steps, progress=True)
+        return
+    if not args.mapping:
+        raise LandformError("compare needs --mapping (a directory or .safetensors written by `landform fit`)")
+    observations = _load_tensor(args.observations) if args.observations else None
+    compare_problem(args.problem, args.mapping, Path(args.out), count=args.count, steps=args.steps,
+                    seed=args.seed, device=args.device, optimizer=args.optimizer, observations=observations)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    if args.task == "synthetic":
+        from landform.problem import load_problem
+
+        problem = load_problem(DEFAULT_PROBLEM)
+        fit_dir = out / "synthetic" / "fit"
+        from landform import Mapping, fit
+
+        torch.manual_seed(args.seed)
+        mapping = Mapping(problem.x_shape[0], problem.x_shape, hidden=256)
+        fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=60, trajectories=256,
+            steps=20, lr=1e-3, checkpoint_dir=fit_dir, resume=True, seed=args.seed, device=args.device)
+        compare_problem(DEFAULT_PROBLEM, str(fit_dir), out / "synthetic", count=256, steps=200, seed=args.seed,
+                        device=args.device)
+        return
+    summary = _task(args.task).demo(out / args.task, device=args.device or "cpu", seed=args.seed, progress=True)
+    for split, block in summary.items():
+        if isinstance(block, dict) and "speedup_at_20" in block:
+            print_table(f"{args.task} / {split}", block)
+    print(f"wrote {out / args.task}")
+
+
+def cmd_zoo(args: argparse.Namespace) -> None:
+    from landform import zoo
+
+    if args.action == "list":
+        for name in zoo.names():
+            size = zoo.path(name).stat().st_size / 2**20
+            print(f"{name:40s} {size:6.2f} MB")
+        return
+    if not args.name:
+        raise LandformError(f"`landform zoo {args.action}` needs a model name; see `landform zoo list`")
+    if args.action == "show":
+        print(zoo.card(args.name))
+        return
+    task_name = args.name.split("-", 1)[0]
+    trainers = getattr(_task(task_name), "TRAINERS", {})
+    if args.name not in trainers:
+        raise LandformError(f"no trainer for {args.name!r}; trainable: {', '.join(sorted(trainers)) or 'none'}")
+    trainers[args.name](device=args.device or "cpu", seed=args.seed, resume=not args.restart, progress=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="landform", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+        sub.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+
+    fit_parser = commands.add_parser("fit", help="learn Θ for a problem (Algorithm 1)")
+    fit_parser.add_argument("--problem", default=DEFAULT_PROBLEM, help="package.module:factory -> Problem")
+    fit_parser.add_argument("--out", required=True, help="checkpoint directory (resumable)")
+    fit_parser.add_argument("--resume", action="store_true", help="continue the fit in --out")
+    fit_parser.add_argument("--rounds", type=int, default=60, help="B, rounds of collect + train")
+    fit_parser.add_argument("--trajectories", type=int, default=256, help="N, trajectories per round")
+    fit_parser.add_argument("--steps", type=int, default=20, help="T, steps per trajectory")
+    fit_parser.add_argument("--lr-z", type=float, default=0.1, help="Adam step size on z")
+    fit_parser.add_argument("--lr", type=float, default=1e-3, help="AdamW step size on Θ")
+    fit_parser.add_argument("--weight-decay", type=float, default=0.1)
+    fit_parser.add_argument("--batch-size", type=int, default=256)
+    fit_parser.add_argument("--buffer-rounds", type=int, default=1, help="rounds of trajectories replayed")
+    fit_parser.add_argument("--method", default="buffer", help="buffer (Algorithm 1) | online | random")
+    fit_parser.add_argument("--init", default="zeros", help="z0: zeros (the paper's) or gaussian")
+    fit_parser.add_argument("--hidden", type=int, default=1024, help="Θ's hidden width")
+    fit_parser.add_argument("--z-dim", type=int, default=None, help="dimension of Z (default: that of X)")
+    fit_parser.add_argument("--additive", action="store_true", help="x = base + Θ(z) (needs Problem.base)")
+    common(fit_parser)
+
+    for name, helptext in (("invert", "invert observations, in X or in Z with a fitted Θ"),
+                           ("compare", "baseline (X, swept lr) against the landscape (Z) on the same data")):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("inputs", nargs="*", help="with --task: images, folders or files to use")
+        sub.add_argument("--task", default=None, help=f"one of {', '.join(TASKS)} (uses the shipped models)")
+        sub.add_argument("--problem", default=DEFAULT_PROBLEM, help="package.module:factory -> Problem")
+        sub.add_argument("--mapping", default=None, help="Θ written by `landform fit` (omit for the baseline)")
+        sub.add_argument("--observations", default=None, help=".npy or .safetensors (default: test draws)")
+        sub.add_argument("--count", type=int, default=256, help="test observations drawn if none given")
+        sub.add_argument("--steps", type=int, default=200)
+        sub.add_argument("--optimizer", default="adam", help="adam, sgd, rmsprop, adamw, adagrad, lbfgs")
+        sub.add_argument("--out", required=True, help="output directory")
+        common(sub)
+        if name == "invert":
+            sub.add_argument("--lr", type=float, default=0.1)
+            sub.add_argument("--init", default="zeros", help="zeros or gaussian")
+            sub.add_argument("--mask", default=None, help="observed entries (.npy/.safetensors, broadcast to y)")
+
+    demo = commands.add_parser("demo", help="the main job: a full report on the embedded defaults")
+    demo.add_argument("task", nargs="?", default="images", choices=(*TASKS, "synthetic"))
+    demo.add_argument("--out", default="report", help="report root (default: report/)")
+    common(demo)
+
+    zoo_parser = commands.add_parser("zoo", help="the shipped models: list, show NAME, train NAME")
+    zoo_parser.add_argument("action", choices=("list", "show", "train"))
+    zoo_parser.add_argument("name", nargs="?", default=None)
+    zoo_parser.add_argument("--restart", action="store_true", help="train from scratch, ignoring checkpoints")
+    common(zoo_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"fit": cmd_fit, "invert": cmd_invert, "compare": cmd_compare, "demo": cmd_demo, "zoo": cmd_zoo}
+    try:
+        handlers[args.command](args)
+    except LandformError as error:
+        print(f"landform: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"landform: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("landform: interrupted; checkpoints written so far are kept (resume with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

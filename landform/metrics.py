@@ -1,0 +1,53 @@
+"""Numbers that compare loss curves (the paper's Tables 2, 4-6 and Fig. 3).
+
+A curve is a 1-D tensor (or sequence) of mean loss per step, index 0 before any update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+Curve = torch.Tensor | Sequence[float]
+
+
+def _as_curve(curve: Curve) -> torch.Tensor:
+    values = torch.as_tensor(curve, dtype=torch.float64)
+    return values.mean(dim=1) if values.dim() == 2 else values
+
+
+def loss_at(curve: Curve, steps: Sequence[int]) -> list[float]:
+    """The curve's value at each of ``steps`` (steps past the end are an error, not a guess)."""
+    values = _as_curve(curve)
+    if max(steps) >= len(values):
+        raise ValueError(f"step {max(steps)} is past the curve's last step {len(values) - 1}")
+    return [float(values[s]) for s in steps]
+
+
+def steps_to_reach(curve: Curve, target: float) -> float:
+    """The first step whose loss is at most ``target``; ``inf`` if the curve never gets there."""
+    values = _as_curve(curve)
+    reached = torch.nonzero(values <= target)
+    return float(reached[0, 0]) if len(reached) else math.inf
+
+
+def speedup_at(baseline: Curve, landscape: Curve, k: int) -> float:
+    """(steps the baseline needs to reach its own loss at step k) / (steps the landscape needs).
+
+    A landscape already there at step 0 counts as one step, so the speedup is at most k; ``0.0``
+    means the landscape never reaches the baseline's step-k loss within its curve.
+    """
+    target = loss_at(baseline, [k])[0]
+    baseline_steps = steps_to_reach(baseline, target)
+    landscape_steps = steps_to_reach(landscape, target)
+    if math.isinf(landscape_steps):
+        return 0.0
+    return baseline_steps / max(landscape_steps, 1.0)
+
+
+def improvement_at(baseline: Curve, landscape: Curve, k: int) -> float:
+    """Relative improvement at step k: 1 - landscape / baseline (Tables 4-6)."""
+    b, lnd = loss_at(baseline, [k])[0], loss_at(landscape, [k])[0]
+    return 1.0 - lnd / b if b != 0 else 0.0

@@ -1,0 +1,49 @@
+"""``Problem``: where a user's forward model meets the method, and how the CLI loads one."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from landform.errors import LandformError
+
+Sampler = Callable[[int, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class Problem:
+    """An inversion problem: find x with ``loss(forward(x), y)`` small for observations y.
+
+    ``loss(y_hat, y)`` returns one value per example. ``train_observations`` and ``test_observations``
+    draw ``n`` observations with a ``torch.Generator``. ``base``, for additive mappings, gives the point
+    that Θ(z) is added to (x = base(y) + Θ(z)); the baseline then optimizes the offset from it.
+    """
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    x_shape: tuple[int, ...]
+    train_observations: Sampler
+    test_observations: Sampler
+    base: Callable[[torch.Tensor], torch.Tensor] | None = None
+    name: str = "problem"
+
+
+def load_problem(spec: str) -> Problem:
+    """Build a Problem from ``"package.module:factory"``: the factory is called with no arguments."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise LandformError(f"--problem must look like package.module:factory, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise LandformError(f"cannot import {module_name!r} for --problem: {error}") from None
+    factory = getattr(module, attribute, None)
+    if factory is None or not callable(factory):
+        raise LandformError(f"{module_name!r} has no callable {attribute!r}")
+    problem = factory()
+    if not isinstance(problem, Problem):
+        raise LandformError(f"{spec} returned {type(problem).__name__}, not a landform.Problem")
+    return problem

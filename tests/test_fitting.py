@@ -1,0 +1,109 @@
+import json
+
+import pytest
+import torch
+
+from landform import LandformError, Mapping, fit, invert
+
+
+def _fresh(seed=0):
+    torch.manual_seed(seed)
+    return Mapping(16, (16,), hidden=32)
+
+
+SMALL = {"trajectories": 32, "steps": 5, "lr": 1e-3, "batch_size": 16, "seed": 5, "progress": False}
+
+
+def test_fit_lowers_the_loss_of_few_step_descent(problem, test_observations):
+    mapping = _fresh()
+    before = invert(problem.forward, problem.loss, test_observations, mapping=mapping, steps=5).losses[-1].mean()
+    result = fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=10, **SMALL)
+    after = invert(problem.forward, problem.loss, test_observations, mapping=mapping, steps=5).losses[-1].mean()
+    assert after < 0.5 * before
+    assert len(result.history) == 10 and result.history[0]["theta_updates"] == 10
+    assert result.history[-1]["trajectory_steps_per_second"] > 0
+
+
+def test_tensor_observations_and_the_ablations(problem):
+    y = problem.train_observations(100, torch.Generator().manual_seed(0))
+    random = _fresh()
+    untouched = {k: v.clone() for k, v in random.state_dict().items()}
+    fit(random, problem.forward, problem.loss, y, rounds=3, method="random", **SMALL)
+    assert all(torch.equal(untouched[k], v) for k, v in random.state_dict().items())
+    online = _fresh()
+    history = fit(online, problem.forward, problem.loss, y, rounds=3, method="online", **SMALL).history
+    assert len(history) == 3 and history[0]["theta_updates"] == 5
+    assert not torch.equal(untouched["net.0.weight"], online.state_dict()["net.0.weight"])
+    with pytest.raises(LandformError, match="unknown fit method"):
+        fit(_fresh(), problem.forward, problem.loss, y, method="maml")
+
+
+def test_fit_is_reproducible_with_a_seed(problem):
+    a, b = _fresh(), _fresh()
+    fit(a, problem.forward, problem.loss, problem.train_observations, rounds=3, buffer_rounds=2, **SMALL)
+    fit(b, problem.forward, problem.loss, problem.train_observations, rounds=3, buffer_rounds=2, **SMALL)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+class _Interrupting(torch.nn.Module):
+    """Wraps F and raises KeyboardInterrupt at its n-th call, as a user's Ctrl-C would."""
+
+    def __init__(self, forward, at_call):
+        super().__init__()
+        self.inner, self.at_call, self.calls = forward, at_call, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.at_call:
+            raise KeyboardInterrupt
+        return self.inner(x)
+
+
+def test_interrupted_and_resumed_fit_equals_an_uninterrupted_one(problem, tmp_path):
+    whole = _fresh()
+    fit(whole, problem.forward, problem.loss, problem.train_observations, rounds=4, **SMALL)
+
+    # Rounds take 5 collection + 10 training calls of F; interrupt in the middle of round 3.
+    interrupted = _Interrupting(problem.forward, at_call=2 * 15 + 7)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_fresh(), interrupted, problem.loss, problem.train_observations, rounds=4,
+            checkpoint_dir=tmp_path, **SMALL)
+    assert json.loads((tmp_path / "state.json").read_text())["rounds_completed"] == 2
+    resumed = _fresh(seed=99)  # weights come from the checkpoint, not from this init
+    result = fit(resumed, problem.forward, problem.loss, problem.train_observations, rounds=4,
+                 checkpoint_dir=tmp_path, resume=True, **SMALL)
+    assert [h["round"] for h in result.history] == [1, 2, 3, 4]
+    assert all(torch.equal(p, q) for p, q in zip(whole.parameters(), resumed.parameters(), strict=True))
+    assert torch.equal(Mapping.load(tmp_path).net[0].weight, whole.net[0].weight)
+    with pytest.raises(LandformError, match="settings differ"):
+        fit(_fresh(), problem.forward, problem.loss, problem.train_observations, rounds=5,
+            checkpoint_dir=tmp_path, resume=True, **{**SMALL, "lr": 1e-2})
+
+
+def test_non_finite_loss_stops_with_round_and_step_and_keeps_the_checkpoint(problem, tmp_path):
+    calls = {"n": 0}
+
+    def exploding(y_hat, y):
+        calls["n"] += 1
+        values = problem.loss(y_hat, y)
+        return values * float("nan") if calls["n"] > 2 * 15 + 3 else values
+
+    mapping = _fresh()
+    with pytest.raises(LandformError, match=r"round 3, collection step 4.*last good checkpoint"):
+        fit(mapping, problem.forward, exploding, problem.train_observations, rounds=4,
+            checkpoint_dir=tmp_path, **SMALL)
+    saved = Mapping.load(tmp_path)
+    assert all(torch.isfinite(p).all() for p in saved.parameters())
+    assert json.loads((tmp_path / "state.json").read_text())["rounds_completed"] == 2
+    assert all(torch.equal(p, q) for p, q in zip(saved.parameters(), mapping.parameters(), strict=True))
+
+
+def test_fit_bad_inputs(problem):
+    with pytest.raises(LandformError, match="mapping outputs"):
+        fit(Mapping(4, (8,), hidden=8), problem.forward, problem.loss, problem.train_observations,
+            x_shape=(16,), rounds=1)
+    with pytest.raises(LandformError, match="observations have shape"):
+        fit(_fresh(), problem.forward, problem.loss, torch.randn(10, 5), rounds=1, **SMALL)
+    with pytest.raises(LandformError, match="one value per example"):
+        fit(_fresh(), problem.forward, lambda a, b: (a - b).pow(2).mean(), problem.train_observations,
+            rounds=1, **SMALL)
