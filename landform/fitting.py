@@ -152,23 +152,21 @@ def _buffer_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tenso
                   z: torch.Tensor, buffer: deque, theta_optimizer: torch.optim.Optimizer,
                   generator: torch.Generator, *, steps: int, lr_z: float, batch_size: int) -> dict:
     """Collect N trajectories with Θ frozen into the buffer, then replay T·N samples to train Θ."""
-    mapping.requires_grad_(False)
     z.requires_grad_(True)
     z_optimizer = torch.optim.Adam([z], lr=lr_z)
     visited = [z.detach().clone()]
     collect_losses = []
     collect_start = time.perf_counter()
     for t in range(steps):
-        z_optimizer.zero_grad(set_to_none=True)
         values, _ = objective(forward, loss, _apply(mapping, z, base), y, None)
         collect_losses.append(_finite(values, f"collection step {t + 1}").mean().item())
-        values.sum().backward()
+        (z.grad,) = torch.autograd.grad(values.sum(), [z])  # Θ is frozen while collecting
         z_optimizer.step()
         visited.append(z.detach().clone())
     collect_seconds = time.perf_counter() - collect_start
     n = y.shape[0]
     buffer.append((torch.cat(visited), torch.arange(n, device=y.device).repeat(steps + 1), y, base))
-    mapping.requires_grad_(True)
+    parameters = list(mapping.parameters())
 
     pool = [(zs, index, ys, bs) for zs, index, ys, bs in buffer]
     sizes = torch.tensor([entry[0].shape[0] for entry in pool])
@@ -178,10 +176,10 @@ def _buffer_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tenso
     for j in range(updates):
         flat = torch.randint(int(sizes.sum()), (batch_size,), generator=generator)
         z_batch, y_batch, base_batch = _gather(pool, sizes, offsets, flat)
-        theta_optimizer.zero_grad(set_to_none=True)
         values, _ = objective(forward, loss, _apply(mapping, z_batch, base_batch), y_batch, None)
         mean = _finite(values, f"training step {j + 1}").mean()
-        mean.backward()
+        for parameter, grad in zip(parameters, torch.autograd.grad(mean, parameters), strict=True):
+            parameter.grad = grad
         theta_optimizer.step()
         train_losses.append(mean.item())
     return {"loss_first": collect_losses[0], "loss_last": collect_losses[-1],
@@ -208,14 +206,11 @@ def _gather(pool: list, sizes: torch.Tensor, offsets: torch.Tensor,
 def _online_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tensor, base: torch.Tensor | None,
                   z: torch.Tensor, theta_optimizer: torch.optim.Optimizer, *, steps: int, lr_z: float) -> dict:
     """The ablation without alternation or buffer: one backward per step updates both z and Θ."""
-    mapping.requires_grad_(True)
     z.requires_grad_(True)
     z_optimizer = torch.optim.Adam([z], lr=lr_z)
     losses = []
     collect_start = time.perf_counter()
     for t in range(steps):
-        z_optimizer.zero_grad(set_to_none=True)
-        theta_optimizer.zero_grad(set_to_none=True)
         values, _ = objective(forward, loss, _apply(mapping, z, base), y, None)
         losses.append(_finite(values, f"online step {t + 1}").mean().item())
         parameters = list(mapping.parameters())

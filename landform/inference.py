@@ -149,8 +149,6 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
     else:
         check_mapping_output(mapping, x_shape)
         mapping = mapping.to(device).eval()
-        for parameter in mapping.parameters():
-            parameter.requires_grad_(False)
         variable = initial_variable(init, (batch, mapping.z_dim), init_scale=init_scale, seed=seed,
                                     device=device, dtype=y.dtype)
         if mapping.additive and base_value is None:
@@ -167,11 +165,11 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
         state: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
             values, _ = objective(forward, loss, to_x(variable), y, mask)
             state.setdefault("values", values.detach())
             total = values.sum()
-            total.backward()
+            # Only the variable's gradient: Θ's and F's parameters get no .grad and cost no work.
+            (variable.grad,) = torch.autograd.grad(total, [variable])
             return total
 
         start = time.perf_counter()
