@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -31,7 +31,8 @@ class InversionResult:
     """What ``invert`` found.
 
     ``losses[t, i]`` is example i's loss at step t (row 0 before any update), so ``losses.mean(1)``
-    is the loss curve the paper plots. ``z`` is None for the baseline.
+    is the loss curve the paper plots. ``z`` is None for the baseline. ``snapshots[t]`` is x at step t
+    for each step asked for with ``snapshots=``.
     """
 
     x: torch.Tensor
@@ -39,6 +40,7 @@ class InversionResult:
     losses: torch.Tensor
     seconds_per_step: float
     y_hat: torch.Tensor
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 def resolve_optimizer(optimizer: str | type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
@@ -116,14 +118,15 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
            init: Init = "zeros", init_scale: float = 1.0, x_shape: tuple[int, ...] | None = None,
            base: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None,
            mask: torch.Tensor | None = None, seed: int = 0, device: str | torch.device | None = None,
-           progress: bool = False, optimizer_kwargs: dict | None = None) -> InversionResult:
+           progress: bool = False, optimizer_kwargs: dict | None = None,
+           snapshots: tuple[int, ...] | list[int] = ()) -> InversionResult:
     """Invert ``forward`` for the batch of observations ``y`` by gradient descent.
 
     Without ``mapping`` the variable is x itself (Eq. 1, the baseline; ``x = base + v`` when a base is
     given). With one, it is z and ``x = mapping(z)`` (Eq. 3). The loss is summed over the batch, so with
     an element-wise optimizer (Adam, SGD, ...) every example takes its own steps and its result does not
     depend on the rest of the batch. ``seed`` fixes the Gaussian init and any randomness inside the
-    forward model or the loss.
+    forward model or the loss. ``snapshots`` lists steps at which to keep x (to show the optimization).
     """
     if steps < 0:
         raise LandformError(f"steps must be >= 0, got {steps}")
@@ -163,6 +166,7 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         state: dict[str, torch.Tensor] = {}
+        kept: dict[int, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
             values, _ = objective(forward, loss, to_x(variable), y, mask)
@@ -175,6 +179,9 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
         start = time.perf_counter()
         for step in tqdm(range(steps), disable=not progress, desc="invert", leave=False, delay=1.0):
             state.clear()
+            if step in snapshots:
+                with torch.no_grad():
+                    kept[step] = to_x(variable).detach().clone()
             opt.step(closure)
             losses[step] = state["values"].cpu()
         elapsed = time.perf_counter() - start
@@ -182,8 +189,10 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
             x = to_x(variable)
             final, y_hat = objective(forward, loss, x, y, mask)
         losses[steps] = final.cpu()
+        if steps in snapshots:
+            kept[steps] = x.detach().clone()
     return InversionResult(x=x.detach(), z=None if mapping is None else variable.detach(), losses=losses,
-                           seconds_per_step=elapsed / max(steps, 1), y_hat=y_hat.detach())
+                           seconds_per_step=elapsed / max(steps, 1), y_hat=y_hat.detach(), snapshots=kept)
 
 
 def _baseline_shape(init: Init, x_shape: tuple[int, ...] | None,

@@ -120,3 +120,13 @@ def test_bad_inputs(problem, fitted, test_observations):
         invert(problem.forward, problem.loss, y, steps=1)
     with pytest.raises(LandformError, match="unknown init"):
         invert(problem.forward, problem.loss, y, mapping=fitted, init="uniform")
+
+
+def test_snapshots_keep_x_at_the_asked_steps(problem, fitted, test_observations):
+    y = test_observations[:3]
+    result = invert(problem.forward, problem.loss, y, mapping=fitted, steps=4, snapshots=(0, 2, 4))
+    assert sorted(result.snapshots) == [0, 2, 4]
+    assert torch.equal(result.snapshots[4], result.x)
+    assert torch.equal(result.snapshots[0], fitted(torch.zeros(3, 16)))
+    shorter = invert(problem.forward, problem.loss, y, mapping=fitted, steps=2)
+    assert torch.allclose(result.snapshots[2], shorter.x)

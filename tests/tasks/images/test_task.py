@@ -1,0 +1,86 @@
+"""The image task end to end on the shipped weights, at a size that runs in seconds."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from landform import zoo
+from landform.errors import LandformError
+from landform.tasks.images import compare_inputs, demo, invert_inputs, load_models
+from landform.tasks.images.generator import Generator, load_generator
+
+
+def test_shipped_generator_draws_varied_images_in_range():
+    generator = load_generator()
+    with torch.no_grad():
+        images = generator(generator.sample_w(16, torch.Generator().manual_seed(0)))
+    assert images.shape == (16, 1, 28, 28) and float(images.min()) >= 0 and float(images.max()) <= 1
+    assert float(images.std(dim=0).mean()) > 0.05  # not one image sixteen times
+    assert not any(p.requires_grad for p in generator.parameters())
+
+
+def test_weights_that_do_not_match_the_model(tmp_path):
+    state = Generator(channels=32).state_dict()
+    zoo.save_pair(tmp_path / "g.safetensors", state, {"noise_dim": 64, "w_dim": 64, "channels": 64})
+    with pytest.raises(LandformError, match="do not match the model"):
+        load_generator(tmp_path / "g.safetensors")
+
+
+def test_every_shipped_image_model_has_a_card_with_its_command():
+    for name in ("images-generator", "images-encoder", "images-landscape"):
+        assert zoo.path(name).exists()
+        assert f"landform zoo train {name}" in zoo.card(name)
+        assert zoo.path(name).stat().st_size < 8 * 2**20
+
+
+def test_demo_writes_the_report_with_the_issue_keys(tmp_path):
+    summary = demo(tmp_path, count=3, val_count=2, steps=6, progress=False)
+    for split in ("in_distribution", "ood"):
+        block = summary[split]
+        for key in ("steps", "baseline", "landscape", "encoder", "speedup_at_20", "improvement_at_200",
+                    "steps_to_beat_encoder", "seconds_per_step", "count"):
+            assert key in block, key
+        assert block["count"] == 3 and block["steps"] == [0, 1, 2, 5]
+        assert block["baseline_lr"] in (0.5, 0.1, 0.05, 0.01, 0.001)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["in_distribution"]["landscape"] == summary["in_distribution"]["landscape"]
+    for name in ("curves.png", "curves.csv", "process_in_distribution.png", "process_ood.png",
+                 "encoder_vs_ours_in_distribution.png", "completions.png", "summary.md"):
+        assert (tmp_path / name).stat().st_size > 100, name
+    assert summary["completions"]["hidden_pixel_std_across_hypotheses"]["top half observed"] > 0
+
+
+def test_landscape_is_ahead_of_the_baseline_after_two_steps():
+    """The shipped Θ's claim, on a handful of test images: at step 2, ours is below the baseline at its
+    best swept learning rate."""
+    from landform import invert
+    from landform.tasks.images.data import load_fashion_mnist, seeded_subset
+
+    models = load_models()
+    images = seeded_subset(load_fashion_mnist("test")[0], 8, 1)
+    ours = invert(models.generator, models.loss, images, mapping=models.mapping, steps=2).losses.mean(1)
+    start = models.generator.w_mean.expand(8, -1)
+    best = min(float(invert(models.generator, models.loss, images, init=start, lr=lr, steps=2).losses.mean(1)[2])
+               for lr in (0.5, 0.1, 0.05))
+    assert float(ours[2]) < best
+
+
+def test_user_images_any_size_and_colour(tmp_path, capsys):
+    from PIL import Image
+
+    rgb = (np.random.default_rng(0).random((30, 40, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    invert_inputs([str(tmp_path / "photo.png")], tmp_path / "inv", steps=3, progress=False)
+    assert "converted RGB 40x30 to grayscale 28x28" in capsys.readouterr().out
+    tensors, _meta = zoo.load_pair(tmp_path / "inv" / "latents.safetensors")
+    assert tensors["w"].shape == (1, 64) and tensors["reconstruction"].shape == (1, 1, 28, 28)
+    with pytest.raises(LandformError, match="cannot read image"):
+        invert_inputs([str(tmp_path / "broken.png")], tmp_path / "bad", steps=1, progress=False)
+    with pytest.raises(LandformError, match="no such image"):
+        invert_inputs([str(tmp_path / "missing.png")], tmp_path / "bad", steps=1, progress=False)
+    summary = compare_inputs([str(tmp_path / "photo.png")], tmp_path / "cmp", steps=4, progress=False)
+    assert set(summary["user"]) >= {"baseline", "landscape", "encoder", "speedup_at_20", "improvement_at_200"}
+    assert (tmp_path / "cmp" / "curves.png").exists()
