@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -83,6 +84,18 @@ class Mapping(nn.Module):
             raise LandformError(f"weights in {weights_path} do not match their config: "
                                 f"{str(error).splitlines()[0]}") from None
         return mapping.to(map_location)
+
+
+    @staticmethod
+    def config_of(path: str | Path) -> dict:
+        """The JSON config saved beside a Mapping's weights (with any extra keys given to ``save``)."""
+        config_path = _weights_path(path).with_suffix(".json")
+        if not config_path.exists():
+            raise LandformError(f"mapping config not found: {config_path}")
+        try:
+            return json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise LandformError(f"corrupted config file {config_path}: {error}") from None
 
 
 def _weights_path(path: str | Path) -> Path:

@@ -26,6 +26,14 @@ def path(name: str) -> Path:
     return ZOO_DIR / f"{name}.safetensors"
 
 
+def fingerprint(name: str) -> str:
+    """A short hash of the weights file of ``name``: models fitted on top of it record it, so a retrained
+    dependency is caught on load instead of silently mismatching."""
+    import hashlib
+
+    return hashlib.sha256(path(name).read_bytes()).hexdigest()[:16]
+
+
 def names() -> list[str]:
     """Names of the entries that ship weights."""
     return sorted(p.stem for p in ZOO_DIR.glob("*.safetensors"))

@@ -15,8 +15,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from landform import zoo
+from landform.errors import LandformError
 from landform.tasks.images.data import load_fashion_mnist
 from landform.tasks.images.generator import W_DIM, load_generator
+from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
 
 ZOO_NAME = "images-encoder"
 
@@ -37,16 +39,24 @@ class Encoder(nn.Module):
         return self.net(images * 2 - 1)
 
 
+def check_generator(name: str, config: dict) -> None:
+    """Models fitted on top of the generator must have been fitted on the shipped one."""
+    if config.get("generator") != zoo.fingerprint(GENERATOR_NAME):
+        raise LandformError(f"{name} was fitted for another {GENERATOR_NAME}; retrain it with "
+                            f"`landform zoo train {name}`")
+
+
 def load_encoder(device: str | torch.device = "cpu") -> Encoder:
     """The shipped encoder, frozen, in eval mode."""
     state, config = zoo.load(ZOO_NAME)
+    check_generator(ZOO_NAME, config)
     encoder = Encoder(w_dim=config.get("w_dim", W_DIM), channels=config.get("channels", 32))
     zoo.load_module_state(encoder, state, str(zoo.path(ZOO_NAME)))
     return encoder.to(device).eval().requires_grad_(False)
 
 
 def train_encoder(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                  iterations: int = 3000, batch_size: int = 64, latent_weight: float = 0.1) -> Encoder:
+                  iterations: int = 1500, batch_size: int = 64, latent_weight: float = 0.1) -> Encoder:
     """Train the encoder (minutes on a CPU) and write the zoo entry ``images-encoder`` with its card."""
     del resume  # short enough to run in one go
     torch.manual_seed(seed)
@@ -89,7 +99,8 @@ Encoder-based inference for the image task (the paper's pSp comparison): image -
 - **Reproduce**: `landform zoo train images-encoder` (needs images-generator).
 """
     zoo.save(ZOO_NAME, encoder.state_dict(), {"w_dim": encoder.w_dim, "channels": encoder.channels,
-                                              "val_mse": val_mse}, card)
+                                              "val_mse": val_mse, "generator": zoo.fingerprint(GENERATOR_NAME)},
+             card)
     return encoder
 
 

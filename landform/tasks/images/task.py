@@ -21,9 +21,10 @@ from landform.metrics import steps_to_reach
 from landform.problem import Problem
 from landform.report import plot_curves, write_curves_csv, write_json, write_text
 from landform.tasks.images.data import load_fashion_mnist, load_mnist, seeded_subset
-from landform.tasks.images.encoder import Encoder, load_encoder
+from landform.tasks.images.encoder import Encoder, check_generator, load_encoder
 from landform.tasks.images.figures import save_labeled_grid
 from landform.tasks.images.generator import W_DIM, Generator, load_generator
+from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
 from landform.tasks.images.perceptual import ImageLoss
 
 LANDSCAPE_NAME = "images-landscape"
@@ -63,6 +64,7 @@ def load_models(device: str = "cpu") -> ImageModels:
     landscape_path = zoo.ZOO_DIR / LANDSCAPE_NAME
     if not landscape_path.with_suffix(".safetensors").exists():
         raise LandformError(f"missing zoo model {LANDSCAPE_NAME}; train it with `landform zoo train {LANDSCAPE_NAME}`")
+    check_generator(LANDSCAPE_NAME, Mapping.config_of(landscape_path))
     return ImageModels(generator=load_generator(device=device), loss=ImageLoss(device=device),
                        mapping=Mapping.load(landscape_path, map_location=device), encoder=load_encoder(device))
 
@@ -238,13 +240,13 @@ def summary_markdown(summary: dict) -> str:
 
 
 def train_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                    rounds: int = 60, trajectories: int = 64, steps: int = 20, lr: float = 1e-3,
+                    rounds: int = 80, trajectories: int = 64, steps: int = 20, lr: float = 1e-3, z_dim: int = W_DIM,
                     run_dir: Path = Path("runs/images-landscape")) -> Mapping:
     """Fit Θ with Algorithm 1 on Fashion-MNIST train images (§7.1 settings where the CPU allows) and
     write the zoo entry ``images-landscape``."""
     problem = image_problem(device)
     torch.manual_seed(seed)
-    mapping = Mapping(W_DIM, (W_DIM,), hidden=1024)
+    mapping = Mapping(z_dim, (W_DIM,), hidden=1024)
     started = time.perf_counter()
     result = fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=rounds,
                  trajectories=trajectories, steps=steps, lr_z=LR_Z, lr=lr, weight_decay=0.1,
@@ -255,7 +257,7 @@ def train_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = True, 
     first, last = history[0], history[-1]
     card = f"""# images-landscape
 
-Θ for the image task: z (64) -> w (64) of images-generator, the paper's 3-layer MLP (hidden 1024,
+Θ for the image task: z ({z_dim}) -> w ({W_DIM}) of images-generator, the paper's 3-layer MLP (hidden 1024,
 LeakyReLU 0.2), fitted with Algorithm 1 on the Eq. 5 loss (EfficientNet-Lite0 perceptual + MSE).
 
 - **Data**: Fashion-MNIST train split minus the 5,000-image validation split; N images drawn each round.
@@ -272,6 +274,8 @@ LeakyReLU 0.2), fitted with Algorithm 1 on the Eq. 5 loss (EfficientNet-Lite0 pe
 - **Evaluation**: `landform demo` writes report/images/ (summary.md) with the comparison.
 """
     mapping.save(zoo.ZOO_DIR / LANDSCAPE_NAME, extra={"fit": {"rounds": rounds, "trajectories": trajectories,
-                                                              "steps": steps, "lr": lr, "seed": seed}})
+                                                              "steps": steps, "lr": lr, "seed": seed,
+                                                              "z_dim": z_dim},
+                                                      "generator": zoo.fingerprint(GENERATOR_NAME)})
     write_text(zoo.ZOO_DIR / f"{LANDSCAPE_NAME}.md", card)
     return mapping

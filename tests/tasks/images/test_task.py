@@ -84,3 +84,9 @@ def test_user_images_any_size_and_colour(tmp_path, capsys):
     summary = compare_inputs([str(tmp_path / "photo.png")], tmp_path / "cmp", steps=4, progress=False)
     assert set(summary["user"]) >= {"baseline", "landscape", "encoder", "speedup_at_20", "improvement_at_200"}
     assert (tmp_path / "cmp" / "curves.png").exists()
+
+
+def test_models_fitted_for_another_generator_are_refused(monkeypatch):
+    monkeypatch.setattr(zoo, "fingerprint", lambda name: "0123456789abcdef")
+    with pytest.raises(LandformError, match="was fitted for another images-generator"):
+        load_models()
