@@ -165,7 +165,7 @@ def completions(path: Path, models: ImageModels, images: torch.Tensor, *, hypoth
 
 
 def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True, count: int = 32,
-         val_count: int = 16, steps: int = 200) -> dict:
+         val_count: int = 8, steps: int = 200) -> dict:
     """The main job: baseline vs learned landscape vs encoder, in distribution (Fashion-MNIST test) and
     out of distribution (MNIST), with curves, image grids, completions and ``summary.json``/``.md``."""
     out = Path(out)

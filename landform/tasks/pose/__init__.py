@@ -1,0 +1,10 @@
+"""Pose (paper §4.2): recover body pose by inverting a VPoser-style VAE prior trained on real motion capture.
+
+Data and skeleton come from the installed ``pybullet==3.2.7`` wheel; F is the VAE decoder, observed
+through pose parameters, 3D joints (forward kinematics) or 2D keypoints (pinhole camera).
+"""
+
+from landform.tasks.pose.task import compare_inputs, demo, invert_inputs
+from landform.tasks.pose.train import TRAINERS
+
+__all__ = ["TRAINERS", "compare_inputs", "demo", "invert_inputs"]

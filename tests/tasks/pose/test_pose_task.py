@@ -1,0 +1,99 @@
+"""The pose task end to end on the shipped weights: invert/compare on files, bad files, a short comparison."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from landform.errors import LandformError
+from landform.tasks.pose import TRAINERS, compare_inputs, invert_inputs
+from landform.tasks.pose.kinematics import KEYPOINTS, Kinematics, PinholeCamera
+from landform.tasks.pose.model import load_vae
+from landform.tasks.pose.task import evaluate_split, load_theta, read_observation, split_poses
+
+
+@pytest.fixture(scope="module")
+def joints():
+    return Kinematics()(split_poses("in_distribution")[:2])
+
+
+def test_trainers_cover_the_zoo_entries():
+    assert set(TRAINERS) == {"pose-vae", "pose-theta-pose_params", "pose-theta-joints_3d",
+                             "pose-theta-keypoints_2d"}
+
+
+def test_invert_3d_joints_from_json_with_mask(tmp_path, joints):
+    mask = [name.startswith(("left", "chest")) for name in KEYPOINTS]
+    values = joints[0].tolist()
+    values[KEYPOINTS.index("right_knee")] = [float("nan")] * 3  # allowed: the joint is hidden
+    path = tmp_path / "frame.json"
+    path.write_text(json.dumps({"joints_3d": values, "mask": mask}))  # NaN is valid for Python json
+    invert_inputs([str(path)], tmp_path / "out", steps=30, progress=False)
+    record = json.loads((tmp_path / "out" / "frame.json").read_text())
+    pose = record["poses"][0]
+    assert len(pose["pose_parameters"]) == 76 and set(pose["joint_positions"]) == set(KEYPOINTS)
+    fitted = torch.tensor([pose["joint_positions"][k] for k in KEYPOINTS])
+    observed = torch.tensor(mask)
+    assert (fitted - joints[0])[observed].norm(dim=-1).mean() < 0.1  # within 10 cm on observed joints
+
+
+def test_compare_2d_keypoints_from_npy(tmp_path, joints):
+    path = tmp_path / "kp.npy"
+    np.save(path, PinholeCamera()(joints).numpy())
+    summary = compare_inputs([str(path)], tmp_path / "cmp", steps=20, progress=False)
+    assert summary["kp"]["loss"] == "keypoints_2d" and summary["kp"]["count"] == 2
+    assert (tmp_path / "cmp" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"joints_3d": [[0.0, 0.0, 0.0]] * 5}, "expected 17 joints"),
+    ({"joints_3d": [[float("nan"), 0.0, 0.0]] + [[0.0, 0.0, 0.0]] * 16}, "NaN"),
+    ({"keypoints_2d": [[0.0, 0.0]] * 17, "mask": [False] * 17}, "hides every joint"),
+    ({"pose": 1}, "exactly one of"),
+])
+def test_bad_files_fail_with_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(LandformError, match=message) as error:
+        read_observation(path)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_suffix_and_missing_file(tmp_path):
+    (tmp_path / "a.txt").write_text("1")
+    with pytest.raises(LandformError, match=r"\.json or \.npy"):
+        read_observation(tmp_path / "a.txt")
+    with pytest.raises(LandformError, match="not found"):
+        read_observation(tmp_path / "missing.npy")
+
+
+def test_short_comparison_ours_is_faster_early():
+    vae = load_vae()
+    block = evaluate_split("pose_params", vae, load_theta("pose_params"), "in_distribution", count=32, lr=0.5,
+                           steps=20)
+    assert block["count"] == 32 and block["steps"][-1] == 20
+    assert block["landscape"][-1] < block["baseline"][-1]
+    assert block["speedup_at_20"] > 1.0
+
+
+def test_cli_invert_task_pose_writes_pose_and_joints(tmp_path, joints, capsys):
+    from landform.cli import main
+
+    path = tmp_path / "joints.npy"
+    np.save(path, joints.numpy())
+    assert main(["invert", "--task", "pose", str(path), "--out", str(tmp_path / "o"), "--steps", "10"]) == 0
+    record = json.loads((tmp_path / "o" / "joints.json").read_text())
+    assert record["observation"] == "joints_3d" and len(record["poses"]) == 2
+
+
+def test_cli_prints_one_line_for_a_bad_file(tmp_path, capsys):
+    from landform.cli import main
+
+    path = tmp_path / "bad.npy"
+    np.save(path, np.zeros((12, 3)))
+    assert main(["invert", "--task", "pose", str(path), "--out", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "expected 17 joints" in err and len(err.splitlines()) == 1
