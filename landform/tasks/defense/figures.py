@@ -1,0 +1,66 @@
+"""Figures of the defense report: robust accuracy against defense steps, and example images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+from landform.tasks.images.data import CLASSES
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_robust_accuracy(path: Path, rows: dict) -> None:
+    """One panel per model: baseline and ours against defense steps 0..5, no defense and clean as lines."""
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False)
+    for ax, (name, row) in zip(axes[0], rows.items(), strict=True):
+        steps = [0] + [int(t) for t in row["baseline"]]
+        ax.plot(steps, [100 * row["baseline_step0"]] + [100 * v for v in row["baseline"].values()], "o-",
+                label="baseline (optimize r)")
+        ax.plot(steps, [100 * row["landscape_step0"]] + [100 * v for v in row["landscape"].values()], "s-",
+                label="ours (optimize z, r = Θ(z))")
+        ax.axhline(100 * row["no_defense"], color="gray", ls="--", label="no defense")
+        ax.axhline(100 * row["clean"], color="green", ls=":", label="clean")
+        ax.set_title(name)
+        ax.set_xlabel("defense steps")
+        ax.set_ylabel("robust accuracy (%)")
+        ax.set_xticks(steps)
+    axes[0][0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_examples(path: Path, pictures: dict[str, torch.Tensor]) -> None:
+    """Rows: clean, attacked, reversal vector (scaled to its own range), defended; labels in titles."""
+    k = pictures["clean"].shape[0]
+    fig, axes = plt.subplots(4, k, figsize=(1.6 * k, 7.0), squeeze=False)
+    rows = ("clean", "attacked", "reversal", "defended")
+    for i, key in enumerate(rows):
+        for j in range(k):
+            ax = axes[i][j]
+            image = pictures[key][j, 0]
+            if key == "reversal":
+                bound = float(image.abs().max()) or 1.0
+                ax.imshow(image, cmap="seismic", vmin=-bound, vmax=bound)
+                ax.set_title(f"‖r‖={float(image.norm()):.2f}", fontsize=7)
+            else:
+                ax.imshow(image.clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+                if key == "clean":
+                    ax.set_title(CLASSES[int(pictures["labels"][j])], fontsize=7)
+                elif key == "attacked":
+                    ax.set_title(f"→ {CLASSES[int(pictures['pred_attacked'][j])]}", fontsize=7)
+                else:
+                    ax.set_title(f"→ {CLASSES[int(pictures['pred_defended'][j])]}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[i][0].set_ylabel(key, fontsize=8)
+    _save(fig, path)
