@@ -43,6 +43,19 @@ def write_curves_csv(path: str | Path, curves: Curves) -> Path:
     return write_text(path, buffer.getvalue())
 
 
+def save_figure(figure, path: str | Path, dpi: int = 110, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure as PNG atomically (temp file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    figure.savefig(tmp, dpi=dpi, **savefig_kwargs)
+    plt.close(figure)
+    os.replace(tmp, path)
+    return path
+
+
 def plot_curves(path: str | Path, panels: MappingType[str, Curves],
                 hlines: MappingType[str, MappingType[str, float]] | None = None,
                 ylabel: str = "mean loss", log: bool = True) -> Path:
@@ -68,13 +81,7 @@ def plot_curves(path: str | Path, panels: MappingType[str, Curves],
         axis.grid(alpha=0.3, which="both")
         axis.legend()
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=120)
-    plt.close(figure)
-    os.replace(tmp, path)
-    return path
+    return save_figure(figure, path, dpi=120)
 
 
 def summary_table(block: dict, steps: list[int] | None = None) -> str:

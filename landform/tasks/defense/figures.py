@@ -10,14 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
+from landform.report import save_figure
 from landform.tasks.images.data import CLASSES
-
-
-def _save(fig, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
 
 
 def plot_robust_accuracy(path: Path, rows: dict) -> None:
@@ -36,7 +30,7 @@ def plot_robust_accuracy(path: Path, rows: dict) -> None:
         ax.set_ylabel("robust accuracy (%)")
         ax.set_xticks(steps)
     axes[0][0].legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_examples(path: Path, pictures: dict[str, torch.Tensor]) -> None:
@@ -63,4 +57,4 @@ def plot_examples(path: Path, pictures: dict[str, torch.Tensor]) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[i][0].set_ylabel(key, fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from landform.report import save_figure
+
 
 def tile(images: torch.Tensor, rows: int) -> torch.Tensor:
     """[N, 1, H, W] images in [0, 1] to one [rows*H, cols*W] array with 1-pixel white gaps."""
@@ -61,10 +63,4 @@ def save_labeled_grid(path: str | Path, rows: Sequence[Sequence[torch.Tensor]], 
     if title:
         figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    os.replace(tmp, path)
-    return path
+    return save_figure(figure, path)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from landform.report import save_figure
 from landform.tasks.pose.kinematics import BONES, KEYPOINTS, PinholeCamera
 
 VIEW = PinholeCamera(distance=4.0, yaw=55.0, pitch=10.0, focal=2.0)  # three-quarter view
@@ -39,17 +39,6 @@ def _finish(axis, title: str) -> None:
     axis.axis("off")
 
 
-def _save(figure, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    os.replace(tmp, path)
-    return path
-
-
 def plot_snapshots(path: Path, rows: dict[str, list[tuple[int, torch.Tensor]]], target: torch.Tensor,
                    title: str) -> Path:
     """One row per method: the skeleton at each (step, keypoints [17, 3]), over the target in grey."""
@@ -70,7 +59,7 @@ def plot_snapshots(path: Path, rows: dict[str, list[tuple[int, torch.Tensor]]], 
         _finish(axes[r, -1], "target")
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_completions(path: Path, rows: dict[str, tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]],
@@ -92,4 +81,4 @@ def plot_completions(path: Path, rows: dict[str, tuple[torch.Tensor, torch.Tenso
             _finish(axes[r, c], f"random z0 #{c}")
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
