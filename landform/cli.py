@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
         sub.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+        sub.add_argument("--threads", type=int, default=None,
+                         help="CPU threads for torch (default: torch's; 1 is fastest on a busy machine)")
 
     fit_parser = commands.add_parser("fit", help="learn Θ for a problem (Algorithm 1)")
     fit_parser.add_argument("--problem", default=DEFAULT_PROBLEM, help="package.module:factory -> Problem")
@@ -263,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            print("landform: error: --threads must be at least 1", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
     handlers = {"fit": cmd_fit, "invert": cmd_invert, "compare": cmd_compare, "demo": cmd_demo, "zoo": cmd_zoo}
     try:
         handlers[args.command](args)
