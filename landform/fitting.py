@@ -68,7 +68,8 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
 
     ``rounds`` is B, ``trajectories`` N, ``steps`` T. The buffer keeps the trajectories of the last
     ``buffer_rounds`` rounds (Algorithm 1 clears it every round: 1). With ``checkpoint_dir`` the state
-    is saved after every round, and ``resume=True`` continues from it exactly as if never interrupted.
+    is saved after every round, and ``resume=True`` continues from it exactly as if never interrupted
+    (with ``buffer_rounds > 1`` the replay buffer itself is not saved, so a resumed run refills it).
     """
     if method not in METHODS:
         raise LandformError(f"unknown fit method {method!r}; use one of {', '.join(METHODS)}")
@@ -107,6 +108,7 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
             base_value = resolve_base(base, y, device)
             z = initial_variable(init, (trajectories, mapping.z_dim), init_scale=init_scale,
                                  seed=int(torch.randint(2**31, (1,), generator=generator)), device=device)
+            kept = f"; the last good checkpoint in {checkpoint} is kept" if checkpoint else ""
             try:
                 if method == "buffer":
                     record = _buffer_round(mapping, forward, loss, y, base_value, z, buffer, theta_optimizer,
@@ -116,12 +118,10 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
                                            steps=steps, lr_z=lr_z)
             except _NonFinite as stop:
                 mapping.load_state_dict(good_state)
-                kept = f"; the last good checkpoint in {checkpoint} is kept" if checkpoint else ""
                 raise LandformError(f"non-finite loss in round {round_index + 1}, {stop}{kept}") from None
             if not all(torch.isfinite(p).all() for p in mapping.parameters()):
                 mapping.load_state_dict(good_state)
-                raise LandformError(f"non-finite weights after round {round_index + 1}; stopped"
-                                    + (f", the last good checkpoint in {checkpoint} is kept" if checkpoint else ""))
+                raise LandformError(f"non-finite weights after round {round_index + 1}{kept}")
             good_state = copy.deepcopy(mapping.state_dict())
             record.update(round=round_index + 1, seconds=time.perf_counter() - started)
             result.history.append(record)
