@@ -1,0 +1,43 @@
+"""`landform invert/compare --task defense` on a user's files: outputs, and one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from landform.errors import LandformError
+from landform.tasks.defense.task import compare_inputs, invert_inputs, load_user_images
+
+
+def _files(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "two.npy", rng.random((2, 1, 28, 28)).astype(np.float32))
+    Image.fromarray((rng.random((28, 28)) * 255).astype(np.uint8)).save(tmp_path / "one.png")
+    return [str(tmp_path / "two.npy"), str(tmp_path / "one.png")]
+
+
+def test_invert_and_compare_write_their_outputs(tmp_path):
+    files = _files(tmp_path)
+    assert load_user_images(files).shape == (3, 1, 28, 28)
+    invert_inputs(files, tmp_path / "inv", progress=False)
+    defended = np.load(tmp_path / "inv" / "defended_ours.npy")
+    assert defended.shape == (3, 1, 28, 28)
+    assert np.allclose(defended - np.load(tmp_path / "inv" / "reversal_ours.npy"), load_user_images(files), atol=1e-5)
+    assert len(json.loads((tmp_path / "inv" / "invert.json").read_text())["prediction_ours_1_step"]) == 3
+    result = compare_inputs(files[:1], tmp_path / "cmp", steps=3, progress=False)
+    assert set(result["landscape"]) == set(result["baseline"]) and len(result["clean_prediction"]) == 2
+    assert (tmp_path / "cmp" / "compare.png").exists()
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((32, 32), dtype=np.float32), "28x28"),
+    (np.full((28, 28), 2.0, dtype=np.float32), r"\[0, 1\]"),
+])
+def test_wrong_size_or_range_is_refused(tmp_path, array, message):
+    np.save(tmp_path / "bad.npy", array)
+    with pytest.raises(LandformError, match=message):
+        load_user_images([str(tmp_path / "bad.npy")])
+    Image.fromarray(np.zeros((30, 30), dtype=np.uint8)).save(tmp_path / "big.png")
+    with pytest.raises(LandformError, match="expected a 28x28 image"):
+        load_user_images([str(tmp_path / "big.png")])
