@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from landform.errors import LandformError
 from landform.inference import Forward, Loss, check_mapping_output, initial_variable, objective, resolve_base
 from landform.mapping import Mapping
-from landform.zoo import load_pair, save_pair
+from landform.zoo import load_optimizer_tensors, load_pair, optimizer_tensors, save_pair
 
 Observations = torch.Tensor | Callable[[int, torch.Generator], torch.Tensor]
 METHODS = ("buffer", "online", "random")
@@ -234,12 +234,9 @@ def _save(directory: Path, settings: dict, mapping: Mapping, theta_optimizer: to
     tensors: dict[str, torch.Tensor] = {"rng.generator": generator.get_state(), "rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available() and next(mapping.parameters()).is_cuda:
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    optimizer_state = theta_optimizer.state_dict()
-    for index, state in optimizer_state["state"].items():
-        for key, value in state.items():
-            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
+    tensors.update(optimizer_tensors(theta_optimizer))
     meta = {"settings": settings, "rounds_completed": completed_rounds, "history": history,
-            "param_groups": optimizer_state["param_groups"]}
+            "param_groups": theta_optimizer.state_dict()["param_groups"]}
     save_pair(directory / "state.safetensors", tensors, meta)
 
 
@@ -255,12 +252,7 @@ def _restore(directory: Path, settings: dict, mapping: Mapping, theta_optimizer:
     if restored.config() != mapping.config():
         raise LandformError(f"cannot resume {directory}: the checkpoint's mapping has another shape")
     mapping.load_state_dict(restored.state_dict())
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value.to(device) if name != "step" else value
-    theta_optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    load_optimizer_tensors(theta_optimizer, tensors, meta["param_groups"])
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and device.type == "cuda":

@@ -97,6 +97,25 @@ def save(name: str, state: dict[str, torch.Tensor], config: dict[str, Any], card
     return weights_path
 
 
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optimizer") -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat ``prefix.INDEX.NAME`` tensors, for a safetensors checkpoint
+    (its param_groups are plain numbers: keep them in the JSON beside it)."""
+    return {f"{prefix}.{index}.{key}": torch.as_tensor(value)
+            for index, state in optimizer.state_dict()["state"].items() for key, value in state.items()}
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                           param_groups: list[dict] | None = None, prefix: str = "optimizer") -> None:
+    """Restore what ``optimizer_tensors`` wrote (and the saved ``param_groups``, if given)."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + "."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    groups = param_groups if param_groups is not None else optimizer.state_dict()["param_groups"]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
 def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``module.load_state_dict`` with a one-line error when the weights do not match the model."""
     try:

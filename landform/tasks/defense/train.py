@@ -24,7 +24,7 @@ from landform.tasks.defense import attack
 from landform.tasks.defense.data import eval_subset, load_split
 from landform.tasks.defense.models import RECIPES, RobustModel, half, model_name, theta_name
 from landform.tasks.defense.ssl import ssl_loss
-from landform.zoo import load_pair, save_pair
+from landform.zoo import load_optimizer_tensors, load_pair, optimizer_tensors, save_pair
 
 RUNS = Path("runs")
 CLASSIFIER_SETTINGS = {"train_size": 20000, "epochs": 6, "batch_size": 128, "lr": 2e-3, "eps": 0.1,
@@ -35,22 +35,14 @@ EVAL_SIZE = 500
 def _save_checkpoint(run: Path, state: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                      meta: dict) -> None:
     tensors = {f"model.{k}": v for k, v in state.items()}
-    opt = optimizer.state_dict()
-    for index, entry in opt["state"].items():
-        for key, value in entry.items():
-            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
-    save_pair(run / "state.safetensors", tensors, {**meta, "param_groups": opt["param_groups"]})
+    tensors.update(optimizer_tensors(optimizer))
+    save_pair(run / "state.safetensors", tensors, {**meta, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
 def _load_checkpoint(run: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     tensors, meta = load_pair(run / "state.safetensors")
     module.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    load_optimizer_tensors(optimizer, tensors, meta["param_groups"])
     return meta
 
 

@@ -94,20 +94,6 @@ def load_generator(path: Path | None = None, device: str | torch.device = "cpu")
     return generator.to(device).eval().requires_grad_(False)
 
 
-def _flatten_optimizer(prefix: str, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{index}.{key}": torch.as_tensor(value)
-            for index, state in optimizer.state_dict()["state"].items() for key, value in state.items()}
-
-
-def _restore_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith(prefix + "."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
-
-
 def train_generator(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
                     iterations: int = 4000, batch_size: int = 64, run_dir: Path = Path("runs/images-generator"),
                     zoo_dir: Path | None = None) -> Generator:
@@ -128,8 +114,8 @@ def train_generator(*, device: str = "cpu", seed: int = 0, resume: bool = True, 
         generator.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("g.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
         discriminator.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("d.")})
-        _restore_optimizer("gopt", g_opt, tensors)
-        _restore_optimizer("dopt", d_opt, tensors)
+        zoo.load_optimizer_tensors(g_opt, tensors, prefix="gopt")
+        zoo.load_optimizer_tensors(d_opt, tensors, prefix="dopt")
         sampler.set_state(tensors["rng.sampler"])
         torch.set_rng_state(tensors["rng.torch"])
         start, elapsed = meta["iteration"], meta["seconds"]
@@ -157,7 +143,7 @@ def train_generator(*, device: str = "cpu", seed: int = 0, resume: bool = True, 
             tensors = {**{f"g.{k}": v for k, v in generator.state_dict().items()},
                        **{f"ema.{k}": v for k, v in ema.state_dict().items()},
                        **{f"d.{k}": v for k, v in discriminator.state_dict().items()},
-                       **_flatten_optimizer("gopt", g_opt), **_flatten_optimizer("dopt", d_opt),
+                       **zoo.optimizer_tensors(g_opt, "gopt"), **zoo.optimizer_tensors(d_opt, "dopt"),
                        "rng.sampler": sampler.get_state(), "rng.torch": torch.get_rng_state()}
             save_pair(checkpoint, tensors, {"iteration": iteration + 1,
                                             "seconds": time.perf_counter() - started})

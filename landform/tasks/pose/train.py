@@ -144,13 +144,10 @@ Reconstruction through the latent mean:
 
 def _checkpoint(run: Path, cfg: dict, vae: PoseVAE, optimizer, schedule, generator, step: int, seconds: float) -> None:
     tensors = {f"model.{k}": v for k, v in vae.state_dict().items()}
-    opt = optimizer.state_dict()
-    for index, state in opt["state"].items():
-        for key, value in state.items():
-            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
+    tensors.update(zoo.optimizer_tensors(optimizer))
     tensors["rng.generator"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"settings": cfg, "step": step, "seconds": seconds, "param_groups": opt["param_groups"],
+    meta = {"settings": cfg, "step": step, "seconds": seconds, "param_groups": optimizer.state_dict()["param_groups"],
             "schedule": schedule.state_dict()}
     zoo.save_pair(run / "state.safetensors", tensors, meta)
 
@@ -160,12 +157,7 @@ def _restore(run: Path, cfg: dict, vae: PoseVAE, optimizer, schedule, generator)
     if meta.get("settings") != cfg:
         raise LandformError(f"cannot resume {run}: settings differ from the checkpoint; rerun with --restart")
     vae.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    zoo.load_optimizer_tensors(optimizer, tensors, meta["param_groups"])
     schedule.load_state_dict(meta["schedule"])
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
