@@ -13,7 +13,7 @@ import torch
 
 from landform.inference import InversionResult, invert
 from landform.mapping import Mapping
-from landform.metrics import _as_curve, improvement_at, loss_at, speedup_at, steps_to_reach
+from landform.metrics import as_curve, improvement_at, loss_at, speedup_at, step_reached
 from landform.problem import Problem
 
 SWEEP_LRS = (0.5, 0.1, 0.05, 0.01, 0.001)
@@ -42,7 +42,7 @@ def summarize(baseline: torch.Tensor, landscape: torch.Tensor, *, steps: Sequenc
 
     ``baseline`` and ``landscape`` are [steps + 1, batch] per-example losses or 1-D mean curves.
     """
-    b, lnd = _as_curve(baseline), _as_curve(landscape)
+    b, lnd = as_curve(baseline), as_curve(landscape)
     last = len(b) - 1
     shown = [s for s in steps if s <= last]
     block = {
@@ -52,16 +52,12 @@ def summarize(baseline: torch.Tensor, landscape: torch.Tensor, *, steps: Sequenc
         "speedup_at_20": speedup_at(b, lnd, min(20, last)),
         "improvement_at_200": improvement_at(b, lnd, min(200, last)),
         "final_step": min(200, last),
-        "landscape_steps_to_baseline_final": _finite_or_none(steps_to_reach(lnd, float(b[last]))),
+        "landscape_steps_to_baseline_final": step_reached(lnd, float(b[last])),
         "seconds_per_step": seconds_per_step or {},
         "count": int(baseline.shape[1]) if torch.as_tensor(baseline).dim() == 2 else None,
     }
     block.update(extra or {})
     return block
-
-
-def _finite_or_none(value: float) -> float | None:
-    return None if value == float("inf") else value
 
 
 @dataclass

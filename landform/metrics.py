@@ -13,14 +13,14 @@ import torch
 Curve = torch.Tensor | Sequence[float]
 
 
-def _as_curve(curve: Curve) -> torch.Tensor:
+def as_curve(curve: Curve) -> torch.Tensor:
     values = torch.as_tensor(curve, dtype=torch.float64)
     return values.mean(dim=1) if values.dim() == 2 else values
 
 
 def loss_at(curve: Curve, steps: Sequence[int]) -> list[float]:
     """The curve's value at each of ``steps`` (steps past the end are an error, not a guess)."""
-    values = _as_curve(curve)
+    values = as_curve(curve)
     if max(steps) >= len(values):
         raise ValueError(f"step {max(steps)} is past the curve's last step {len(values) - 1}")
     return [float(values[s]) for s in steps]
@@ -28,9 +28,15 @@ def loss_at(curve: Curve, steps: Sequence[int]) -> list[float]:
 
 def steps_to_reach(curve: Curve, target: float) -> float:
     """The first step whose loss is at most ``target``; ``inf`` if the curve never gets there."""
-    values = _as_curve(curve)
+    values = as_curve(curve)
     reached = torch.nonzero(values <= target)
     return float(reached[0, 0]) if len(reached) else math.inf
+
+
+def step_reached(curve: Curve, target: float) -> int | None:
+    """``steps_to_reach`` for reports: the step as an int, or None (JSON null) if never reached."""
+    step = steps_to_reach(curve, target)
+    return None if math.isinf(step) else int(step)
 
 
 def speedup_at(baseline: Curve, landscape: Curve, k: int) -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from landform.metrics import _as_curve
+from landform.metrics import as_curve
 
 Curves = MappingType[str, torch.Tensor]
 
@@ -33,7 +33,7 @@ def write_json(path: str | Path, obj: object) -> Path:
 
 def write_curves_csv(path: str | Path, curves: Curves) -> Path:
     """One row per step, one column per named curve (mean over examples if given [steps, batch])."""
-    columns = {name: _as_curve(curve) for name, curve in curves.items()}
+    columns = {name: as_curve(curve) for name, curve in curves.items()}
     length = max(len(c) for c in columns.values())
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -68,7 +68,7 @@ def plot_curves(path: str | Path, panels: MappingType[str, Curves],
     figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
     for axis, (title, curves) in zip(axes[0], panels.items(), strict=True):
         for name, curve in curves.items():
-            values = _as_curve(curve).numpy()
+            values = as_curve(curve).numpy()
             axis.plot(range(len(values)), values, label=name, linewidth=1.8)
         for index, (name, value) in enumerate((hlines or {}).get(title, {}).items()):
             axis.axhline(value, linestyle="--", color=f"C{len(curves) + index}", label=name)

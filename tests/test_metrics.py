@@ -12,6 +12,7 @@ def test_loss_at_and_steps_to_reach():
     assert metrics.loss_at(curve, [0, 3]) == [4.0, 1.0]
     assert metrics.steps_to_reach(curve, 2.5) == 2
     assert math.isinf(metrics.steps_to_reach(curve, 0.5))
+    assert metrics.step_reached(curve, 2.5) == 2 and metrics.step_reached(curve, 0.5) is None
     with pytest.raises(ValueError):
         metrics.loss_at(curve, [4])
 

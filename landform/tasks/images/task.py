@@ -15,9 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from landform import Mapping, fit, invert, zoo
-from landform.compare import SWEEP_LRS, summarize, sweep_lr
+from landform.compare import REPORT_STEPS, SWEEP_LRS, summarize, sweep_lr
 from landform.errors import LandformError
-from landform.metrics import steps_to_reach
+from landform.metrics import step_reached
 from landform.problem import Problem
 from landform.report import plot_curves, write_curves_csv, write_json, write_text
 from landform.tasks.images.data import load_fashion_mnist, load_mnist, seeded_subset
@@ -28,7 +28,6 @@ from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
 from landform.tasks.images.perceptual import ImageLoss
 
 LANDSCAPE_NAME = "images-landscape"
-REPORT_STEPS = (0, 1, 2, 5, 10, 20, 50, 200)
 PROCESS_STEPS = (0, 1, 2, 4, 8, 16, 200)
 ENCODER_GRID_STEP = 5
 LR_Z = 0.1
@@ -100,17 +99,11 @@ def summary_block(result: dict, baseline_lr: float, sweep: dict | None) -> dict:
                                         "landscape": landscape.seconds_per_step,
                                         "encoder": result["encoder_seconds"]},
                       extra={"encoder": encoder, "baseline_lr": baseline_lr, "landscape_lr": LR_Z})
-    curve = landscape.losses.mean(1)
-    beat = steps_to_reach(curve, encoder)
-    block["steps_to_beat_encoder"] = None if beat == float("inf") else int(beat)
-    block["baseline_steps_to_beat_encoder"] = _int_or_none(steps_to_reach(baseline.losses.mean(1), encoder))
+    block["steps_to_beat_encoder"] = step_reached(landscape.losses, encoder)
+    block["baseline_steps_to_beat_encoder"] = step_reached(baseline.losses, encoder)
     if sweep is not None:
         block["lr_sweep"] = {str(k): v for k, v in sweep.items()}
     return block
-
-
-def _int_or_none(value: float) -> int | None:
-    return None if value == float("inf") else int(value)
 
 
 def process_grid(path: Path, models: ImageModels, result: dict, images: torch.Tensor, rows: int, title: str) -> None:
