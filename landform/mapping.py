@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from landform.errors import LandformError
-from landform.zoo import load_pair, save_pair
+from landform.io import load_pair, read_json, resolve_weights, save_pair
+
+# Largest width, input size or output size a saved config may ask for (a config is checked against its
+# weights' header before anything is built, so these only bound a config that comes without weights).
+MAX_SIZE = 2**24
 
 
 def _as_shape(shape: int | tuple[int, ...] | list[int]) -> tuple[int, ...]:
@@ -71,35 +75,72 @@ class Mapping(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Mapping:
-        """Rebuild a Mapping saved by ``save`` (a path with or without suffix, or its directory)."""
+        """Rebuild a Mapping saved by ``save`` (a path with or without suffix, its directory, or a checkpoint
+        directory written by ``fit``). The config is validated and checked against the weights' header
+        before any module is built; non-float or non-finite weights are refused."""
         weights_path = _weights_path(path)
-        state, config = load_pair(weights_path)
-        if config.get("kind") != "landform.Mapping":
-            raise LandformError(f"{weights_path.with_suffix('.json')} is not a landform Mapping config")
+        config_path = weights_path.with_suffix(".json")
+        if not config_path.exists() and not config_path.is_symlink() and not weights_path.exists():
+            raise LandformError(f"weights file not found: {weights_path}")
+        config = validate_config(read_json(config_path, "mapping config"), config_path)
+        state, _ = load_pair(weights_path, expected=expected_shapes(config), floating=True, finite=True)
         mapping = cls(config["z_dim"], tuple(config["x_shape"]), hidden=config["hidden"],
-                      additive=config["additive"], negative_slope=config.get("negative_slope", 0.2))
+                      additive=config["additive"], negative_slope=config["negative_slope"])
         try:
             mapping.load_state_dict(state)
         except RuntimeError as error:
+            lines = str(error).strip().splitlines()
             raise LandformError(f"weights in {weights_path} do not match their config: "
-                                f"{str(error).splitlines()[0]}") from None
+                                f"{(lines[1] if len(lines) > 1 else lines[0]).strip()}") from None
         return mapping.to(map_location)
-
 
     @staticmethod
     def config_of(path: str | Path) -> dict:
         """The JSON config saved beside a Mapping's weights (with any extra keys given to ``save``)."""
-        config_path = _weights_path(path).with_suffix(".json")
-        if not config_path.exists():
-            raise LandformError(f"mapping config not found: {config_path}")
-        try:
-            return json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise LandformError(f"corrupted config file {config_path}: {error}") from None
+        config = read_json(_weights_path(path).with_suffix(".json"), "mapping config")
+        config.pop("weights_sha256", None)
+        return config
+
+
+def _positive_int(config: dict, key: str, source: Path) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        raise LandformError(f"mapping config {source}: {key} must be an integer in [1, {MAX_SIZE}], got {value!r}")
+    return value
+
+
+def validate_config(config: Any, source: str | Path) -> dict:
+    """The fields of a Mapping config, type- and range-checked, with one-line errors."""
+    source = Path(source)
+    if not isinstance(config, dict):
+        raise LandformError(f"mapping config {source} must be a JSON object, got {type(config).__name__}")
+    if config.get("kind") != "landform.Mapping":
+        raise LandformError(f"{source} is not a landform Mapping config (kind is {config.get('kind')!r})")
+    missing = [key for key in ("z_dim", "x_shape", "hidden", "additive") if key not in config]
+    if missing:
+        raise LandformError(f"mapping config {source} lacks {', '.join(missing)}")
+    x_shape = config["x_shape"]
+    if not isinstance(x_shape, list) or not 1 <= len(x_shape) <= 8 or \
+            any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_SIZE for s in x_shape) or \
+            math.prod(x_shape) > MAX_SIZE:
+        raise LandformError(f"mapping config {source}: x_shape must be a list of 1 to 8 positive integers "
+                            f"with at most {MAX_SIZE} entries in all, got {x_shape!r}")
+    if not isinstance(config["additive"], bool):
+        raise LandformError(f"mapping config {source}: additive must be true or false, got {config['additive']!r}")
+    slope = config.get("negative_slope", 0.2)
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
+        raise LandformError(f"mapping config {source}: negative_slope must be a finite number, got {slope!r}")
+    return {"z_dim": _positive_int(config, "z_dim", source), "x_shape": list(x_shape),
+            "hidden": _positive_int(config, "hidden", source), "additive": config["additive"],
+            "negative_slope": float(slope)}
+
+
+def expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes a Mapping with ``config`` (as from ``validate_config``) holds."""
+    z, h, x = config["z_dim"], config["hidden"], math.prod(config["x_shape"])
+    return {"net.0.weight": (h, z), "net.0.bias": (h,), "net.2.weight": (h, h), "net.2.bias": (h,),
+            "net.4.weight": (x, h), "net.4.bias": (x,)}
 
 
 def _weights_path(path: str | Path) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "mapping"
-    return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
+    return resolve_weights(path, "mapping")

@@ -1,9 +1,8 @@
-import json
-
 import pytest
 import torch
 
 from landform import LandformError, Mapping, fit, invert
+from landform.fitting import checkpoint_rounds
 
 
 def _fresh(seed=0):
@@ -68,7 +67,7 @@ def test_interrupted_and_resumed_fit_equals_an_uninterrupted_one(problem, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         fit(_fresh(), interrupted, problem.loss, problem.train_observations, rounds=4,
             checkpoint_dir=tmp_path, **SMALL)
-    assert json.loads((tmp_path / "state.json").read_text())["rounds_completed"] == 2
+    assert checkpoint_rounds(tmp_path) == 2
     resumed = _fresh(seed=99)  # weights come from the checkpoint, not from this init
     result = fit(resumed, problem.forward, problem.loss, problem.train_observations, rounds=4,
                  checkpoint_dir=tmp_path, resume=True, **SMALL)
@@ -94,7 +93,7 @@ def test_non_finite_loss_stops_with_round_and_step_and_keeps_the_checkpoint(prob
             checkpoint_dir=tmp_path, **SMALL)
     saved = Mapping.load(tmp_path)
     assert all(torch.isfinite(p).all() for p in saved.parameters())
-    assert json.loads((tmp_path / "state.json").read_text())["rounds_completed"] == 2
+    assert checkpoint_rounds(tmp_path) == 2
     assert all(torch.equal(p, q) for p, q in zip(saved.parameters(), mapping.parameters(), strict=True))
 
 

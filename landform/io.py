@@ -1,0 +1,469 @@
+"""Every file landform reads or writes: safetensors + JSON pairs, bounded reads, atomic writes, checkpoints.
+
+Reads are bounded and validated: only regular files are opened (never a FIFO or a device, even through a
+link), JSON and tensor files have size caps, JSON is strict (no NaN or Infinity) and a tensor file's header
+(names, dtypes, shapes) is checked with ``safetensors.safe_open`` before any tensor is materialized.
+
+Writes are atomic: a file is written in full to ``NAME.tmp``, flushed to disk, then renamed over ``NAME``.
+A :class:`Checkpoint` is one atomic unit made of several files: a round directory ``ckpt-000012/`` is
+written complete (with a manifest of sizes and SHA-256 hashes), then the one-line pointer file ``LATEST``
+is replaced atomically; older round directories and stale temporary files are removed afterwards. A kill
+at any point leaves either the previous checkpoint or the new one, never a mix.
+
+Every change to the file system goes through :func:`_fs`, so tests can inject a failure at every point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import stat
+from collections.abc import Mapping as MappingType
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from landform.errors import LandformError
+
+MAX_JSON_BYTES = 16 * 2**20
+MAX_TENSOR_FILE_BYTES = 16 * 2**30
+POINTER = "LATEST"
+MANIFEST = "manifest.json"
+_ROUND_DIR = re.compile(r"^ckpt-(\d{6,})(?:-(\d+))?$")
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+_NUMERIC_DTYPES = _FLOAT_DTYPES | {"BOOL", "U8", "I8", "I16", "I32", "I64", "U16", "U32", "U64"}
+_SHA_KEY = "weights_sha256"  # written into X.json by save_pair, checked and removed by load_pair
+
+
+# ----------------------------------------------------------------------------------------------- writes
+
+def _fs(op: str, *args: Any) -> None:
+    """The one place that changes the file system (tests patch it to inject faults)."""
+    if op == "write":
+        path, data = args
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    elif op == "replace":
+        os.replace(*args)
+    elif op == "mkdir":
+        os.mkdir(args[0])
+    elif op == "rmtree":
+        shutil.rmtree(args[0])
+    elif op == "unlink":
+        os.unlink(args[0])
+    elif op == "fsync_dir":
+        _fsync_dir(args[0])
+    else:  # pragma: no cover - programming error
+        raise ValueError(op)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_error(path: Path, error: OSError) -> LandformError:
+    reason = error.strerror or str(error)
+    return LandformError(f"cannot write {path}: {reason}; the previous version, if any, is kept")
+
+
+def _mkdirs(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _write_error(directory, error) from None
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: ``path.tmp`` in full, flushed, then renamed over ``path``."""
+    path = Path(path)
+    _mkdirs(path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        _fs("write", tmp, data)
+        _fs("replace", tmp, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _write_error(path, error) from None
+        raise
+    _fs("fsync_dir", path.parent)
+    return path
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (strict JSON has no NaN or Infinity)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, MappingType):
+        return {str(key): json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        return json_safe(obj.item())
+    return obj
+
+
+def json_bytes(obj: Any, *, sort_keys: bool = True) -> bytes:
+    """Strict, indented JSON (non-finite floats become null)."""
+    return (json.dumps(json_safe(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n").encode()
+
+
+def write_json(path: str | Path, obj: Any, *, sort_keys: bool = True) -> Path:
+    """Atomic strict JSON."""
+    return write_bytes(path, json_bytes(obj, sort_keys=sort_keys))
+
+
+def tensor_bytes(tensors: MappingType[str, torch.Tensor], source: str | Path = "tensors") -> bytes:
+    """Tensors serialized as safetensors, in memory."""
+    try:
+        return save_safetensors_bytes({key: value.detach().cpu().contiguous() for key, value in tensors.items()})
+    except (SafetensorError, ValueError, TypeError, RuntimeError) as error:
+        raise LandformError(f"cannot serialize {source}: {_first_line(error)}") from None
+
+
+def save_pair(weights_path: str | Path, state: MappingType[str, torch.Tensor], config: MappingType[str, Any]) -> Path:
+    """Write ``X.safetensors`` and then ``X.json``, each atomically. The JSON records the weights' SHA-256,
+    so a pair whose two halves come from different saves (a crash between them) is refused on load."""
+    weights_path = Path(weights_path)
+    data = tensor_bytes(state, weights_path)
+    write_bytes(weights_path, data)
+    write_json(weights_path.with_suffix(".json"), {**config, _SHA_KEY: hashlib.sha256(data).hexdigest()})
+    return weights_path
+
+
+# ------------------------------------------------------------------------------------------------ reads
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def file_size(path: str | Path, what: str = "file", limit: int | None = None) -> int:
+    """The size of a regular file, with one-line errors for a missing path, a non-regular file (FIFO,
+    device, folder) or a file over ``limit`` bytes."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise LandformError(f"{what} not found: {path}") from None
+    except OSError as error:
+        raise LandformError(f"cannot read {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise LandformError(f"{path} is not a regular file")
+    if limit is not None and info.st_size > limit:
+        raise LandformError(f"{path} is {info.st_size} bytes, more than the {limit} allowed for a {what}")
+    return info.st_size
+
+
+def read_bytes(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """At most ``limit`` bytes of a regular file (opened without blocking, so a FIFO is refused, not read)."""
+    path = Path(path)
+    file_size(path, what, limit)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise LandformError(f"cannot read {path}: {error.strerror or error}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise LandformError(f"{path} is not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise LandformError(f"{path} is more than the {limit} bytes allowed for a {what}")
+    return data
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json(path: str | Path, what: str = "config file", limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """A strict JSON object from a regular file of at most ``limit`` bytes."""
+    path = Path(path)
+    data = read_bytes(path, limit, what)
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise LandformError(f"corrupted {what} {path}: {_first_line(error)}") from None
+    if not isinstance(value, dict):
+        raise LandformError(f"corrupted {what} {path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def tensor_header(path: str | Path, limit: int = MAX_TENSOR_FILE_BYTES,
+                  what: str = "weights file") -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{name: (dtype, shape)}`` of a safetensors file, read from its header only (no tensor is loaded)."""
+    path = Path(path)
+    size = file_size(path, what, limit)
+    if size < 8:
+        raise LandformError(f"corrupted {what} {path}: {size} bytes is too short for a safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: (handle.get_slice(key).get_dtype(), tuple(handle.get_slice(key).get_shape()))
+                    for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise LandformError(f"corrupted {what} {path}: {_first_line(error)}") from None
+
+
+def check_header(header: dict[str, tuple[str, tuple[int, ...]]], expected: MappingType[str, tuple[int, ...]],
+                 source: str | Path, floating: bool = True) -> None:
+    """Refuse a tensor file whose names or shapes differ from ``expected`` (or, with ``floating``, whose
+    tensors are not floating point), naming the first difference."""
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                ([f"unexpected {', '.join(unexpected)}"] if unexpected else [])
+        raise LandformError(f"weights in {source} do not match their config: {'; '.join(parts)}")
+    for key, shape in expected.items():
+        dtype, found = header[key]
+        if tuple(found) != tuple(shape):
+            raise LandformError(f"weights in {source} do not match their config: {key} has shape "
+                                f"{list(found)}, the config needs {list(shape)}")
+        if floating and dtype not in _FLOAT_DTYPES:
+            raise LandformError(f"weights in {source} must be floating point; {key} is {dtype}")
+
+
+def load_tensors(path: str | Path, *, limit: int = MAX_TENSOR_FILE_BYTES, what: str = "weights file",
+                 expected: MappingType[str, tuple[int, ...]] | None = None, floating: bool = False,
+                 numeric: bool = True, finite: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, after checking its header (and, if asked, every value)."""
+    path = Path(path)
+    header = tensor_header(path, limit, what)
+    if expected is not None:
+        check_header(header, expected, path, floating)
+    for key, (dtype, _shape) in header.items():
+        if floating and dtype not in _FLOAT_DTYPES:
+            raise LandformError(f"{what} {path} must hold floating point tensors; {key} is {dtype}")
+        if numeric and dtype not in _NUMERIC_DTYPES:
+            raise LandformError(f"{what} {path} holds {key} of unsupported dtype {dtype}")
+    data = read_bytes(path, limit, what)
+    try:
+        tensors = load_safetensors_bytes(data)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise LandformError(f"corrupted {what} {path}: {_first_line(error)}") from None
+    if finite:
+        for key, value in tensors.items():
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise LandformError(f"{what} {path} holds non-finite values in {key}")
+    return tensors
+
+
+def load_pair(weights_path: str | Path, *, expected: MappingType[str, tuple[int, ...]] | None = None,
+              floating: bool = False, finite: bool = False,
+              limit: int = MAX_TENSOR_FILE_BYTES) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load ``X.safetensors`` and its ``X.json`` config (``{}`` if there is none), bounded and validated,
+    with one-line errors for missing, corrupt or mismatched files."""
+    weights_path = Path(weights_path)
+    config_path = weights_path.with_suffix(".json")
+    file_size(weights_path, "weights file", limit)
+    config = read_json(config_path) if config_path.exists() or config_path.is_symlink() else {}
+    data_check = config.pop(_SHA_KEY, None)
+    state = load_tensors(weights_path, limit=limit, expected=expected, floating=floating, finite=finite)
+    if data_check is not None:
+        digest = sha256_file(weights_path, limit)
+        if digest != data_check:
+            raise LandformError(f"{weights_path} and {config_path} come from different saves (one was "
+                                "interrupted or replaced); refusing to pair them")
+    return state, config
+
+
+def sha256_file(path: str | Path, limit: int = MAX_TENSOR_FILE_BYTES) -> str:
+    return hashlib.sha256(read_bytes(path, limit)).hexdigest()
+
+
+# ------------------------------------------------------------------------------- optimizers and modules
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optimizer") -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state as flat ``prefix.INDEX.NAME`` tensors, for a safetensors checkpoint
+    (its param_groups are plain numbers: keep them in the JSON beside it)."""
+    return {f"{prefix}.{index}.{key}": torch.as_tensor(value)
+            for index, state in optimizer.state_dict()["state"].items() for key, value in state.items()}
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: MappingType[str, torch.Tensor],
+                           param_groups: list[dict] | None = None, prefix: str = "optimizer") -> None:
+    """Restore what ``optimizer_tensors`` wrote (and the saved ``param_groups``, if given); a state that does
+    not fit the optimizer's parameters is refused in one line."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    try:
+        for key, value in tensors.items():
+            if key.startswith(prefix + "."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        for index, entry in state.items():
+            if not 0 <= index < len(parameters):
+                raise ValueError(f"state for parameter {index}, the optimizer has {len(parameters)}")
+            for name, value in entry.items():
+                if value.dim() > 0 and tuple(value.shape) != tuple(parameters[index].shape):
+                    raise ValueError(f"{prefix}.{index}.{name} has shape {list(value.shape)}, the parameter "
+                                     f"{list(parameters[index].shape)}")
+        groups = param_groups if param_groups is not None else optimizer.state_dict()["param_groups"]
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise LandformError(f"the saved optimizer state does not fit: {_first_line(error)}") from None
+
+
+def load_module_state(module: torch.nn.Module, state: MappingType[str, torch.Tensor], source: str) -> None:
+    """``module.load_state_dict`` with a one-line error that names the first mismatch."""
+    expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+    found = {key: (str(value.dtype), tuple(value.shape)) for key, value in state.items()}
+    check_header(found, expected, source, floating=False)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        lines = str(error).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise LandformError(f"weights in {source} do not match the model: {detail}") from None
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+class Checkpoint:
+    """A resumable state kept in ``directory`` as one atomic unit.
+
+    ``write(step, files)`` makes ``ckpt-<step>.tmp/`` complete (every file plus a manifest with sizes and
+    SHA-256 hashes), renames it to ``ckpt-<step>/`` and then atomically replaces the pointer ``LATEST`` with
+    its name: that replacement is the commit. Older round directories and stale temporary files are
+    removed afterwards. ``current()`` follows the pointer and verifies the manifest, so a checkpoint that
+    was tampered with or half-copied is refused instead of resumed. Other files in ``directory`` are
+    never touched.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    @property
+    def pointer(self) -> Path:
+        return self.directory / POINTER
+
+    def exists(self) -> bool:
+        return self.pointer.exists() or self.pointer.is_symlink()
+
+    def current(self) -> Path | None:
+        """The verified round directory the pointer names, or None if nothing was committed yet."""
+        if not self.exists():
+            return None
+        name = read_bytes(self.pointer, 256, "checkpoint pointer").decode("utf-8", "replace").strip()
+        if not _ROUND_DIR.match(name):
+            raise LandformError(f"corrupted checkpoint pointer {self.pointer}: {name[:40]!r}")
+        folder = self.directory / name
+        if not folder.is_dir():
+            raise LandformError(f"inconsistent checkpoint in {self.directory}: {POINTER} names {name}, "
+                                "which does not exist")
+        self.verify(folder)
+        return folder
+
+    def verify(self, folder: Path) -> dict[str, Any]:
+        """The manifest of ``folder``, after checking that every file it lists is there, whole and unchanged."""
+        manifest = read_json(folder / MANIFEST, "checkpoint manifest")
+        files = manifest.get("files")
+        if not isinstance(files, dict) or not files:
+            raise LandformError(f"corrupted checkpoint manifest {folder / MANIFEST}: no files listed")
+        for name, entry in files.items():
+            path = folder / str(name)
+            if not isinstance(entry, dict) or "/" in name or name.startswith("."):
+                raise LandformError(f"corrupted checkpoint manifest {folder / MANIFEST}: bad entry {name!r}")
+            size = file_size(path, "checkpoint file")
+            if size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
+                raise LandformError(f"inconsistent checkpoint in {folder}: {name} is not the file that was "
+                                    "saved (changed or truncated); refusing to resume from it")
+        return manifest
+
+    def step(self) -> int | None:
+        """The step (round) of the committed checkpoint, or None."""
+        folder = self.current()
+        if folder is None:
+            return None
+        return int(_ROUND_DIR.match(folder.name).group(1))
+
+    def write(self, step: int, files: MappingType[str, bytes]) -> Path:
+        """Commit ``files`` as the checkpoint of ``step``; returns its round directory."""
+        _mkdirs(self.directory)
+        self.clean()
+        base = f"ckpt-{step:06d}"
+        name, suffix = base, 0
+        while (self.directory / name).exists():
+            suffix += 1
+            name = f"{base}-{suffix}"
+        final = self.directory / name
+        tmp = self.directory / (name + ".tmp")
+        manifest = {"step": step, "files": {key: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                                            for key, data in files.items()}}
+        try:
+            _fs("mkdir", tmp)
+            for key, data in files.items():
+                _fs("write", tmp / key, data)
+            _fs("write", tmp / MANIFEST, json_bytes(manifest))
+            _fs("fsync_dir", tmp)
+            _fs("replace", tmp, final)
+            _fs("fsync_dir", self.directory)
+        except OSError as error:
+            self._discard(tmp)
+            self._discard(final)
+            raise _write_error(final, error) from None
+        except BaseException:
+            self._discard(tmp)
+            raise
+        write_bytes(self.pointer, (name + "\n").encode())  # the commit
+        self.clean()
+        return final
+
+    def clean(self) -> None:
+        """Remove stale temporary files and every round directory the pointer does not name."""
+        if not self.directory.is_dir():
+            return
+        keep = None
+        if self.exists():
+            try:
+                keep = read_bytes(self.pointer, 256, "checkpoint pointer").decode("utf-8", "replace").strip()
+            except LandformError:
+                return  # a broken pointer: leave everything for the user to inspect
+        for entry in self.directory.iterdir():
+            stale_tmp = (entry.name.startswith("ckpt-") and entry.name.endswith(".tmp")) or \
+                entry.name == POINTER + ".tmp"
+            orphan = _ROUND_DIR.match(entry.name) and entry.name != keep
+            if stale_tmp or orphan:
+                self._discard(entry)
+
+    @staticmethod
+    def _discard(path: Path) -> None:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                _fs("rmtree", path)
+            elif path.exists() or path.is_symlink():
+                _fs("unlink", path)
+        except OSError:
+            pass
+
+
+def resolve_weights(path: str | Path, stem: str = "mapping") -> Path:
+    """``stem.safetensors`` of what a user names: a checkpoint directory (its committed round), a plain
+    directory, or a path with or without the ``.safetensors`` suffix."""
+    path = Path(path)
+    if path.is_dir():
+        checkpoint = Checkpoint(path)
+        folder = checkpoint.current() if checkpoint.exists() else path
+        return folder / f"{stem}.safetensors"
+    return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
