@@ -1,19 +1,31 @@
 """A fair comparison of the learned landscape with the baseline.
 
-The baseline gets the same optimizer family, its learning rate chosen by a sweep on held-out
-observations (the paper's §7.2 protocol), and the same number of F evaluations (steps + 1).
+Every method (``Method``) gets the same optimizer family and the same number of F evaluations per step;
+a method whose step size is a tuple has it chosen by a sweep on held-out observations (the paper's §7.2
+protocol). ``compare`` is the one evaluation path of the CLI and of every task; ``summarize_methods``
+writes the summary block every report shares, with 95% bootstrap intervals over examples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from landform.inference import InversionResult, invert
+from landform.errors import LandformError
+from landform.inference import Init, InversionResult, invert
 from landform.mapping import Mapping
-from landform.metrics import as_curve, improvement_at, loss_at, speedup_at, step_reached
+from landform.metrics import (
+    as_curve,
+    bootstrap_ci,
+    improvement_at,
+    loss_at,
+    seconds_to_reach,
+    speedup_at,
+    step_reached,
+    steps_to_reach,
+)
 from landform.problem import Problem
 
 SWEEP_LRS = (0.5, 0.1, 0.05, 0.01, 0.001)
@@ -36,58 +48,178 @@ def sweep_lr(forward, loss, y_val: torch.Tensor, *, lrs: Sequence[float] = SWEEP
     return best, results
 
 
-def summarize(baseline: torch.Tensor, landscape: torch.Tensor, *, steps: Sequence[int] = REPORT_STEPS,
-              seconds_per_step: dict[str, float] | None = None, extra: dict | None = None) -> dict:
-    """The summary block every report shares: losses at ``steps``, speedup at 20, improvement at the end.
+def method_stats(reference: torch.Tensor, losses: torch.Tensor, *, seconds_per_step: float | None = None,
+                 reference_seconds: float | None = None, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """How a method's per-example losses compare with the reference's ([steps + 1, n] tables of the same
+    examples): speedup at 20, improvement at the end, steps (and seconds) to reach the reference's step-20
+    and final loss, each headline with a 95% bootstrap interval over examples."""
+    ref, own = torch.as_tensor(reference, dtype=torch.float64), torch.as_tensor(losses, dtype=torch.float64)
+    last = min(200, own.shape[0] - 1)
+    k = min(20, last)
+    ref_curve, own_curve = as_curve(ref), as_curve(own)
+    stats = {"speedup_at_20": speedup_at(ref_curve, own_curve, k),
+             "improvement_at_200": improvement_at(ref_curve, own_curve, last),
+             "steps_to_baseline_20": step_reached(own_curve, float(ref_curve[k])),
+             "steps_to_baseline_200": step_reached(own_curve, float(ref_curve[last]))}
+    if seconds_per_step is not None:
+        stats["seconds_to_baseline_20"] = seconds_to_reach(own_curve, float(ref_curve[k]), seconds_per_step)
+        stats["seconds_to_baseline_200"] = seconds_to_reach(own_curve, float(ref_curve[last]), seconds_per_step)
+        if reference_seconds is not None:
+            stats["baseline_seconds_to_own_20"] = seconds_to_reach(ref_curve, float(ref_curve[k]),
+                                                                   reference_seconds)
+            stats["baseline_seconds_to_own_200"] = seconds_to_reach(ref_curve, float(ref_curve[last]),
+                                                                    reference_seconds)
+    if bootstrap and own.dim() == 2 and own.shape[1] > 1:
+        stats["speedup_at_20_ci95"] = bootstrap_ci(lambda b, o: speedup_at(b, o, k), ref, own,
+                                                   resamples=bootstrap, seed=seed)
+        stats["improvement_at_200_ci95"] = bootstrap_ci(lambda b, o: improvement_at(b, o, last), ref, own,
+                                                        resamples=bootstrap, seed=seed)
+        stats["steps_to_baseline_200_ci95"] = bootstrap_ci(
+            lambda b, o: steps_to_reach(o, float(b[last])), ref, own, resamples=bootstrap, seed=seed)
+    return stats
 
-    ``baseline`` and ``landscape`` are [steps + 1, batch] per-example losses or 1-D mean curves.
+
+def summarize_methods(losses: dict[str, torch.Tensor], *, steps: Sequence[int] = REPORT_STEPS,
+                      seconds_per_step: dict[str, float] | None = None, reference: str = "baseline",
+                      headline: str = "landscape", bootstrap: int = 1000, seed: int = 0,
+                      extra: dict | None = None) -> dict:
+    """The summary block every report shares, for any number of methods.
+
+    ``losses`` maps a method's name to its [steps + 1, n] per-example losses (or a 1-D mean curve). Each
+    method's mean loss at ``steps`` is a key of its own; the ``headline`` method's comparison with the
+    ``reference`` sits at the top level (``speedup_at_20``, ``improvement_at_200``, ...), every other
+    method's under ``methods``.
     """
-    b, lnd = as_curve(baseline), as_curve(landscape)
-    last = len(b) - 1
+    seconds = seconds_per_step or {}
+    ref = torch.as_tensor(losses[reference], dtype=torch.float64)
+    last = ref.shape[0] - 1
     shown = [s for s in steps if s <= last]
-    block = {
-        "steps": shown,
-        "baseline": loss_at(b, shown),
-        "landscape": loss_at(lnd, shown),
-        "speedup_at_20": speedup_at(b, lnd, min(20, last)),
-        "improvement_at_200": improvement_at(b, lnd, min(200, last)),
-        "final_step": min(200, last),
-        "landscape_steps_to_baseline_final": step_reached(lnd, float(b[last])),
-        "seconds_per_step": seconds_per_step or {},
-        "count": int(baseline.shape[1]) if torch.as_tensor(baseline).dim() == 2 else None,
-    }
+    block: dict = {"steps": shown}
+    for name, table in losses.items():
+        block[name] = loss_at(as_curve(table), shown)
+    for name, table in losses.items():
+        if name == reference:
+            continue
+        stats = method_stats(ref, table, seconds_per_step=seconds.get(name), reference_seconds=seconds.get(reference),
+                             bootstrap=bootstrap, seed=seed)
+        if name == headline:
+            block.update(stats)
+        else:
+            block.setdefault("methods", {})[name] = stats
+    block.update({"final_step": min(200, last), "seconds_per_step": seconds,
+                  "count": int(ref.shape[1]) if ref.dim() == 2 else None})
+    if headline in losses:
+        target = float(as_curve(ref)[last])
+        block["landscape_steps_to_baseline_final"] = step_reached(as_curve(losses[headline]), target)
     block.update(extra or {})
     return block
 
 
+def summarize(baseline: torch.Tensor, landscape: torch.Tensor, *, steps: Sequence[int] = REPORT_STEPS,
+              seconds_per_step: dict[str, float] | None = None, extra: dict | None = None,
+              bootstrap: int = 0) -> dict:
+    """``summarize_methods`` for the two-method case: ``baseline`` against ``landscape``."""
+    return summarize_methods({"baseline": baseline, "landscape": landscape}, steps=steps,
+                             seconds_per_step=seconds_per_step, bootstrap=bootstrap, extra=extra)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to invert in a comparison.
+
+    ``mapping=None`` is descent on x (Eq. 1) from ``init`` (a tensor, a function of the observations, or
+    'zeros'); with a mapping it is descent on z in ``mode`` (see ``landform.inference``). ``use_base`` adds
+    the Problem's ``base`` (x = base(y) + ...: an encoder's guess, or the defense's attacked image).
+    ``lr`` is a step size, or a tuple of them that the comparison sweeps on validation observations
+    (lowest mean loss after the last step). ``starts`` are functions of the observations giving candidate
+    starting points in X.
+    """
+
+    name: str
+    mapping: Mapping | None = None
+    mode: str = "pure"
+    lr: float | tuple[float, ...] = SWEEP_LRS
+    lr_x: float | None = None
+    init: Init | Callable[[torch.Tensor], torch.Tensor] = "zeros"
+    use_base: bool = False
+    starts: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = ()
+
+    def run(self, problem: Problem, y: torch.Tensor, lr: float, **kwargs) -> InversionResult:
+        """Invert ``y`` with this method at step size ``lr``."""
+        if self.use_base and problem.base is None:
+            raise LandformError(f"method {self.name!r} needs a Problem with a base")
+        init = self.init(y) if callable(self.init) else self.init
+        return invert(problem.forward, problem.loss, y, mapping=self.mapping, mode=self.mode, lr=lr,
+                      lr_x=self.lr_x, init=init, x_shape=problem.x_shape,
+                      base=problem.base if self.use_base else None, starts=[s(y) for s in self.starts],
+                      **kwargs)
+
+
 @dataclass
 class Comparison:
-    """Both inversions of the same observations, and their summary."""
+    """Every method's inversion of the same observations, the step sizes used, and their summary."""
 
-    baseline: InversionResult
-    landscape: InversionResult
+    results: dict[str, InversionResult]
+    lrs: dict[str, float]
+    sweeps: dict[str, dict]
     summary: dict
 
+    @property
+    def baseline(self) -> InversionResult:
+        return self.results["baseline"]
 
-def compare(problem: Problem, mapping: Mapping, y: torch.Tensor, *, y_val: torch.Tensor | None = None,
-            steps: int = 200, optimizer: str = "adam", lr_z: float = 0.1, lrs: Sequence[float] = SWEEP_LRS,
-            baseline_init: str = "zeros", landscape_init: str = "zeros", seed: int = 0,
-            device: str | None = None, progress: bool = False) -> Comparison:
-    """Invert ``y`` in X (baseline, learning rate swept on ``y_val``) and in Z with ``mapping``."""
-    common = {"optimizer": optimizer, "x_shape": problem.x_shape, "base": problem.base, "seed": seed,
-              "device": device}
-    if y_val is not None and len(lrs) > 1:
-        best_lr, sweep = sweep_lr(problem.forward, problem.loss, y_val, lrs=lrs, steps=steps,
-                                  init=baseline_init, **common)
-    else:
-        best_lr, sweep = lrs[0], {}
-    baseline = invert(problem.forward, problem.loss, y, steps=steps, lr=best_lr, init=baseline_init,
-                      progress=progress, **common)
-    landscape = invert(problem.forward, problem.loss, y, mapping=mapping, steps=steps, lr=lr_z,
-                       init=landscape_init, progress=progress, **common)
-    summary = summarize(baseline.losses, landscape.losses,
-                        seconds_per_step={"baseline": baseline.seconds_per_step,
-                                          "landscape": landscape.seconds_per_step},
-                        extra={"baseline_lr": best_lr, "landscape_lr": lr_z, "optimizer": optimizer,
-                               "lr_sweep": {str(k): v for k, v in sweep.items()}})
-    return Comparison(baseline=baseline, landscape=landscape, summary=summary)
+    @property
+    def landscape(self) -> InversionResult:
+        return self.results["landscape"]
+
+
+DEFAULT_MODE = "residual"
+
+
+def default_methods(problem: Problem, mapping: Mapping, *, mode: str = DEFAULT_MODE, lr_z: float = 0.1,
+                    lrs: Sequence[float] = SWEEP_LRS) -> list[Method]:
+    """The comparison every report makes: the baseline (descent on x, lr swept), the landscape in ``mode``
+    and, when that is not already it, the paper's pure Eq. 3 beside it."""
+    use_base = problem.base is not None
+    methods = [Method("baseline", lr=tuple(lrs), use_base=use_base),
+               Method("landscape", mapping=mapping, mode=mode, lr=lr_z, use_base=mapping.additive)]
+    if mode != "pure":
+        methods.append(Method("landscape_pure", mapping=mapping, mode="pure", lr=lr_z, use_base=mapping.additive))
+    return methods
+
+
+def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_val: torch.Tensor | None = None,
+            steps: int = 200, optimizer: str = "adam", mask: torch.Tensor | None = None,
+            snapshots: Sequence[int] = (), seed: int = 0, device: str | None = None, progress: bool = False,
+            reference: str = "baseline", headline: str = "landscape", bootstrap: int = 1000,
+            report_steps: Sequence[int] = REPORT_STEPS) -> Comparison:
+    """The one evaluation path: invert ``y`` with every method (same optimizer family, same number of F
+    evaluations per step; swept step sizes chosen on ``y_val``) and summarize against ``reference``."""
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names) or reference not in names:
+        raise LandformError(f"methods need distinct names and one named {reference!r}, got {names}")
+    common = {"optimizer": optimizer, "seed": seed, "device": device, "mask": mask}
+    results, lrs, sweeps, seconds = {}, {}, {}, {}
+    for method in methods:
+        rates = method.lr if isinstance(method.lr, tuple) else (method.lr,)
+        if len(rates) > 1 and y_val is not None:
+            sweeps[method.name] = {}
+            for rate in rates:
+                curve = method.run(problem, y_val, rate, steps=steps, allow_nonfinite=True, **common).losses.mean(1)
+                finite = torch.nan_to_num(curve, nan=float("inf"))
+                sweeps[method.name][rate] = {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1])}
+            lrs[method.name] = min(sweeps[method.name], key=lambda r: sweeps[method.name][r]["final"])
+        else:
+            lrs[method.name] = rates[0]
+        results[method.name] = method.run(problem, y, lrs[method.name], steps=steps, snapshots=tuple(snapshots),
+                                          progress=progress, **common)
+        seconds[method.name] = results[method.name].seconds_per_step
+    summary = summarize_methods({name: r.losses for name, r in results.items()}, steps=report_steps,
+                                seconds_per_step=seconds, reference=reference, headline=headline,
+                                bootstrap=bootstrap, seed=seed,
+                                extra={"lr": lrs, "optimizer": optimizer,
+                                       "evaluations": {name: r.evaluations for name, r in results.items()},
+                                       "lr_sweep": {name: {str(k): v for k, v in sweep.items()}
+                                                    for name, sweep in sweeps.items()}})
+    summary["baseline_lr"] = lrs[reference]
+    return Comparison(results=results, lrs=lrs, sweeps=sweeps, summary=summary)

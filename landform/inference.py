@@ -1,9 +1,24 @@
-"""Optimization-based inference: Eq. 1 (optimize x) and Eq. 3 (optimize z, x = Θ(z))."""
+"""Optimization-based inference: Eq. 1 (optimize x), Eq. 3 (optimize z, x = Θ(z)) and the never-worse modes.
+
+Modes with a mapping (``MODES``):
+
+- ``"pure"``: the paper's Eq. 3, only z is optimized and x = Θ(z) stays on Θ's image.
+- ``"residual"`` (the default of the CLI and the reports): x = Θ(z) + δ, z and δ optimized together, δ from 0.
+  Θ gives the fast early descent; δ lets x leave Θ's image, so the end point is not limited by what Θ
+  can draw (the paper's Appendix D: Θ need not be surjective).
+- ``"handoff"``: Eq. 3 for ``handoff`` steps, then descent on x from there.
+
+``starts`` adds candidate starting points in X (e.g. the baseline's start or an encoder's guess): each is
+evaluated once by F (forward only), and every example starts from the best of Θ's start and the candidates;
+an example that starts at a candidate is refined by descent on x alone, so it is never behind the
+baseline that starts there.
+"""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +30,8 @@ from landform.mapping import Mapping
 Forward = Callable[[torch.Tensor], torch.Tensor]
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Init = str | torch.Tensor
+Start = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+MODES = ("pure", "residual", "handoff")
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -32,7 +49,9 @@ class InversionResult:
 
     ``losses[t, i]`` is example i's loss at step t (row 0 before any update), so ``losses.mean(1)``
     is the loss curve the paper plots. ``z`` is None for the baseline. ``snapshots[t]`` is x at step t
-    for each step asked for with ``snapshots=``.
+    for each step asked for with ``snapshots=``. ``evaluations`` counts F's evaluations per example
+    (steps + 1, plus one forward pass per start candidate); ``start`` is each example's chosen start
+    (0: Θ's, k: the k-th candidate), None without candidates.
     """
 
     x: torch.Tensor
@@ -41,6 +60,8 @@ class InversionResult:
     seconds_per_step: float
     y_hat: torch.Tensor
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    evaluations: int = 0
+    start: torch.Tensor | None = None
 
 
 def resolve_optimizer(optimizer: str | type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
@@ -113,29 +134,54 @@ def objective(forward: Forward, loss: Loss, x: torch.Tensor, y: torch.Tensor,
     return check_loss_values(loss(compared, y), y.shape[0]), y_hat
 
 
+def _check_rate(name: str, value: float) -> float:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise LandformError(f"{name} must be a finite number > 0, got {value}")
+    return float(value)
+
+
 def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | None = None,
-           steps: int = 200, optimizer: str | type[torch.optim.Optimizer] = "adam", lr: float = 0.1,
+           mode: str = "pure", steps: int = 200, optimizer: str | type[torch.optim.Optimizer] = "adam",
+           lr: float = 0.1, lr_x: float | None = None, handoff: int = 10, starts: Sequence[Start] = (),
            init: Init = "zeros", init_scale: float = 1.0, x_shape: tuple[int, ...] | None = None,
            base: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None,
            mask: torch.Tensor | None = None, seed: int = 0, device: str | torch.device | None = None,
            progress: bool = False, optimizer_kwargs: dict | None = None,
-           snapshots: tuple[int, ...] | list[int] = ()) -> InversionResult:
+           snapshots: tuple[int, ...] | list[int] = (), allow_nonfinite: bool = False) -> InversionResult:
     """Invert ``forward`` for the batch of observations ``y`` by gradient descent.
 
     Without ``mapping`` the variable is x itself (Eq. 1, the baseline; ``x = base + v`` when a base is
-    given). With one, it is z and ``x = mapping(z)`` (Eq. 3). The loss is summed over the batch, so with
-    an element-wise optimizer (Adam, SGD, ...) every example takes its own steps and its result does not
-    depend on the rest of the batch. ``seed`` fixes the Gaussian init and any randomness inside the
-    forward model or the loss. ``snapshots`` lists steps at which to keep x (to show the optimization).
+    given). With one, it is z and ``x = mapping(z)`` (Eq. 3, ``mode="pure"``), or one of the never-worse
+    modes of the module docstring (``lr_x`` is the step size on x, default ``lr``). The loss is summed over
+    the batch, so with an element-wise optimizer (Adam, SGD, ...) every example takes its own steps and its
+    result does not depend on the rest of the batch. ``seed`` fixes the Gaussian init and any randomness
+    inside the forward model or the loss. ``snapshots`` lists steps at which to keep x. A loss that turns
+    non-finite is an error unless ``allow_nonfinite`` (learning-rate sweeps).
     """
-    if steps < 0:
-        raise LandformError(f"steps must be >= 0, got {steps}")
+    if not isinstance(steps, int) or steps < 0:
+        raise LandformError(f"steps must be an integer >= 0, got {steps}")
+    if mode not in MODES:
+        raise LandformError(f"unknown inference mode {mode!r}; use one of {', '.join(MODES)}")
+    if mapping is None and (mode != "pure" or len(starts)):
+        raise LandformError(f"mode {mode!r} and starts= need a mapping (Θ); without one invert is plain descent")
+    lr = _check_rate("lr", lr)
+    lr_x = lr if lr_x is None else _check_rate("lr_x", lr_x)
+    if mode == "handoff" and not (isinstance(handoff, int) and handoff >= 0):
+        raise LandformError(f"handoff must be an integer >= 0, got {handoff}")
     optimizer_class = resolve_optimizer(optimizer)
     device = torch.device(device) if device is not None else y.device
     y = y.detach().to(device)
+    if y.dim() == 0 or y.shape[0] == 0:
+        raise LandformError(f"no observations to invert (shape {tuple(y.shape)})")
+    if not torch.isfinite(y).all():
+        raise LandformError("the observations contain NaN or Inf")
     batch = y.shape[0]
     if mask is not None:
-        mask = torch.broadcast_to(mask.to(device=device, dtype=torch.bool), y.shape)
+        try:
+            mask = torch.broadcast_to(mask.to(device=device, dtype=torch.bool), y.shape)
+        except RuntimeError:
+            raise LandformError(f"a mask of shape {tuple(mask.shape)} does not fit observations of shape "
+                                f"{tuple(y.shape)}") from None
         if not mask.reshape(batch, -1).any(dim=1).all():
             raise LandformError("the mask hides every entry of at least one observation")
     if isinstance(forward, torch.nn.Module):
@@ -147,7 +193,7 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
         variable = initial_variable(init, (batch, *shape), init_scale=init_scale, seed=seed, device=device,
                                     dtype=y.dtype)
 
-        def to_x(v: torch.Tensor) -> torch.Tensor:
+        def on_manifold(v: torch.Tensor) -> torch.Tensor:
             return v if base_value is None else base_value + v
     else:
         check_mapping_output(mapping, x_shape)
@@ -157,42 +203,101 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
         if mapping.additive and base_value is None:
             raise LandformError("an additive mapping needs base= (x = base + Θ(z))")
 
-        def to_x(v: torch.Tensor) -> torch.Tensor:
+        def on_manifold(v: torch.Tensor) -> torch.Tensor:
             return mapping(v, base_value) if mapping.additive else mapping(v)
 
+    with torch.no_grad():
+        start_x = on_manifold(variable)
+    uses_delta = mode in ("residual", "handoff") or len(starts) > 0
+    delta = torch.zeros_like(start_x) if uses_delta else None
+    chosen, evaluations = None, steps + 1
+    z_frozen = torch.zeros(batch, dtype=torch.bool, device=device)
+    if len(starts):
+        chosen = _choose_starts(forward, loss, y, mask, start_x, starts)
+        evaluations += len(starts)
+        with torch.no_grad():
+            for k, candidate in enumerate(starts, start=1):
+                picked = chosen == k
+                delta[picked] = _start_value(candidate, y, start_x)[picked] - start_x[picked]
+        z_frozen = chosen > 0
+
+    def to_x(v: torch.Tensor) -> torch.Tensor:
+        return on_manifold(v) if delta is None else on_manifold(v) + delta
+
     variable.requires_grad_(True)
-    opt = optimizer_class([variable], lr=lr, **(optimizer_kwargs or {}))
+    groups = [{"params": [variable], "lr": lr}]
+    if delta is not None:
+        delta.requires_grad_(True)
+        groups.append({"params": [delta], "lr": lr_x})
+    opt = optimizer_class(groups, **(optimizer_kwargs or {}))
     losses = torch.empty(steps + 1, batch, dtype=y.dtype)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         state: dict[str, torch.Tensor] = {}
         kept: dict[int, torch.Tensor] = {}
+        # Which examples move δ now: all of them in the residual mode (and after a handoff), only those
+        # that start at a candidate otherwise.
+        delta_moves = {"all": mode == "residual" or (mode == "handoff" and handoff == 0)}
 
         def closure() -> torch.Tensor:
             values, _ = objective(forward, loss, to_x(variable), y, mask)
             state.setdefault("values", values.detach())
             total = values.sum()
-            # Only the variable's gradient: Θ's and F's parameters get no .grad and cost no work.
-            (variable.grad,) = torch.autograd.grad(total, [variable])
+            # Only the variables' gradients: Θ's and F's parameters get no .grad and cost no work.
+            grads = torch.autograd.grad(total, [variable] if delta is None else [variable, delta])
+            variable.grad = grads[0].masked_fill(z_frozen.view(-1, *[1] * (variable.dim() - 1)), 0)
+            if delta is not None:
+                still = torch.zeros_like(z_frozen) if delta_moves["all"] else ~z_frozen
+                delta.grad = grads[1].masked_fill(still.view(-1, *[1] * (delta.dim() - 1)), 0)
             return total
 
         start = time.perf_counter()
         for step in tqdm(range(steps), disable=not progress, desc="invert", leave=False, delay=1.0):
+            if mode == "handoff" and step == handoff and handoff > 0:
+                opt.param_groups[0]["lr"] = 0.0  # z stops; x = Θ(z_k) + δ continues with a fresh optimizer
+                opt.state[delta] = {}
+                delta_moves["all"] = True
             state.clear()
             if step in snapshots:
                 with torch.no_grad():
                     kept[step] = to_x(variable).detach().clone()
             opt.step(closure)
             losses[step] = state["values"].cpu()
+            if not allow_nonfinite and not torch.isfinite(losses[step]).all():
+                raise LandformError(f"the loss became non-finite at step {step} (NaN or Inf from the forward "
+                                    f"model or the loss; try a smaller learning rate)")
         elapsed = time.perf_counter() - start
         with torch.no_grad():
             x = to_x(variable)
             final, y_hat = objective(forward, loss, x, y, mask)
         losses[steps] = final.cpu()
+        if not allow_nonfinite and not torch.isfinite(losses[steps]).all():
+            raise LandformError(f"the loss became non-finite at step {steps} (try a smaller learning rate)")
         if steps in snapshots:
             kept[steps] = x.detach().clone()
     return InversionResult(x=x.detach(), z=None if mapping is None else variable.detach(), losses=losses,
-                           seconds_per_step=elapsed / max(steps, 1), y_hat=y_hat.detach(), snapshots=kept)
+                           seconds_per_step=elapsed / max(steps, 1), y_hat=y_hat.detach(), snapshots=kept,
+                           evaluations=evaluations, start=None if chosen is None else chosen.cpu())
+
+
+def _start_value(candidate: Start, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    value = candidate(y) if callable(candidate) else candidate
+    value = torch.as_tensor(value).detach().to(device=like.device, dtype=like.dtype)
+    try:
+        return torch.broadcast_to(value, like.shape)
+    except RuntimeError:
+        raise LandformError(f"a start candidate of shape {tuple(value.shape)} does not fit x of shape "
+                            f"{tuple(like.shape)}") from None
+
+
+def _choose_starts(forward: Forward, loss: Loss, y: torch.Tensor, mask: torch.Tensor | None,
+                   landscape_start: torch.Tensor, starts: Sequence[Start]) -> torch.Tensor:
+    """Per example, the index of the best start (0: Θ's own, k: the k-th candidate), one F pass each."""
+    with torch.no_grad():
+        values = [objective(forward, loss, landscape_start, y, mask)[0]]
+        values += [objective(forward, loss, _start_value(c, y, landscape_start), y, mask)[0] for c in starts]
+    table = torch.nan_to_num(torch.stack(values), nan=float("inf"))
+    return table.argmin(dim=0)
 
 
 def _baseline_shape(init: Init, x_shape: tuple[int, ...] | None,

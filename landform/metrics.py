@@ -57,3 +57,30 @@ def improvement_at(baseline: Curve, landscape: Curve, k: int) -> float:
     """Relative improvement at step k: 1 - landscape / baseline (Tables 4-6)."""
     b, lnd = loss_at(baseline, [k])[0], loss_at(landscape, [k])[0]
     return 1.0 - lnd / b if b != 0 else 0.0
+
+
+def bootstrap_ci(statistic, *per_example: torch.Tensor, resamples: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> list[float | None]:
+    """A percentile bootstrap interval over examples for ``statistic(*mean_curves)``.
+
+    Each of ``per_example`` is a [steps + 1, n] loss table over the same n examples; every resample draws
+    n example indices with replacement and applies the statistic to the resampled mean curves. Resamples
+    where the statistic is not finite (never reached) count as +inf, so an interval may be open above
+    (``None``).
+    """
+    n = per_example[0].shape[1]
+    rng = torch.Generator().manual_seed(seed)
+    index = torch.randint(n, (resamples, n), generator=rng)
+    tables = [torch.as_tensor(t, dtype=torch.float64) for t in per_example]
+    means = [t[:, index].mean(dim=2).T for t in tables]  # [resamples, steps + 1] each
+    values = torch.tensor([statistic(*(m[r] for m in means)) for r in range(resamples)], dtype=torch.float64)
+    values = torch.nan_to_num(values, nan=math.inf)
+    alpha = (1 - level) / 2
+    low, high = torch.quantile(values, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
+    return [None if math.isinf(v) else v for v in (low, high)]
+
+
+def seconds_to_reach(curve: Curve, target: float, seconds_per_step: float) -> float | None:
+    """Wall-clock time-to-quality: steps to reach ``target`` times the seconds one step costs (None: never)."""
+    step = steps_to_reach(curve, target)
+    return None if math.isinf(step) else step * seconds_per_step

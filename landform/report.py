@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Mapping as MappingType
 from pathlib import Path
@@ -27,8 +26,10 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, obj: object) -> Path:
-    """Atomic, indented JSON."""
-    return write_text(path, json.dumps(obj, indent=2) + "\n")
+    """Atomic, indented, strict JSON: NaN and Infinity, which strict parsers reject, are written as null."""
+    from landform.io import write_json as write_strict_json
+
+    return write_strict_json(path, obj, sort_keys=False)
 
 
 def write_curves_csv(path: str | Path, curves: Curves) -> Path:
@@ -84,17 +85,52 @@ def plot_curves(path: str | Path, panels: MappingType[str, Curves],
     return save_figure(figure, path, dpi=120)
 
 
+METHOD_KEYS = ("baseline", "encoder_init", "landscape", "landscape_pure")
+
+
+def _methods_in(block: dict) -> list[str]:
+    """The methods whose curves a summary block holds: the known ones first, in a fixed order."""
+    named = [m for m in METHOD_KEYS if m in block]
+    others = [m for m in block.get("methods", {}) if m not in named and m in block]
+    return named + others
+
+
+def _interval(values: list | None, percent: bool = False) -> str:
+    if not values:
+        return ""
+    scale = 100 if percent else 1
+    show = ["open" if v is None else (f"{scale * v:.1f}" if percent else f"{v:.3g}") for v in values]
+    return f" [{show[0]}, {show[1]}]"
+
+
 def summary_table(block: dict, steps: list[int] | None = None) -> str:
-    """A markdown table of baseline and landscape loss at ``steps`` from a ``compare.summarize`` block."""
-    steps = steps or block["steps"]
+    """The one table renderer (markdown, also what the CLI prints): every method's mean loss at ``steps``
+    with its seconds per step, then each method's speedup, improvement and time-to-quality against the
+    baseline with 95% bootstrap intervals. ``block`` is a ``compare.summarize_methods`` block."""
+    steps = [s for s in (steps or block["steps"]) if s in block["steps"]]
     index = [block["steps"].index(s) for s in steps]
-    lines = ["| method | " + " | ".join(f"step {s}" for s in steps) + " | s/step |",
+    seconds = block.get("seconds_per_step", {})
+    lines = ["| method | " + " | ".join(f"step {s}" for s in steps) + " | ms/step |",
              "|---" * (len(steps) + 2) + "|"]
-    for method in ("baseline", "landscape"):
+    for method in _methods_in(block):
         values = " | ".join(f"{block[method][i]:.4g}" for i in index)
-        lines.append(f"| {method} | {values} | {block['seconds_per_step'][method]:.2e} |")
+        timing = f"{1e3 * seconds[method]:.1f}" if method in seconds else ""
+        lines.append(f"| {method} | {values} | {timing} |")
     lines.append("")
-    lines.append(f"speedup at 20: {block['speedup_at_20']:.2f}x; improvement at step {block['steps'][-1]}: "
-                 f"{100 * block['improvement_at_200']:.1f}%; baseline lr {block.get('baseline_lr')} "
-                 f"(swept), {block['count']} examples")
+    stats = {"landscape": block} if "speedup_at_20" in block else {}
+    stats.update(block.get("methods", {}))
+    count = block.get("count")
+    lines.append(f"Against the baseline (lr {block.get('baseline_lr')}, swept){f', {count} examples' if count else ''}"
+                 "; [95% bootstrap interval over examples]:")
+    lines.append("")
+    for method, values in stats.items():
+        if "speedup_at_20" not in values:
+            continue
+        seconds_200 = values.get("seconds_to_baseline_200")
+        lines.append(
+            f"- {method}: speedup at 20 {values['speedup_at_20']:.2f}x{_interval(values.get('speedup_at_20_ci95'))}; "
+            f"improvement at step {block.get('final_step', 200)} {100 * values['improvement_at_200']:.1f}%"
+            f"{_interval(values.get('improvement_at_200_ci95'), percent=True)}; reaches the baseline's final loss "
+            f"at step {values.get('steps_to_baseline_200')}"
+            + (f" ({seconds_200:.2f} s)" if seconds_200 is not None else ""))
     return "\n".join(lines)

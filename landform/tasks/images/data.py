@@ -94,3 +94,74 @@ def seeded_subset(images: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     """A fixed random subset of ``count`` images."""
     index = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))[:count]
     return images[index]
+
+
+# Photographs bundled with scikit-image (and scikit-learn), split by photograph: Θ may see crops of the
+# training ones, never of the held-out ones, which stay an unseen set for evaluation.
+TRAIN_PHOTOS = ("astronaut", "camera", "coffee", "horse", "brick", "grass", "gravel", "moon", "coins", "page",
+                "text", "hubble_deep_field", "retina", "immunohistochemistry", "cell", "clock", "logo")
+HELD_OUT_PHOTOS = ("chelsea", "rocket", "china.jpg", "flower.jpg")
+
+
+def _photo(name: str) -> np.ndarray:
+    """A bundled photograph as a grayscale float array in [0, 1]."""
+    if name.endswith(".jpg"):
+        from sklearn.datasets import load_sample_image
+
+        image = load_sample_image(name)
+    else:
+        import skimage.data
+
+        image = getattr(skimage.data, name)()
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 3:
+        image = image[..., :3].mean(axis=2)
+    return (image - image.min()) / max(float(image.max() - image.min()), 1e-6)
+
+
+def photo_crops(names: tuple[str, ...], count: int, seed: int) -> torch.Tensor:
+    """``count`` random square crops (side 28 px to the whole short edge) of the named photographs,
+    resized to 28x28: [count, 1, 28, 28] in [0, 1]."""
+    rng = torch.Generator().manual_seed(seed)
+    photos = [torch.from_numpy(_photo(name)) for name in names]
+    crops = []
+    for i in range(count):
+        photo = photos[int(torch.randint(len(photos), (1,), generator=rng))] if i >= len(photos) else photos[i]
+        h, w = photo.shape
+        side = int(torch.randint(28, min(h, w) + 1, (1,), generator=rng))
+        top = int(torch.randint(h - side + 1, (1,), generator=rng))
+        left = int(torch.randint(w - side + 1, (1,), generator=rng))
+        crop = photo[top:top + side, left:left + side][None, None]
+        crops.append(torch.nn.functional.interpolate(crop, size=(28, 28), mode="area")[0])
+    return torch.stack(crops).clamp(0, 1)
+
+
+def faces(count: int, seed: int) -> torch.Tensor:
+    """Faces from scikit-image's bundled LFW subset (200 images, 25x25), resized to 28x28."""
+    import skimage.data
+
+    images = torch.from_numpy(skimage.data.lfw_subset().astype(np.float32))[:, None]
+    images = torch.nn.functional.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False)
+    return seeded_subset(images.clamp(0, 1), count, seed)
+
+
+def white_noise(count: int, seed: int) -> torch.Tensor:
+    """Pure noise images: i.i.d. uniform pixels (the far end of the paper's Table 5)."""
+    return torch.rand(count, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def smooth_noise(count: int, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise low-pass filtered at a random scale and stretched to [0, 1] (training only: the
+    white noise of ``white_noise`` stays unseen)."""
+    scale = int(torch.randint(2, 15, (1,), generator=generator))
+    coarse = torch.randn(count, 1, scale, scale, generator=generator)
+    images = torch.nn.functional.interpolate(coarse, size=(28, 28), mode="bicubic", align_corners=False)
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    high = images.amax(dim=(1, 2, 3), keepdim=True)
+    return (images - low) / (high - low + 1e-6)
+
+
+def with_noise(images: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
+    """``images`` plus Gaussian noise of standard deviation ``sigma``, clipped to [0, 1] (Table 4)."""
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
+    return (images + sigma * noise).clamp(0, 1)

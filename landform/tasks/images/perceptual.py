@@ -153,14 +153,21 @@ class ImageLoss(nn.Module):
         self.use_perceptual, self.layers, self.size = perceptual, tuple(layers), size
         self.network = load_efficientnet(str(device)) if perceptual else None
 
+    def unit_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Channel-normalized features at each tap (LPIPS-style)."""
+        if images.shape[-1] != self.size:
+            images = functional.interpolate(images, size=(self.size, self.size), mode="bilinear",
+                                            align_corners=False)
+        return [feature / (feature.pow(2).sum(dim=1, keepdim=True) + 1e-10).sqrt()
+                for feature in self.network.features(imagenet_normalize(images), self.layers)]
+
     def perceptual(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        both = torch.cat([a, b])
-        if both.shape[-1] != self.size:
-            both = functional.interpolate(both, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        """Perceptual distance; the observations' features need no gradient, so they build no graph (this
+        halves the backward pass of every inversion and fitting step)."""
+        with torch.no_grad():
+            target = self.unit_features(b)
         total = torch.zeros(a.shape[0], device=a.device)
-        for feature in self.network.features(imagenet_normalize(both), self.layers):
-            unit = feature / (feature.pow(2).sum(dim=1, keepdim=True) + 1e-10).sqrt()
-            fa, fb = unit.chunk(2)
+        for fa, fb in zip(self.unit_features(a), target, strict=True):
             total = total + (fa - fb).pow(2).sum(dim=1).mean(dim=(1, 2))
         return total
 

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landform import invert
-from landform.compare import SWEEP_LRS, sweep_lr
+from landform.compare import DEFAULT_MODE
 from landform.errors import LandformError
-from landform.report import plot_curves, write_curves_csv, write_json
+from landform.report import plot_curves, summary_table, write_curves_csv, write_json
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
 from landform.tasks.images.figures import save_labeled_grid
-from landform.tasks.images.task import LR_Z, _baseline_init, load_models, run_comparison, summary_block
+from landform.tasks.images.task import LR_Z, load_models, run_comparison, summary_block
 from landform.zoo import save_pair
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -56,16 +55,18 @@ def load_images(files: list[Path], announce: bool = True) -> torch.Tensor:
 
 
 def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = 200,
-                  progress: bool = True) -> None:
-    """Invert a user's images in the learned landscape; write reconstructions, latents and losses."""
+                  progress: bool = True, mode: str = DEFAULT_MODE) -> None:
+    """Invert a user's images with the default landscape (or ``mode``); write reconstructions, latents and
+    losses."""
     files = image_files(inputs)
     images = load_images(files)
     models = load_models(device)
-    result = invert(models.generator, models.loss, images, mapping=models.mapping, steps=steps, lr=LR_Z,
-                    seed=seed, device=device, progress=progress)
+    method = next(m for m in models.methods(mode) if m.name == ("landscape_pure" if mode == "pure" else "landscape"))
+    result = method.run(models.problem(), images, LR_Z, steps=steps, seed=seed, device=device, progress=progress)
     out = Path(out)
     save_pair(out / "latents.safetensors", {"w": result.x, "z": result.z, "reconstruction": result.y_hat},
-              {"files": [str(f) for f in files], "steps": steps, "final_loss": result.losses[-1].tolist()})
+              {"files": [str(f) for f in files], "steps": steps, "mode": mode,
+               "final_loss": result.losses[-1].tolist()})
     grid = [[images[i], result.y_hat[i].cpu()] for i in range(len(files))]
     save_labeled_grid(out / "reconstructions.png", grid, [f.name for f in files], ["input", f"ours, step {steps}"])
     for file, loss in zip(files, result.losses[-1].tolist(), strict=True):
@@ -74,29 +75,29 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
 
 
 def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = 200,
-                   progress: bool = True) -> dict:
-    """Baseline vs learned landscape vs encoder on a user's images; writes curves and summary.json."""
+                   progress: bool = True, mode: str = DEFAULT_MODE) -> dict:
+    """Every method of the image report (baseline, encoder_init, ours in ``mode`` and pure Eq. 3) on a
+    user's images, step sizes swept on Fashion-MNIST validation images; writes curves and summary.json."""
     files = image_files(inputs)
     images = load_images(files)
     models = load_models(device)
-    val = seeded_subset(load_fashion_mnist("val")[0], 16, seed)
-    baseline_lr, sweep = sweep_lr(models.generator, models.loss, val, lrs=SWEEP_LRS, steps=steps, seed=seed,
-                                  init=_baseline_init(models, val.shape[0]), device=device)
-    result = run_comparison(models, images, baseline_lr=baseline_lr, steps=steps, seed=seed, device=device,
-                            progress=progress)
-    block = summary_block(result, baseline_lr, sweep)
+    val = seeded_subset(load_fashion_mnist("val")[0], 8, seed)
+    comparison, encoder = run_comparison(models, images, val, steps=steps, seed=seed, device=device,
+                                         progress=progress, mode=mode)
+    block = summary_block(comparison, encoder)
     out = Path(out)
-    curves = {"baseline": result["baseline"].losses, "landscape": result["landscape"].losses}
+    curves = {name: result.losses for name, result in comparison.results.items()}
     write_curves_csv(out / "curves.csv", {**curves, "encoder": torch.full((steps + 1,), block["encoder"])})
     plot_curves(out / "curves.png", {"your images": curves}, hlines={"your images": {"encoder": block["encoder"]}})
-    rows = [[images[i], result["baseline"].y_hat[i].cpu(), result["landscape"].y_hat[i].cpu(), result["encoded"][i]]
+    results = comparison.results
+    rows = [[images[i], results["baseline"].y_hat[i].cpu(), results["encoder_init"].y_hat[i].cpu(),
+             results["landscape"].y_hat[i].cpu(), results["landscape_pure"].y_hat[i].cpu(), encoder["encoded"][i]]
             for i in range(len(files))]
     save_labeled_grid(out / "reconstructions.png", rows, [f.name for f in files],
-                      ["input", f"baseline, step {steps}", f"ours, step {steps}", "encoder"])
+                      ["input", "baseline", "encoder_init", "ours", "ours (Eq. 3)", "encoder"])
     summary = {"user": block, "files": [str(f) for f in files]}
     write_json(out / "summary.json", summary)
-    from landform.cli import print_table
-
-    print_table(f"your {len(files)} images: mean loss (Eq. 5)", block)
+    print(f"your {len(files)} images: mean loss (Eq. 5)")
+    print(summary_table(block, [s for s in (0, 1, 2, 5, 10, 20, 200) if s in block["steps"]]))
     print(f"wrote {out}/curves.csv, curves.png, reconstructions.png, summary.json")
     return summary

@@ -24,7 +24,7 @@ def test_shipped_generator_draws_varied_images_in_range():
 def test_weights_that_do_not_match_the_model(tmp_path):
     state = Generator(channels=32).state_dict()
     zoo.save_pair(tmp_path / "g.safetensors", state, {"noise_dim": 64, "w_dim": 64, "channels": 64})
-    with pytest.raises(LandformError, match="do not match the model"):
+    with pytest.raises(LandformError, match="do not match"):
         load_generator(tmp_path / "g.safetensors")
 
 
@@ -36,19 +36,32 @@ def test_every_shipped_image_model_has_a_card_with_its_command():
 
 
 def test_demo_writes_the_report_with_the_issue_keys(tmp_path):
-    summary = demo(tmp_path, count=3, val_count=2, steps=6, progress=False)
+    summary = demo(tmp_path, count=4, val_count=2, steps=6, progress=False, spectrum_count=3)
     for split in ("in_distribution", "ood"):
         block = summary[split]
-        for key in ("steps", "baseline", "landscape", "encoder", "speedup_at_20", "improvement_at_200",
-                    "steps_to_beat_encoder", "seconds_per_step", "count"):
+        for key in ("steps", "baseline", "landscape", "landscape_pure", "encoder_init", "encoder_init_lr",
+                    "encoder", "speedup_at_20", "speedup_at_20_ci95", "improvement_at_200",
+                    "improvement_at_200_ci95", "steps_to_beat_encoder", "seconds_per_step", "count",
+                    "seconds_to_baseline_20", "seconds_to_baseline_200", "steps_to_baseline_200"):
             assert key in block, key
-        assert block["count"] == 3 and block["steps"] == [0, 1, 2, 5]
+        assert block["count"] == 4 and block["steps"] == [0, 1, 2, 5]
         assert block["baseline_lr"] in (0.5, 0.1, 0.05, 0.01, 0.001)
+        assert block["encoder_init_lr"] in (0.5, 0.1, 0.05, 0.01, 0.001)
+        assert block["encoder_init"][0] == pytest.approx(block["encoder"], rel=1e-4)  # starts at E(y)
+        low, high = block["improvement_at_200_ci95"]
+        assert low <= block["improvement_at_200"] <= high
+        # The default mode starts at the better of E(y) + Θ(0) and the mean w, image by image.
+        assert block["landscape"][0] <= min(block["baseline"][0], block["landscape_pure"][0]) + 1e-6 or \
+            block["landscape"][0] <= block["encoder_init"][0] + 1e-6
+    rows = summary["spectrum"]["rows"]
+    assert {"fashion (in distribution)", "mnist", "white noise", "faces (LFW)"} <= set(rows)
+    assert rows["mnist"]["improvement_at_200"] == summary["ood"]["improvement_at_200"]
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["in_distribution"]["landscape"] == summary["in_distribution"]["landscape"]
-    for name in ("curves.png", "curves.csv", "process_in_distribution.png", "process_ood.png",
+    for name in ("curves.png", "curves.csv", "process_in_distribution.png", "process_ood.png", "spectrum.png",
                  "encoder_vs_ours_in_distribution.png", "completions.png", "summary.md"):
         assert (tmp_path / name).stat().st_size > 100, name
+    assert "encoder_init" in (tmp_path / "summary.md").read_text()
     assert summary["completions"]["hidden_pixel_std_across_hypotheses"]["top half observed"] > 0
 
 
@@ -82,7 +95,8 @@ def test_user_images_any_size_and_colour(tmp_path, capsys):
     with pytest.raises(LandformError, match="no such image"):
         invert_inputs([str(tmp_path / "missing.png")], tmp_path / "bad", steps=1, progress=False)
     summary = compare_inputs([str(tmp_path / "photo.png")], tmp_path / "cmp", steps=4, progress=False)
-    assert set(summary["user"]) >= {"baseline", "landscape", "encoder", "speedup_at_20", "improvement_at_200"}
+    assert set(summary["user"]) >= {"baseline", "encoder_init", "landscape", "landscape_pure", "encoder",
+                                    "speedup_at_20", "improvement_at_200"}
     assert (tmp_path / "cmp" / "curves.png").exists()
 
 
