@@ -2,28 +2,64 @@
 
 Fit Θ: Z → X once (``fit``, Algorithm 1 of "Landscape Learning for Neural Network Inversion"), then
 invert a frozen forward model F in a few steps by optimizing z with x = Θ(z) (``invert``).
+
+The names below are imported on first use, so ``import landform`` (and the ``landform`` command's
+start-up, which a Ctrl-C may interrupt) does not load torch until it is needed.
 """
 
-from landform import metrics
-from landform.compare import compare, summarize, sweep_lr
-from landform.errors import LandformError
-from landform.fitting import FitResult, fit
-from landform.inference import InversionResult, invert
-from landform.mapping import Mapping
-from landform.problem import Problem, load_problem
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "FitResult": "landform.fitting",
+    "InversionResult": "landform.inference",
+    "LandformError": "landform.errors",
+    "Mapping": "landform.mapping",
+    "Problem": "landform.problem",
+    "compare": "landform.compare",
+    "fit": "landform.fitting",
+    "invert": "landform.inference",
+    "load_problem": "landform.problem",
+    "metrics": None,
+    "summarize": "landform.compare",
+    "sweep_lr": "landform.compare",
+}
 __all__ = [
-           "FitResult",
-           "InversionResult",
-           "LandformError",
-           "Mapping",
-           "Problem",
-           "compare",
-           "fit",
-           "invert",
-           "load_problem",
-           "metrics",
-           "summarize",
-           "sweep_lr",
+    "FitResult",
+    "InversionResult",
+    "LandformError",
+    "Mapping",
+    "Problem",
+    "compare",
+    "fit",
+    "invert",
+    "load_problem",
+    "metrics",
+    "summarize",
+    "sweep_lr",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from landform import metrics
+    from landform.compare import compare, summarize, sweep_lr
+    from landform.errors import LandformError
+    from landform.fitting import FitResult, fit
+    from landform.inference import InversionResult, invert
+    from landform.mapping import Mapping
+    from landform.problem import Problem, load_problem
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'landform' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name] or f"landform.{name}")
+    value = module if _EXPORTS[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -10,15 +10,20 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
+from landform import guard
 from landform.errors import LandformError
+
+# torch and numpy are imported inside the functions, so that the command starts (and a Ctrl-C during its
+# start-up stops it) without a traceback; see landform.guard.
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_PROBLEM = "landform.synthetic:synthetic_problem"
 TASKS = ("images", "pose", "defense")
 TABLE_STEPS = (0, 1, 2, 5, 10, 20, 200)
+DEFAULT_MODE = "residual"  # landform.compare.DEFAULT_MODE; kept here so the CLI starts without importing torch code
 
 
 def _task(name: str):
@@ -30,42 +35,32 @@ def _task(name: str):
         raise LandformError(f"task {name!r} cannot be loaded: {error}") from None
 
 
-def _load_tensor(path: str) -> torch.Tensor:
+def _load_tensor(path: str, what: str = "observations") -> torch.Tensor:
     """Observations or a mask from ``.npy`` or ``.safetensors`` (its only tensor, or the one named y)."""
-    file = Path(path)
-    if not file.exists():
-        raise LandformError(f"file not found: {file}")
-    if file.suffix == ".npy":
-        try:
-            return torch.from_numpy(np.load(file, allow_pickle=False)).float()
-        except ValueError as error:
-            raise LandformError(f"cannot read {file}: {error}") from None
-    if file.suffix == ".safetensors":
-        from landform.zoo import load_pair
-
-        tensors, _ = load_pair(file)
-        if len(tensors) != 1 and "y" not in tensors:
-            raise LandformError(f"{file} holds {len(tensors)} tensors; name the observations 'y'")
-        return (tensors["y"] if "y" in tensors else next(iter(tensors.values()))).float()
-    raise LandformError(f"unsupported file type {file.suffix!r} for {file}; use .npy or .safetensors")
+    return guard.load_tensor(path, what)
 
 
 def _observations(args: argparse.Namespace, problem, split: str) -> torch.Tensor:
+    import torch
+
     if getattr(args, "observations", None):
-        return _load_tensor(args.observations)
+        return guard.check_observations(_load_tensor(args.observations), f"observations in {args.observations}")
     sampler = problem.test_observations if split == "test" else problem.train_observations
-    return sampler(args.count, torch.Generator().manual_seed(args.seed))
+    return guard.check_observations(sampler(args.count, torch.Generator().manual_seed(args.seed)),
+                                    f"the {split} observations drawn from {args.problem}")
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    from landform import Mapping, fit
-    from landform.problem import load_problem
+    import math
 
-    problem = load_problem(args.problem)
-    x_dim = int(np.prod(problem.x_shape))
-    out = Path(args.out)
-    if (out / "state.json").exists() and not args.resume:
-        raise LandformError(f"{out} already holds a fit; pass --resume to continue it or choose another --out")
+    import torch
+
+    from landform import Mapping, fit
+    from landform.io import Checkpoint
+
+    out = guard.prepare_fit_out(args.out, args.resume)
+    problem = guard.load_problem(args.problem)
+    x_dim = math.prod(problem.x_shape)
     torch.manual_seed(args.seed)
     mapping = Mapping(args.z_dim or x_dim, problem.x_shape, hidden=args.hidden, additive=args.additive)
     result = fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=args.rounds,
@@ -76,32 +71,37 @@ def cmd_fit(args: argparse.Namespace) -> None:
     last = result.history[-1] if result.history else None
     detail = f"; last round: loss {last['loss_first']:.4g} -> {last['loss_last']:.4g} in {args.steps} steps" \
         if last else ""
-    print(f"wrote {out / 'mapping.safetensors'} ({len(result.history)} rounds{detail})")
+    folder = Checkpoint(out).current()
+    print(f"wrote {folder / 'mapping.safetensors'} ({len(result.history)} rounds{detail}); use --mapping {out}")
 
 
 def cmd_invert(args: argparse.Namespace) -> None:
+    guard.prepare_out(args.out)
     if args.task:
         _task(args.task).invert_inputs(args.inputs, Path(args.out), device=args.device, seed=args.seed,
                                        steps=args.steps, progress=True)
         return
     from landform import Mapping, invert
-    from landform.problem import load_problem
+    from landform.io import save_pair
     from landform.report import write_curves_csv
-    from landform.zoo import save_pair
 
-    problem = load_problem(args.problem)
+    problem = guard.load_problem(args.problem)
     mapping = Mapping.load(args.mapping) if args.mapping else None
     y = _observations(args, problem, "test")
-    mask = _load_tensor(args.mask).bool() if args.mask else None
-    result = invert(problem.forward, problem.loss, y, mapping=mapping, steps=args.steps, optimizer=args.optimizer,
-                    lr=args.lr, init=args.init, x_shape=problem.x_shape, base=problem.base, mask=mask,
-                    seed=args.seed, device=args.device, progress=True)
+    mask = guard.check_mask(_load_tensor(args.mask, "mask"), y) if args.mask else None
+    mode = (args.mode or DEFAULT_MODE) if mapping is not None else "pure"
+    if mapping is None and args.mode not in (None, "pure"):
+        raise LandformError(f"--mode {args.mode} needs --mapping (without Θ, invert is plain descent on x)")
+    result = invert(problem.forward, problem.loss, y, mapping=mapping, mode=mode, steps=args.steps,
+                    optimizer=args.optimizer, lr=args.lr, init=args.init, x_shape=problem.x_shape,
+                    base=problem.base, mask=mask, seed=args.seed, device=args.device, progress=True)
+    guard.check_finite_losses(result.losses)
     out = Path(args.out)
     tensors = {"x": result.x, "losses": result.losses, "y_hat": result.y_hat}
     if result.z is not None:
         tensors["z"] = result.z
     save_pair(out / "inversion.safetensors", tensors,
-              {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer,
+              {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer, "mode": mode,
                "seconds_per_step": result.seconds_per_step, "mapping": args.mapping})
     write_curves_csv(out / "curve.csv", {"loss": result.losses})
     print(f"inverted {y.shape[0]} observations: mean loss {result.losses[0].mean():.4g} -> "
@@ -110,24 +110,21 @@ def cmd_invert(args: argparse.Namespace) -> None:
 
 
 def print_table(title: str, block: dict) -> None:
-    """The comparison table the CLI prints: loss at the report steps and the step speedup at 20."""
-    shown = [s for s in TABLE_STEPS if s in block["steps"]]
+    """The comparison table the CLI prints: the report renderer's table, at the CLI's steps."""
+    from landform.report import summary_table
+
     print(title)
-    print(f"{'step':>10}" + "".join(f"{s:>11}" for s in shown))
-    for method in ("baseline", "landscape"):
-        values = [block[method][block["steps"].index(s)] for s in shown]
-        print(f"{method:>10}" + "".join(f"{v:>11.4g}" for v in values))
-    seconds = block.get("seconds_per_step", {})
-    timing = ", ".join(f"{k} {v * 1e3:.2f} ms/step" for k, v in seconds.items())
-    print(f"speedup at 20: {block['speedup_at_20']:.1f}x; improvement at step {block.get('final_step', 200)}: "
-          f"{100 * block['improvement_at_200']:.1f}%; baseline lr {block.get('baseline_lr')} (swept); {timing}")
+    print(summary_table(block, [s for s in TABLE_STEPS if s in block["steps"]]))
 
 
 def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: int, steps: int, seed: int,
-                    device: str | None, optimizer: str = "adam",
+                    device: str | None, optimizer: str = "adam", mode: str | None = None,
                     observations: torch.Tensor | None = None) -> dict:
     """Run ``landform.compare`` on a Problem and write curves.csv, curves.png and summary.json to ``out``."""
+    import torch
+
     from landform import Mapping, compare
+    from landform.compare import DEFAULT_MODE, default_methods
     from landform.problem import load_problem
     from landform.report import plot_curves, write_curves_csv, write_json
 
@@ -136,9 +133,10 @@ def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: i
     y = observations if observations is not None else \
         problem.test_observations(count, torch.Generator().manual_seed(seed))
     y_val = problem.train_observations(count, torch.Generator().manual_seed(seed + 7919))
-    result = compare(problem, mapping, y, y_val=y_val, steps=steps, optimizer=optimizer, seed=seed,
+    methods = default_methods(problem, mapping, mode=mode or DEFAULT_MODE)
+    result = compare(problem, y, methods, y_val=y_val, steps=steps, optimizer=optimizer, seed=seed,
                      device=device, progress=True)
-    curves = {"baseline": result.baseline.losses, "landscape": result.landscape.losses}
+    curves = {name: r.losses for name, r in result.results.items()}
     write_curves_csv(out / "curves.csv", curves)
     plot_curves(out / "curves.png", {problem.name: curves})
     summary = {"problem": problem_spec, "mapping": str(mapping_path), "test": result.summary}
@@ -149,19 +147,23 @@ def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: i
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    guard.prepare_out(args.out)
     if args.task:
         _task(args.task).compare_inputs(args.inputs, Path(args.out), device=args.device, seed=args.seed,
                                         steps=args.steps, progress=True)
         return
     if not args.mapping:
         raise LandformError("compare needs --mapping (a directory or .safetensors written by `landform fit`)")
-    observations = _load_tensor(args.observations) if args.observations else None
+    observations = _observations(args, None, "test") if args.observations else None
     compare_problem(args.problem, args.mapping, Path(args.out), count=args.count, steps=args.steps,
-                    seed=args.seed, device=args.device, optimizer=args.optimizer, observations=observations)
+                    seed=args.seed, device=args.device, optimizer=args.optimizer, mode=args.mode,
+                    observations=observations)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    out = Path(args.out)
+    import torch
+
+    out = guard.prepare_out(args.out)
     if args.task == "synthetic":
         from landform.problem import load_problem
 
@@ -204,7 +206,7 @@ def cmd_zoo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="landform", description=__doc__.splitlines()[0])
+    parser = guard.OneLineParser(prog="landform", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
@@ -243,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--count", type=int, default=256, help="test observations drawn if none given")
         sub.add_argument("--steps", type=int, default=200)
         sub.add_argument("--optimizer", default="adam", help="adam, sgd, rmsprop, adamw, adagrad, lbfgs")
+        sub.add_argument("--mode", default=None, choices=("residual", "pure", "handoff"),
+                         help="inference with Θ: residual (default: x = Θ(z) + δ, never stuck on Θ's image), "
+                              "pure (the paper's Eq. 3) or handoff (Eq. 3, then descent on x)")
         sub.add_argument("--out", required=True, help="output directory")
         common(sub)
         if name == "invert":
@@ -264,25 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            print("landform: error: --threads must be at least 1", file=sys.stderr)
-            return 2
-        torch.set_num_threads(args.threads)
+    """Run one command; bad input, failures and signals end it with one line (see ``landform.guard``)."""
     handlers = {"fit": cmd_fit, "invert": cmd_invert, "compare": cmd_compare, "demo": cmd_demo, "zoo": cmd_zoo}
-    try:
-        handlers[args.command](args)
-    except LandformError as error:
-        print(f"landform: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"landform: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("landform: interrupted; checkpoints written so far are kept (resume with --resume)", file=sys.stderr)
-        return 130
-    return 0
+    return guard.run(build_parser, handlers, argv)
 
 
 if __name__ == "__main__":

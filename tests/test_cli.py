@@ -1,12 +1,21 @@
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from landform import Mapping
 from landform.cli import main
+from landform.io import Checkpoint, load_pair
+
+ROOT = Path(__file__).resolve().parents[1]
+LANDFORM = str(Path(sys.executable).with_name("landform"))
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -17,40 +26,70 @@ def fitted_dir(tmp_path_factory):
     return out
 
 
+def _strict(text: str):
+    """json.loads that rejects NaN and Infinity, as strict parsers do."""
+    def reject(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+    return json.loads(text, parse_constant=reject)
+
+
 def test_compare_prints_the_table_and_writes_curves_summary_and_plot(fitted_dir, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "--mapping", str(fitted_dir), "--out", str(out), "--count", "64"]) == 0
     printed = capsys.readouterr().out
     assert "speedup at 20" in printed
+    header = next(line for line in printed.splitlines() if "step" in line and "200" in line)
     for step in (0, 1, 2, 5, 10, 20, 200):
-        assert f"{step:>11}" in printed.splitlines()[1]
-    summary = json.loads((out / "summary.json").read_text())["test"]
+        assert re.search(rf"(?<!\d){step}(?!\d)", header), (step, header)
+    summary = _strict((out / "summary.json").read_text())["test"]
     assert summary["landscape"][summary["steps"].index(20)] < summary["baseline"][summary["steps"].index(20)]
-    assert summary["speedup_at_20"] > 1 and summary["baseline_lr"] in (0.5, 0.1, 0.05, 0.01, 0.001)
+    assert summary["speedup_at_20"] > 1
     assert (out / "curves.png").stat().st_size > 1000
-    assert (out / "curves.csv").read_text().splitlines()[0] == "step,baseline,landscape"
+    assert (out / "curves.csv").read_text().splitlines()[0].startswith("step,baseline,landscape")
 
 
-def test_invert_writes_latents_and_accepts_a_mask(fitted_dir, tmp_path, capsys):
+def test_compare_takes_the_best_swept_learning_rate(fitted_dir, tmp_path):
+    """The baseline's learning rate is the one with the lowest validation loss of the sweep, not any other."""
+    out = tmp_path / "cmp"
+    assert main(["compare", "--mapping", str(fitted_dir), "--out", str(out), "--count", "32", "--steps", "30"]) == 0
+    summary = _strict((out / "summary.json").read_text())["test"]
+    sweep = summary["lr_sweep"]
+    sweep = sweep.get("baseline", sweep)  # {lr: {...}} or {method: {lr: {...}}}
+    finals = {float(lr): entry["final"] for lr, entry in sweep.items()}
+    assert len(finals) == 5 and len(set(finals.values())) > 1
+    assert finals[float(summary["baseline_lr"])] == min(finals.values())
+
+
+def test_invert_writes_latents_and_uses_the_mask(fitted_dir, tmp_path, capsys):
     y = torch.randn(3, 32).numpy()
     np.save(tmp_path / "y.npy", y)
     np.save(tmp_path / "mask.npy", np.arange(32) < 16)
-    assert main(["invert", "--mapping", str(fitted_dir), "--observations", str(tmp_path / "y.npy"),
-                 "--mask", str(tmp_path / "mask.npy"), "--steps", "5", "--out", str(tmp_path / "inv")]) == 0
-    from landform.zoo import load_pair
+    garbled = y.copy()
+    garbled[:, 16:] = 100.0  # only the hidden entries differ
+    np.save(tmp_path / "garbled.npy", garbled)
 
-    tensors, _ = load_pair(tmp_path / "inv" / "inversion.safetensors")
+    def run(observations, out, mask=True):
+        argv = ["invert", "--mapping", str(fitted_dir), "--observations", str(tmp_path / observations),
+                "--steps", "5", "--out", str(tmp_path / out)]
+        assert main(argv + (["--mask", str(tmp_path / "mask.npy")] if mask else [])) == 0
+        return load_pair(tmp_path / out / "inversion.safetensors")[0]
+
+    tensors = run("y.npy", "inv")
     assert tensors["x"].shape == (3, 16) and tensors["z"].shape == (3, 16) and tensors["losses"].shape == (6, 3)
     assert "inverted 3 observations" in capsys.readouterr().out
+    # With the mask the hidden entries cannot matter; without it they do (a CLI dropping --mask fails here).
+    assert torch.equal(run("garbled.npy", "inv_garbled")["x"], tensors["x"])
+    assert not torch.equal(run("garbled.npy", "inv_nomask", mask=False)["x"], tensors["x"])
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["compare", "--mapping", "/nonexistent", "--out", "OUT"], "weights file not found"),
+    (["compare", "--mapping", "/nonexistent", "--out", "OUT"], "not found"),
     (["invert", "--optimizer", "newton", "--out", "OUT", "--count", "2"], "unknown optimizer"),
     (["invert", "--problem", "no_such_module:f", "--out", "OUT"], "cannot import"),
     (["invert", "--problem", "landform.synthetic", "--out", "OUT"], "package.module:factory"),
     (["invert", "--observations", "OBS", "--out", "OUT"], "observations have shape"),
     (["zoo", "show", "no-such-model"], "no model card"),
+    (["zoo", "show", "../../README"], "invalid zoo entry name"),
 ])
 def test_bad_input_is_one_line_without_traceback(argv, message, tmp_path, capsys):
     np.save(tmp_path / "obs.npy", np.zeros((2, 7), dtype=np.float32))
@@ -64,18 +103,69 @@ def test_corrupted_checkpoint_from_the_real_console_script(fitted_dir, tmp_path)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "mapping.safetensors").write_bytes(b"\x00" * 64)
-    (broken / "mapping.json").write_text((fitted_dir / "mapping.json").read_text())
-    run = subprocess.run([sys.executable, "-m", "landform.cli", "compare", "--mapping", str(broken), "--out",
-                          str(tmp_path / "o")], capture_output=True, text=True)
+    (broken / "mapping.json").write_text(json.dumps(Mapping.config_of(fitted_dir)))
+    run = subprocess.run([LANDFORM, "compare", "--mapping", str(broken), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, env=ENV)
     assert run.returncode == 2
     assert run.stderr.strip().startswith("landform: error: corrupted weights file")
-    assert "Traceback" not in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
-def test_fit_refuses_to_overwrite_and_resumes(fitted_dir, capsys):
+def test_fit_refuses_to_overwrite_and_a_resumed_fit_continues_exactly(fitted_dir, tmp_path, capsys):
     assert main(["fit", "--out", str(fitted_dir), "--rounds", "20"]) == 2
     assert "--resume" in capsys.readouterr().err
-    before = (fitted_dir / "mapping.safetensors").read_bytes()
-    assert main(["fit", "--out", str(fitted_dir), "--rounds", "20", "--trajectories", "128", "--hidden", "128",
-                 "--lr", "1e-3", "--resume"]) == 0
-    assert (fitted_dir / "mapping.safetensors").read_bytes() == before
+    small = ["--trajectories", "32", "--steps", "5", "--hidden", "32", "--lr", "1e-3", "--batch-size", "16"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert main(["fit", "--out", str(whole), "--rounds", "6", *small]) == 0
+    assert main(["fit", "--out", str(part), "--rounds", "3", *small]) == 0
+    assert Checkpoint(part).step() == 3
+    assert main(["fit", "--out", str(part), "--rounds", "6", "--resume", *small]) == 0
+    assert Checkpoint(part).step() == 6
+    a, b = Mapping.load(whole), Mapping.load(part)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert main(["fit", "--out", str(part), "--rounds", "6", "--resume", *small[:-2], "--batch-size", "8"]) == 2
+    assert "settings differ" in capsys.readouterr().err
+
+
+def test_fit_refuses_to_overwrite_a_theta_saved_without_a_fit(tmp_path, capsys):
+    Mapping(16, (16,), hidden=8).save(tmp_path / "mapping")
+    before = (tmp_path / "mapping.safetensors").read_bytes()
+    assert main(["fit", "--out", str(tmp_path), "--rounds", "1"]) == 2
+    assert "already holds a Θ" in capsys.readouterr().err
+    assert main(["fit", "--out", str(tmp_path), "--rounds", "1", "--resume"]) == 2
+    assert "no checkpoint to resume" in capsys.readouterr().err
+    assert (tmp_path / "mapping.safetensors").read_bytes() == before
+
+
+def test_a_user_problem_factory_plugs_in(tmp_path, monkeypatch):
+    """The README's `--problem package.module:factory` with a real user package, through the console script."""
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(
+        "import torch\nimport landform\n\n"
+        "def make_problem():\n"
+        "    weight = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))\n"
+        "    forward = lambda x: torch.tanh(x @ weight.T)\n"
+        "    loss = lambda y_hat, y: (y_hat - y).pow(2).mean(1)\n"
+        "    def draw(offset):\n"
+        "        return lambda n, g: forward(torch.randn(n, 3, generator=g) + offset)\n"
+        "    return landform.Problem(forward, loss, (3,), draw(1.0), draw(1.5), name='mine')\n")
+    env = {**ENV, "PYTHONPATH": str(tmp_path)}
+    spec = "mypkg.models:make_problem"
+
+    def landform_cli(*argv):
+        run = subprocess.run([LANDFORM, *argv], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    small = ["--rounds", "8", "--trajectories", "32", "--steps", "10", "--hidden", "32", "--threads", "1"]
+    landform_cli("fit", "--problem", spec, "--out", "runs/theta", *small)
+    out = landform_cli("compare", "--problem", spec, "--mapping", "runs/theta", "--out", "runs/cmp", "--count", "16",
+                       "--steps", "30")
+    assert "mine" in out
+    np.save(tmp_path / "y.npy", np.tanh(np.ones((4, 6), dtype=np.float32)))
+    out = landform_cli("invert", "--problem", spec, "--mapping", "runs/theta", "--observations", "y.npy", "--out",
+                       "runs/inv", "--steps", "10")
+    assert "inverted 4 observations" in out
+    assert (tmp_path / "runs/inv/inversion.safetensors").exists()
