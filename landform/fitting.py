@@ -127,6 +127,7 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
                     start_round = _restore(store, settings, mapping, theta_optimizer, generator, result, buffer,
                                            device)
                     saved_round = start_round
+                store.clean()  # what an interrupted write left behind
         good_state = copy.deepcopy(mapping.state_dict())
         bar = tqdm(range(start_round, rounds), initial=start_round, total=rounds, disable=not progress,
                    desc=f"fit ({method})", delay=1.0)
@@ -156,7 +157,7 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
             good_state = copy.deepcopy(mapping.state_dict())
             record.update(round=round_index + 1, seconds=time.perf_counter() - started)
             result.history.append(record)
-            bar.set_postfix(loss=f"{record['loss_last']:.4g}")
+            bar.set_postfix(loss=f"{record['loss_last']:.4g}", refresh=False)  # shown with the bar, after its delay
             if checkpoint is not None:
                 _save(checkpoint, settings, mapping, theta_optimizer, generator, result.history, buffer,
                       round_index + 1)

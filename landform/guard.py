@@ -12,8 +12,10 @@ This module imports torch only inside functions, so the command starts (and can 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -73,9 +75,11 @@ def run(build_parser: Callable[[], argparse.ArgumentParser], handlers: dict[str,
             args = build_parser().parse_args(argv)
             return _dispatch(args, handlers)
         except Terminated:
+            _close_progress_bars()
             print(f"landform: terminated (SIGTERM); {_kept(args)}", file=sys.stderr)
             return EXIT_SIGTERM
         except KeyboardInterrupt:
+            _close_progress_bars()
             print(f"landform: interrupted; {_kept(args)}", file=sys.stderr)
             return EXIT_SIGINT
     finally:
@@ -85,19 +89,28 @@ def run(build_parser: Callable[[], argparse.ArgumentParser], handlers: dict[str,
 
 def _kept(args: argparse.Namespace | None) -> str:
     if args is not None and getattr(args, "command", None) == "fit":
-        from landform.io import Checkpoint
-
+        # Read the pointer without landform.io: torch may be half-imported if the signal came during start-up.
         try:
-            step = Checkpoint(args.out).step()
-        except (LandformError, OSError):
-            step = None
-        if step is not None:
-            return f"the checkpoint in {args.out} (round {step}) is intact: continue with --resume"
+            name = (Path(args.out) / "LATEST").read_text()[:64].strip()
+        except (OSError, UnicodeDecodeError):
+            name = ""
+        match = re.match(r"^ckpt-(\d+)", name)
+        if match:
+            return f"the checkpoint in {args.out} (round {int(match.group(1))}) is intact: continue with --resume"
         return f"no round was completed, so no checkpoint was written to {args.out}"
     return "files already written are whole; the one being written was not put in place"
 
 
+def _close_progress_bars() -> None:
+    """End any progress bar an exception left open, so the message starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
+        with contextlib.suppress(Exception):
+            bar.close()
+
+
 def _fail(message: str) -> int:
+    _close_progress_bars()
     print(f"landform: error: {_one_line(message)}", file=sys.stderr)
     return EXIT_ERROR
 

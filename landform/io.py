@@ -101,13 +101,13 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         _fs("write", tmp, data)
         _fs("replace", tmp, path)
+        _fs("fsync_dir", path.parent)
     except BaseException as error:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise _write_error(path, error) from None
         raise
-    _fs("fsync_dir", path.parent)
     return path
 
 

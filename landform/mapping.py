@@ -119,6 +119,7 @@ def validate_config(config: Any, source: str | Path) -> dict:
     missing = [key for key in ("z_dim", "x_shape", "hidden", "additive") if key not in config]
     if missing:
         raise LandformError(f"mapping config {source} lacks {', '.join(missing)}")
+    z_dim, hidden = _positive_int(config, "z_dim", source), _positive_int(config, "hidden", source)
     x_shape = config["x_shape"]
     if not isinstance(x_shape, list) or not 1 <= len(x_shape) <= 8 or \
             any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_SIZE for s in x_shape) or \
@@ -130,8 +131,7 @@ def validate_config(config: Any, source: str | Path) -> dict:
     slope = config.get("negative_slope", 0.2)
     if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
         raise LandformError(f"mapping config {source}: negative_slope must be a finite number, got {slope!r}")
-    return {"z_dim": _positive_int(config, "z_dim", source), "x_shape": list(x_shape),
-            "hidden": _positive_int(config, "hidden", source), "additive": config["additive"],
+    return {"z_dim": z_dim, "x_shape": list(x_shape), "hidden": hidden, "additive": config["additive"],
             "negative_slope": float(slope)}
 
 
