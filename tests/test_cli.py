@@ -169,3 +169,46 @@ def test_a_user_problem_factory_plugs_in(tmp_path, monkeypatch):
                        "runs/inv", "--steps", "10")
     assert "inverted 4 observations" in out
     assert (tmp_path / "runs/inv/inversion.safetensors").exists()
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def test_the_readme_python_snippet_runs_and_the_landscape_is_faster(tmp_path):
+    code = re.search(r"```python\n(.*?)```", _readme(), re.S).group(1)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, cwd=tmp_path,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    numbers = [float(v) for v in re.findall(r"[-+]?\d*\.\d+(?:e[-+]?\d+)?", run.stdout)]
+    slow_at_20, fast_at_20 = numbers[1], numbers[3]
+    assert fast_at_20 < slow_at_20, run.stdout
+
+
+def test_the_readme_image_commands_run_as_written(tmp_path):
+    """The two `--task images` commands of the README, placeholders filled in, nothing added (no --device)."""
+    from PIL import Image
+
+    commands = re.findall(r"`(landform (?:invert|compare) --task images [^`]*)`", _readme())
+    assert len(commands) == 2, commands
+    (tmp_path / "pics").mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8)).save(
+        tmp_path / "pics" / "photo.png")
+    for index, command in enumerate(commands):
+        command = command.replace("IMAGE_OR_FOLDER...", "pics").replace("IMAGE...", "pics/photo.png")
+        argv = command.replace("DIR", f"out{index}").split()
+        assert "--out" in argv, f"the README's command has no --out: {command}"
+        run = subprocess.run([LANDFORM, *argv[1:]], capture_output=True, text=True, env=ENV, cwd=tmp_path,
+                             timeout=900)
+        assert run.returncode == 0, (command, run.stderr[-3000:])
+        assert "Traceback" not in run.stderr
+        assert any((tmp_path / f"out{index}").iterdir())
+
+
+def test_zoo_list_and_show_through_the_console_script():
+    listed = subprocess.run([LANDFORM, "zoo", "list"], capture_output=True, text=True, env=ENV)
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert "images-landscape" in names and all(line.strip().endswith("MB") for line in listed.stdout.splitlines())
+    shown = subprocess.run([LANDFORM, "zoo", "show", "images-landscape"], capture_output=True, text=True, env=ENV)
+    assert shown.returncode == 0 and shown.stdout.startswith("# images-landscape"), shown.stderr
