@@ -18,8 +18,14 @@ import torch
 
 from landform import Mapping, invert
 from landform.report import plot_curves, write_json, write_text
-from landform.tasks.images.data import (HELD_OUT_PHOTOS, faces, load_fashion_mnist, load_mnist, photo_crops,
-                                        seeded_subset)
+from landform.tasks.images.data import (
+    HELD_OUT_PHOTOS,
+    faces,
+    load_fashion_mnist,
+    load_mnist,
+    photo_crops,
+    seeded_subset,
+)
 from landform.tasks.images.task import LR_Z, load_models
 
 STEPS_SHOWN = (0, 1, 2, 5, 10, 20, 50, 100, 200)
@@ -81,6 +87,12 @@ def main() -> None:
             "anchored residual lr_x 0.05": landscape(anchored, "residual", 0.05, base=models.encoder),
             "anchored residual + start {mean w}": landscape(anchored, "residual", starts=(mean_start,),
                                                             base=models.encoder),
+            "anchored residual lr_x 0.3": landscape(anchored, "residual", 0.3, base=models.encoder),
+            "anchored residual + start {E(y)} moving z": landscape(anchored, "residual", starts=(models.encoder,),
+                                                                   base=models.encoder, from_start="both"),
+            "anchored residual lr_x 0.2": landscape(anchored, "residual", 0.2, base=models.encoder),
+            "anchored handoff@10 lr_x 0.1": landscape(anchored, "handoff", base=models.encoder, handoff=10),
+            "anchored handoff@10 lr_x 0.3": landscape(anchored, "handoff", 0.3, base=models.encoder, handoff=10),
         })
     if args.only:
         variants = {k: v for k, v in variants.items() if k in args.only.split(",")}

@@ -143,6 +143,7 @@ class Method:
     init: Init | Callable[[torch.Tensor], torch.Tensor] = "zeros"
     use_base: bool = False
     starts: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = ()
+    from_start: str = "x"
 
     def run(self, problem: Problem, y: torch.Tensor, lr: float, **kwargs) -> InversionResult:
         """Invert ``y`` with this method at step size ``lr``."""
@@ -152,6 +153,7 @@ class Method:
         return invert(problem.forward, problem.loss, y, mapping=self.mapping, mode=self.mode, lr=lr,
                       lr_x=self.lr_x, init=init, x_shape=problem.x_shape,
                       base=problem.base if self.use_base else None, starts=[s(y) for s in self.starts],
+                      from_start=self.from_start,
                       **kwargs)
 
 

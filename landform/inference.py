@@ -143,6 +143,7 @@ def _check_rate(name: str, value: float) -> float:
 def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | None = None,
            mode: str = "pure", steps: int = 200, optimizer: str | type[torch.optim.Optimizer] = "adam",
            lr: float = 0.1, lr_x: float | None = None, handoff: int = 10, starts: Sequence[Start] = (),
+           from_start: str = "x",
            init: Init = "zeros", init_scale: float = 1.0, x_shape: tuple[int, ...] | None = None,
            base: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None,
            mask: torch.Tensor | None = None, seed: int = 0, device: str | torch.device | None = None,
@@ -155,13 +156,17 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
     modes of the module docstring (``lr_x`` is the step size on x, default ``lr``). The loss is summed over
     the batch, so with an element-wise optimizer (Adam, SGD, ...) every example takes its own steps and its
     result does not depend on the rest of the batch. ``seed`` fixes the Gaussian init and any randomness
-    inside the forward model or the loss. ``snapshots`` lists steps at which to keep x. A loss that turns
-    non-finite is an error unless ``allow_nonfinite`` (learning-rate sweeps).
+    inside the forward model or the loss. ``snapshots`` lists steps at which to keep x. An example that
+    starts at one of ``starts`` is refined by descent on x alone (``from_start="x"``) or keeps moving z
+    too (``"both"``, for candidates near Θ's own start). A loss that turns non-finite is an error unless
+    ``allow_nonfinite`` (learning-rate sweeps).
     """
     if not isinstance(steps, int) or steps < 0:
         raise LandformError(f"steps must be an integer >= 0, got {steps}")
     if mode not in MODES:
         raise LandformError(f"unknown inference mode {mode!r}; use one of {', '.join(MODES)}")
+    if from_start not in ("x", "both"):
+        raise LandformError(f"from_start must be 'x' or 'both', got {from_start!r}")
     if mapping is None and (mode != "pure" or len(starts)):
         raise LandformError(f"mode {mode!r} and starts= need a mapping (Θ); without one invert is plain descent")
     lr = _check_rate("lr", lr)
@@ -219,7 +224,7 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
             for k, candidate in enumerate(starts, start=1):
                 picked = chosen == k
                 delta[picked] = _start_value(candidate, y, start_x)[picked] - start_x[picked]
-        z_frozen = chosen > 0
+        z_frozen = (chosen > 0) if from_start == "x" else torch.zeros_like(chosen, dtype=torch.bool)
 
     def to_x(v: torch.Tensor) -> torch.Tensor:
         return on_manifold(v) if delta is None else on_manifold(v) + delta

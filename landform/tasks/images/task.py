@@ -212,7 +212,7 @@ def completions(path: Path, models: ImageModels, images: torch.Tensor, *, hypoth
 
 
 SPECTRUM_METHODS = ("baseline", "landscape", "landscape_pure")
-NOISE_SIGMAS = (0.1, 0.2, 0.4)
+NOISE_SIGMAS = (0.1, 0.2, 0.3, 0.4)
 
 
 def spectrum_sets(count: int, seed: int) -> dict[str, torch.Tensor]:
@@ -226,14 +226,15 @@ def spectrum_sets(count: int, seed: int) -> dict[str, torch.Tensor]:
 
 
 def spectrum(models: ImageModels, lrs: dict[str, float], *, count: int, steps: int, seed: int, device: str,
-             mode: str = DEFAULT_MODE, splits: dict | None = None, progress: bool = False) -> dict:
+             mode: str = DEFAULT_MODE, splits: dict | None = None, progress: bool = False,
+             sets: dict[str, torch.Tensor] | None = None) -> dict:
     """Improvement at the last step over the baseline (95% interval) for the default and the pure mode
-    along the spectrum of ``spectrum_sets``; ``splits`` adds summary blocks already computed (the demo's
-    in-distribution and MNIST splits), so nothing is computed twice."""
+    along the spectrum of ``sets`` (default ``spectrum_sets``); ``splits`` adds summary blocks already
+    computed (the demo's in-distribution and MNIST splits), so nothing is computed twice."""
     rows = {}
     for name, block in (splits or {}).items():
         rows[name] = _spectrum_row(block)
-    sets = spectrum_sets(count, seed)
+    sets = spectrum_sets(count, seed) if sets is None else sets
     for name, images in tqdm(sets.items(), desc="spectrum", disable=not progress, leave=False):
         methods = [replace(m, lr=lrs[m.name]) for m in models.methods(mode) if m.name in SPECTRUM_METHODS]
         comparison = compare(models.problem(), images, methods, steps=steps, seed=seed, device=device)

@@ -1,0 +1,37 @@
+"""Every reproduction of the paper suite runs on tiny settings and writes its report (keys, not numbers)."""
+
+import json
+
+import pytest
+
+from landform import LandformError
+from landform.cli import main
+from landform.paper import REPRODUCTIONS, reproduce
+
+
+def test_every_reproduction_runs_quick_and_writes_its_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDFORM_RUNS", str(tmp_path / "runs"))
+    summaries = reproduce("all", out_root=tmp_path, quick=True, progress=False)
+    assert set(summaries) == {"table2", "table3", "table4", "table5", "table6", "fig3", "fig8"} == set(REPRODUCTIONS)
+    for name, summary in summaries.items():
+        folder = tmp_path / name
+        written = json.loads((folder / "summary.json").read_text())
+        assert written["command"] == f"landform reproduce {name}" and written["quick"] is True
+        assert f"landform reproduce {name}" in (folder / "summary.md").read_text()
+        assert summary["title"] in (folder / "summary.md").read_text()
+    assert set(summaries["table2"]["images"]) == {"buffer", "online", "random", "baseline"}
+    assert set(summaries["table2"]["synthetic"]["buffer"]) == {"20", "200"}
+    assert len(summaries["table4"]["spectrum"]["rows"]) == 5 and len(summaries["table5"]["spectrum"]["rows"]) == 5
+    assert set(summaries["table6"]["results"]) == {"in_distribution", "ood"}
+    assert set(summaries["table3"]["results"]) == {"16", "64"}
+    for figure in ("fig3/fig3.png", "fig8/fig8.png"):
+        assert (tmp_path / figure).stat().st_size > 10_000
+    assert {"baseline", "encoder_init", "landscape", "landscape_pure"} <= set(summaries["fig3"]["blocks"]["ood"])
+
+
+def test_unknown_reproduction_is_one_line(capsys):
+    with pytest.raises(LandformError, match="unknown reproduction"):
+        reproduce("table9", quick=True)
+    with pytest.raises(SystemExit):
+        main(["reproduce", "table9"])
+    assert "invalid choice" in capsys.readouterr().err
