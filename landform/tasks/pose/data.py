@@ -11,6 +11,12 @@ matrices of the 8 spherical joints, row-major, followed by the 4 hinge angles: 7
 Split: out of distribution are whole motion types never trained on (acrobatic and floor motions);
 of every other clip a validation segment and a test segment (whole contiguous runs of frames) are
 held out, with ``GAP`` frames on each side that neither training nor evaluation uses.
+
+Augmentation (training side only): left-right mirror images (in the split) and ``jitter_poses``, a
+small random rotation of every spherical joint and a small change of every hinge angle. Random global
+rotations are the identity here: the body pose, the 3D joints and the camera all live in the root's
+frame (as VPoser's body pose excludes the global orientation), so rotating the whole body changes no
+observation of this task.
 """
 
 from __future__ import annotations
@@ -137,6 +143,29 @@ def mirror_pose(pose: torch.Tensor) -> torch.Tensor:
     swap_s = [SPHERICAL.index(_other_side(j)) for j in SPHERICAL]
     swap_h = [HINGES.index(_other_side(j)) for j in HINGES]
     return pose_vector(reflected[:, swap_s], hinges[:, swap_h])
+
+
+def axis_angle_to_matrix(vectors: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [..., 3, 3] from axis-angle vectors [..., 3] (the angle is the vector's length)."""
+    x, y, z = vectors.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*vectors.shape[:-1], 3, 3)
+    return torch.linalg.matrix_exp(skew)
+
+
+def jitter_poses(pose: torch.Tensor, generator: torch.Generator, *, rotation_std: float, hinge_std: float,
+                 scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Joint-noise augmentation: each spherical joint turned by a random axis-angle rotation (each component
+    ~ N(0, ``rotation_std``) radians) and each hinge angle moved by N(0, ``hinge_std``); ``scale`` [n]
+    multiplies both per pose (a spread of noise levels)."""
+    rotations, hinges = split_pose(pose)
+    scale = torch.ones(pose.shape[0]) if scale is None else scale.cpu()
+    scale = scale.to(pose.dtype)
+    turn = torch.randn(*rotations.shape[:2], 3, generator=generator, dtype=pose.dtype) * rotation_std
+    turn = turn * scale[:, None, None]
+    bend = torch.randn(hinges.shape, generator=generator, dtype=pose.dtype) * hinge_std * scale[:, None]
+    turned = rotations @ axis_angle_to_matrix(turn).to(pose.device)
+    return pose_vector(turned, hinges + bend.to(pose.device))
 
 
 def _other_side(joint: str) -> str:

@@ -91,51 +91,90 @@ def axis_angle_matrix(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 
 
 class Kinematics(nn.Module):
-    """Pose parameters [B, 76] -> 3D keypoints [B, 17, 3] in meters (see ``KEYPOINTS``)."""
+    """Pose parameters [B, 76] -> 3D keypoints [B, 17, 3] in meters (see ``KEYPOINTS``).
+
+    Batched over the tree: all local rotations are built at once (hinges by one Rodrigues formula over
+    their axes), then the chain is composed one depth level at a time (4 levels), so a call is a few dozen
+    tensor operations whatever the number of joints.
+    """
 
     def __init__(self, urdf: str | Path | None = None, scale: float = SCALE) -> None:
         super().__init__()
         joints = read_urdf(urdf)
-        self.order = [j for j in _topological(joints) if j in SPHERICAL or j in HINGES or j.endswith("_wrist")]
+        order = [j for j in _topological(joints) if j in SPHERICAL or j in HINGES or j.endswith("_wrist")]
+        depth = {"root": 0}
+        for name in order:
+            depth[name] = depth[joints[name].parent] + 1
+        self.order = sorted(order, key=lambda j: depth[j])  # stable: topological within a level
         self.parents = {j: joints[j].parent for j in self.order}
-        for name in self.order:
-            self.register_buffer(f"offset_{name}", torch.tensor(joints[name].origin) * scale)
-            if name in HINGES:
-                axis = torch.tensor(joints[name].axis)
-                self.register_buffer(f"axis_{name}", axis / axis.norm())
-        self.register_buffer("site_head", torch.tensor(joints["neck"].com) * scale)
-        self.register_buffer("site_right_foot", torch.tensor(joints["right_ankle"].com) * scale)
-        self.register_buffer("site_left_foot", torch.tensor(joints["left_ankle"].com) * scale)
+        names = ["root", *self.order]
+        levels = sorted({depth[j] for j in self.order})
+        self.levels = [[i for i, j in enumerate(self.order) if depth[j] == level] for level in levels]
+        for level, members in enumerate(self.levels):
+            if members != list(range(members[0], members[-1] + 1)):
+                raise LandformError("the skeleton's joints of one depth are not contiguous")
+            self.register_buffer(f"parent_{level}", torch.tensor([names.index(self.parents[self.order[i]])
+                                                                  for i in members]))
+            self.register_buffer(f"offset_{level}", torch.tensor([joints[self.order[i]].origin for i in members])
+                                 * scale)
+        # Local rotations: spherical joints from the pose, hinges from their angles, the rest fixed (identity).
+        self.register_buffer("spherical_slot", torch.tensor([SPHERICAL.index(j) if j in SPHERICAL else -1
+                                                             for j in self.order]))
+        axes = torch.tensor([joints[j].axis for j in HINGES])
+        axes = axes / axes.norm(dim=1, keepdim=True)
+        skew = torch.zeros(len(HINGES), 3, 3)
+        skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -axes[:, 2], axes[:, 1], -axes[:, 0]
+        skew = skew - skew.transpose(1, 2)
+        self.register_buffer("hinge_skew", skew)
+        self.register_buffer("hinge_skew2", skew @ skew)
+        kinds = [0 if j in SPHERICAL else 1 if j in HINGES else 2 for j in self.order]
+        source = [*range(len(SPHERICAL)), *range(len(SPHERICAL), len(SPHERICAL) + len(HINGES))]
+        slots = [source[SPHERICAL.index(j)] if k == 0 else source[len(SPHERICAL) + HINGES.index(j)] if k == 1
+                 else len(SPHERICAL) + len(HINGES) for j, k in zip(self.order, kinds, strict=True)]
+        self.register_buffer("local_slot", torch.tensor(slots))
+        # Keypoints: a joint frame's origin, or a site (a link's center of mass) in a joint's frame.
+        sites = {"head": "neck", "right_foot": "right_ankle", "left_foot": "left_ankle"}
+        self.register_buffer("site_joint", torch.tensor([1 + self.order.index(sites[k]) for k in sites]))
+        self.register_buffer("site_offset", torch.tensor([joints[sites[k]].com for k in sites]) * scale)
+        point_names = [*names, *sites]
+        self.register_buffer("keypoint_index", torch.tensor([point_names.index(k) for k in KEYPOINTS]))
+
+    def _local(self, pose: torch.Tensor) -> torch.Tensor:
+        """Local rotation of every joint in ``self.order``: [B, J, 3, 3]."""
+        rotations, hinges = split_pose(pose)
+        angle = hinges[..., None, None]
+        bent = (torch.eye(3, dtype=pose.dtype, device=pose.device) + torch.sin(angle) * self.hinge_skew.to(pose.dtype)
+                + (1 - torch.cos(angle)) * self.hinge_skew2.to(pose.dtype))
+        fixed = torch.eye(3, dtype=pose.dtype, device=pose.device).expand(pose.shape[0], 1, 3, 3)
+        return torch.cat([rotations, bent, fixed], dim=1)[:, self.local_slot]
+
+    def world(self, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World (root-frame) rotations [B, 1 + J, 3, 3] and positions [B, 1 + J, 3] of the root and
+        every joint frame in ``self.order``."""
+        local = self._local(pose)
+        n = pose.shape[0]
+        rotation = torch.eye(3, dtype=pose.dtype, device=pose.device).expand(n, 1, 3, 3)
+        position = torch.zeros(n, 1, 3, dtype=pose.dtype, device=pose.device)
+        for level, members in enumerate(self.levels):
+            parent = getattr(self, f"parent_{level}")
+            parent_r = rotation[:, parent]
+            offset = getattr(self, f"offset_{level}").to(pose.dtype)
+            t = position[:, parent] + (parent_r @ offset[:, :, None])[..., 0]
+            r = parent_r @ local[:, members[0]:members[-1] + 1]
+            rotation = torch.cat([rotation, r], dim=1)
+            position = torch.cat([position, t], dim=1)
+        return rotation, position
 
     def frames(self, pose: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """World (root-frame) rotation and position of every joint frame, by joint name."""
-        rotations, hinges = split_pose(pose)
-        n = pose.shape[0]
-        eye = torch.eye(3, dtype=pose.dtype, device=pose.device).expand(n, 3, 3)
-        world = {"root": (eye, torch.zeros(n, 3, dtype=pose.dtype, device=pose.device))}
-        for name in self.order:
-            parent_r, parent_t = world[self.parents[name]]
-            t = parent_t + parent_r @ getattr(self, f"offset_{name}").to(pose.dtype)
-            if name in SPHERICAL:
-                local = rotations[:, SPHERICAL.index(name)]
-            elif name in HINGES:
-                local = axis_angle_matrix(getattr(self, f"axis_{name}").to(pose.dtype), hinges[:, HINGES.index(name)])
-            else:
-                local = None
-            world[name] = (parent_r if local is None else parent_r @ local, t)
-        return world
+        rotation, position = self.world(pose)
+        return {name: (rotation[:, i], position[:, i]) for i, name in enumerate(["root", *self.order])}
 
     def forward(self, pose: torch.Tensor) -> torch.Tensor:
-        world = self.frames(pose)
-        points = []
-        for name in KEYPOINTS:
-            if name in world:
-                points.append(world[name][1])
-            else:
-                joint = {"head": "neck", "right_foot": "right_ankle", "left_foot": "left_ankle"}[name]
-                r, t = world[joint]
-                points.append(t + r @ getattr(self, f"site_{name}").to(pose.dtype))
-        return torch.stack(points, dim=1)
+        rotation, position = self.world(pose)
+        sites = position[:, self.site_joint] + (rotation[:, self.site_joint]
+                                                @ self.site_offset.to(pose.dtype)[:, :, None])[..., 0]
+        return torch.cat([position, sites], dim=1)[:, self.keypoint_index]
 
 
 def _topological(joints: dict[str, UrdfJoint]) -> list[str]:

@@ -75,3 +75,22 @@ def test_joint_mask_rejects_unknown_joints():
     assert mask.sum() == len(data.UPPER_JOINTS)
     with pytest.raises(LandformError, match="unknown joints"):
         data.joint_mask(["tail"])
+
+
+def test_jitter_keeps_rotations_and_scale_zero_is_identity():
+    pose = data.frames_to_pose(data.read_frames("walk")[:6])
+    generator = torch.Generator().manual_seed(0)
+    jittered = data.jitter_poses(pose, generator, rotation_std=0.2, hinge_std=0.1)
+    rotations, _ = data.split_pose(jittered)
+    eye = torch.eye(3).expand_as(rotations)
+    assert torch.allclose(rotations @ rotations.transpose(-1, -2), eye, atol=1e-5)
+    assert not torch.allclose(jittered, pose)
+    still = data.jitter_poses(pose, generator, rotation_std=0.2, hinge_std=0.1, scale=torch.zeros(6))
+    assert torch.allclose(still, pose, atol=1e-6)
+    again = data.jitter_poses(pose, torch.Generator().manual_seed(0), rotation_std=0.2, hinge_std=0.1)
+    assert torch.equal(again, jittered)  # seeded
+
+
+def test_axis_angle_matrix_turns_by_the_vector_length():
+    quarter = data.axis_angle_to_matrix(torch.tensor([[0.0, 0.0, torch.pi / 2]]))[0]
+    assert torch.allclose(quarter @ torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
