@@ -52,22 +52,25 @@ def _observations(args: argparse.Namespace, problem, split: str) -> torch.Tensor
 
 def cmd_fit(args: argparse.Namespace) -> None:
     import math
+    import os
 
-    import torch
-
-    from landform import Mapping, fit
+    from landform import Mapping, accel, distributed, fit
     from landform.io import Checkpoint
 
     out = guard.prepare_fit_out(args.out, args.resume)
-    problem = guard.load_problem(args.problem)
+    problem = guard.load_problem(args.problem, args.device, args.autocast)
     x_dim = math.prod(problem.x_shape)
-    torch.manual_seed(args.seed)
+    accel.pin_seeds(args.seed, args.device)
     mapping = Mapping(args.z_dim or x_dim, problem.x_shape, hidden=args.hidden, additive=args.additive)
+    # Under torchrun, fit joins the process group: every rank fits, rank 0 alone writes and prints.
     result = fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=args.rounds,
                  trajectories=args.trajectories, steps=args.steps, lr_z=args.lr_z, lr=args.lr,
                  weight_decay=args.weight_decay, batch_size=args.batch_size, method=args.method,
                  buffer_rounds=args.buffer_rounds, init=args.init, base=problem.base, x_shape=problem.x_shape,
                  checkpoint_dir=out, resume=args.resume, seed=args.seed, device=args.device, progress=True)
+    distributed.shutdown()  # after success only: a failed rank just exits, and torchrun stops the others
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     last = result.history[-1] if result.history else None
     detail = f"; last round: loss {last['loss_first']:.4g} -> {last['loss_last']:.4g} in {args.steps} steps" \
         if last else ""
@@ -85,7 +88,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
     from landform.io import save_pair
     from landform.report import write_curves_csv
 
-    problem = guard.load_problem(args.problem)
+    problem = guard.load_problem(args.problem, args.device, args.autocast)
     mapping = Mapping.load(args.mapping) if args.mapping else None
     y = _observations(args, problem, "test")
     mask = guard.check_mask(_load_tensor(args.mask, "mask"), y) if args.mask else None
@@ -232,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--hidden", type=int, default=1024, help="Θ's hidden width")
     fit_parser.add_argument("--z-dim", type=int, default=None, help="dimension of Z (default: that of X)")
     fit_parser.add_argument("--additive", action="store_true", help="x = base + Θ(z) (needs Problem.base)")
+    fit_parser.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
+                            help="run F under torch.autocast at this precision (fp16: CUDA only)")
     common(fit_parser)
 
     for name, helptext in (("invert", "invert observations, in X or in Z with a fitted Θ"),
@@ -251,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--out", required=True, help="output directory")
         common(sub)
         if name == "invert":
+            sub.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
+                             help="run F under torch.autocast at this precision (fp16: CUDA only)")
             sub.add_argument("--lr", type=float, default=0.1)
             sub.add_argument("--init", default="zeros", help="zeros or gaussian")
             sub.add_argument("--mask", default=None, help="observed entries (.npy/.safetensors, broadcast to y)")

@@ -5,6 +5,12 @@ all N as one batch, and store every visited (z_t, y) in an experience replay buf
 AdamW on T·N samples drawn from the buffer, minimizing L(F(Θ(z)), y). Eq. 2 sums t = 0..T, so the
 buffer keeps z_0 too. Ablations (§4.4): ``method="online"`` updates Θ right after every z step with no
 buffer; ``method="random"`` leaves Θ at its random initialization.
+
+Under ``torchrun --nproc_per_node=K`` (see ``landform.distributed``) each of the K processes collects N/K
+trajectories with its own random stream and trains Θ on batches of B/K from its own buffer with
+DistributedDataParallel, so every update averages the gradients of B samples drawn from the union of
+the buffers; all ranks hold the same Θ, and rank 0 alone writes the checkpoint (which holds every rank's
+random state and buffer, so a resume with the same K continues exactly).
 """
 
 from __future__ import annotations
@@ -21,16 +27,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from landform import distributed
 from landform.errors import LandformError
 from landform.inference import Forward, Loss, check_mapping_output, initial_variable, objective, resolve_base
 from landform.io import (
     Checkpoint,
     json_bytes,
     load_optimizer_tensors,
-    load_tensors,
     optimizer_tensors,
+    parse_json,
     read_json,
     tensor_bytes,
+    tensors_from_bytes,
 )
 from landform.mapping import Mapping
 
@@ -39,7 +47,7 @@ METHODS = ("buffer", "online", "random")
 # Settings that must not change when a run is resumed (``rounds`` may grow).
 _RESUME_KEYS = ("trajectories", "steps", "lr_z", "lr", "weight_decay", "batch_size", "method",
                 "buffer_rounds", "init", "init_scale", "seed")
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 
 
 @dataclass
@@ -105,66 +113,98 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
                 "weight_decay": weight_decay, "batch_size": batch_size, "method": method,
                 "buffer_rounds": buffer_rounds, "init": init, "init_scale": init_scale, "seed": seed}
     device = torch.device(device) if device is not None else next(mapping.parameters()).device
+    ctx, device = distributed.context(device)
+    if trajectories % ctx.world or batch_size % ctx.world:
+        raise LandformError(f"with {ctx.world} processes, trajectories ({trajectories}) and batch_size "
+                            f"({batch_size}) must be multiples of {ctx.world}")
+    local_trajectories, local_batch = trajectories // ctx.world, batch_size // ctx.world
     mapping.to(device)
     if isinstance(forward, torch.nn.Module):
         forward = forward.to(device)
     theta_optimizer = torch.optim.AdamW(mapping.parameters(), lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
+    own_seed = distributed.rank_seed(seed, ctx.rank)
+    generator = torch.Generator().manual_seed(own_seed)
     result = FitResult(mapping=mapping)
     checkpoint = Path(checkpoint_dir) if checkpoint_dir is not None else None
     cuda = [device] if device.type == "cuda" else []
+    state = _State(ctx, settings, mapping, theta_optimizer, generator, deque(maxlen=buffer_rounds), device)
 
     with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
+        torch.manual_seed(own_seed)
         start_round = 0
-        buffer: deque[tuple] = deque(maxlen=buffer_rounds)
         saved_round = None
-        if checkpoint is not None:
-            store = Checkpoint(checkpoint)
-            if resume:
-                _refuse_legacy(checkpoint)
-                if store.exists():
-                    start_round = _restore(store, settings, mapping, theta_optimizer, generator, result, buffer,
-                                           device)
-                    saved_round = start_round
-                store.clean()  # what an interrupted write left behind
+        if checkpoint is not None and resume:
+            saved_round = _resume(checkpoint, state, result)  # None if nothing was committed yet
+            start_round = saved_round or 0
+        model = torch.nn.parallel.DistributedDataParallel(
+            mapping, device_ids=[device.index] if device.type == "cuda" else None) if ctx.active else None
         good_state = copy.deepcopy(mapping.state_dict())
-        bar = tqdm(range(start_round, rounds), initial=start_round, total=rounds, disable=not progress,
+        bar = tqdm(range(start_round, rounds), initial=start_round, total=rounds, disable=not (progress and ctx.leader),
                    desc=f"fit ({method})", delay=1.0)
         for round_index in bar:
             if method == "random":
                 break
             started = time.perf_counter()
-            y = draw_observations(observations, trajectories, generator).to(device)
+            y = draw_observations(observations, local_trajectories, generator).to(device)
             base_value = resolve_base(base, y, device)
-            z = initial_variable(init, (trajectories, mapping.z_dim), init_scale=init_scale,
+            z = initial_variable(init, (local_trajectories, mapping.z_dim), init_scale=init_scale,
                                  seed=int(torch.randint(2**31, (1,), generator=generator)), device=device)
+            faults: list[str] | None = [] if ctx.active else None  # with K processes, all must stop together
             try:
                 if method == "buffer":
-                    record = _buffer_round(mapping, forward, loss, y, base_value, z, buffer, theta_optimizer,
-                                           generator, steps=steps, lr_z=lr_z, batch_size=batch_size)
+                    record = _buffer_round(mapping, forward, loss, y, base_value, z, state.buffer, theta_optimizer,
+                                           generator, steps=steps, lr_z=lr_z, batch_size=local_batch, model=model,
+                                           faults=faults)
                 else:
                     record = _online_round(mapping, forward, loss, y, base_value, z, theta_optimizer,
-                                           steps=steps, lr_z=lr_z)
+                                           steps=steps, lr_z=lr_z, model=model, faults=faults)
             except _NonFinite as stop:
+                faults = [str(stop)]
+            if ctx.any(bool(faults)):
                 mapping.load_state_dict(good_state)
-                raise LandformError(f"non-finite loss in round {round_index + 1}, {stop}"
-                                    f"{_kept(checkpoint, saved_round)}") from None
+                where = faults[0] if faults else "on another process"
+                if ctx.active and faults:
+                    where += f" (process {ctx.rank})"
+                raise LandformError(f"non-finite loss in round {round_index + 1}, {where}"
+                                    f"{_kept(checkpoint, saved_round)}")
             if not all(torch.isfinite(p).all() for p in mapping.parameters()):
                 mapping.load_state_dict(good_state)
                 raise LandformError(f"non-finite weights after round {round_index + 1}"
                                     f"{_kept(checkpoint, saved_round)}")
             good_state = copy.deepcopy(mapping.state_dict())
+            record = _combine(ctx, record)
             record.update(round=round_index + 1, seconds=time.perf_counter() - started)
             result.history.append(record)
             bar.set_postfix(loss=f"{record['loss_last']:.4g}", refresh=False)  # shown with the bar, after its delay
             if checkpoint is not None:
-                _save(checkpoint, settings, mapping, theta_optimizer, generator, result.history, buffer,
-                      round_index + 1)
+                _save(checkpoint, state, result.history, round_index + 1)
                 saved_round = round_index + 1
         if checkpoint is not None and saved_round is None:  # "random", or nothing left to run: save Θ once
-            _save(checkpoint, settings, mapping, theta_optimizer, generator, result.history, buffer, start_round)
+            _save(checkpoint, state, result.history, start_round)
     return result
+
+
+@dataclass
+class _State:
+    """Everything a checkpoint holds besides the history, on this process."""
+
+    ctx: distributed.Context
+    settings: dict
+    mapping: Mapping
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    buffer: deque
+    device: torch.device
+
+
+def _combine(ctx: distributed.Context, record: dict) -> dict:
+    """A round's record over all processes: mean losses, total throughput."""
+    if not ctx.active:
+        return record
+    curve = ctx.mean([*record["collect_curve"], record["train_loss"], record["trajectory_steps_per_second"]])
+    record.update(collect_curve=curve[:-2], loss_first=curve[0], loss_last=curve[-3], train_loss=curve[-2],
+                  trajectory_steps_per_second=curve[-1] * ctx.world)
+    return record
 
 
 def _kept(checkpoint: Path | None, saved_round: int | None) -> str:
@@ -186,19 +226,49 @@ class _NonFinite(Exception):
     """Raised inside a round when a loss is not finite; ``fit`` turns it into a LandformError."""
 
 
-def _finite(values: torch.Tensor, where: str) -> torch.Tensor:
+def _finite(values: torch.Tensor, where: str, faults: list[str] | None = None) -> torch.Tensor:
+    """``values``, after checking they are finite: a non-finite one stops the round at once, or, with K
+    processes (``faults`` given), is recorded and the round runs on so that all ranks stop together."""
     if not torch.isfinite(values).all():
-        raise _NonFinite(where)
+        if faults is None:
+            raise _NonFinite(where)
+        if not faults:
+            faults.append(where)
     return values
 
 
-def _apply(mapping: Mapping, z: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
-    return mapping(z, base) if mapping.additive else mapping(z)
+def _theta_step(mean: torch.Tensor, parameters: list[torch.Tensor], optimizer: torch.optim.Optimizer,
+                distributed_model: bool, divisor: float = 1.0, extra: tuple[torch.Tensor, ...] = ()) -> tuple:
+    """Sets the gradients of ``mean`` for Θ's parameters (averaged over processes by DDP when there are
+    several; F's parameters get none), divided by ``divisor``; returns the gradients of ``extra``."""
+    if distributed_model:
+        for parameter in parameters:
+            parameter.grad = None
+        for tensor in extra:
+            tensor.grad = None
+        torch.autograd.backward(mean, inputs=[*extra, *parameters])
+        extra_grads = tuple(tensor.grad for tensor in extra)
+        if divisor != 1.0:
+            for parameter in parameters:
+                parameter.grad = parameter.grad / divisor
+    else:
+        grads = torch.autograd.grad(mean, [*extra, *parameters])
+        extra_grads = grads[: len(extra)]
+        for parameter, grad in zip(parameters, grads[len(extra):], strict=True):
+            parameter.grad = grad / divisor if divisor != 1.0 else grad
+    return extra_grads
+
+
+def _apply(module: torch.nn.Module, z: torch.Tensor, base: torch.Tensor | None,
+           mapping: Mapping | None = None) -> torch.Tensor:
+    """x = Θ(z) (or base + Θ(z)); ``module`` may be Θ wrapped in DistributedDataParallel."""
+    return module(z, base) if (mapping or module).additive else module(z)
 
 
 def _buffer_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tensor, base: torch.Tensor | None,
                   z: torch.Tensor, buffer: deque, theta_optimizer: torch.optim.Optimizer,
-                  generator: torch.Generator, *, steps: int, lr_z: float, batch_size: int) -> dict:
+                  generator: torch.Generator, *, steps: int, lr_z: float, batch_size: int,
+                  model: torch.nn.Module | None = None, faults: list[str] | None = None) -> dict:
     """Collect N trajectories with Θ frozen into the buffer, then replay T·N samples to train Θ."""
     z.requires_grad_(True)
     z_optimizer = torch.optim.Adam([z], lr=lr_z)
@@ -207,7 +277,7 @@ def _buffer_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tenso
     collect_start = time.perf_counter()
     for t in range(steps):
         values, _ = objective(forward, loss, _apply(mapping, z, base), y, None)
-        collect_losses.append(_finite(values, f"collection step {t + 1}").mean().item())
+        collect_losses.append(_finite(values, f"collection step {t + 1}", faults).mean().item())
         (z.grad,) = torch.autograd.grad(values.sum(), [z])  # Θ is frozen while collecting
         z_optimizer.step()
         visited.append(z.detach().clone())
@@ -224,10 +294,9 @@ def _buffer_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tenso
     for j in range(updates):
         flat = torch.randint(int(sizes.sum()), (batch_size,), generator=generator)
         z_batch, y_batch, base_batch = _gather(pool, sizes, offsets, flat)
-        values, _ = objective(forward, loss, _apply(mapping, z_batch, base_batch), y_batch, None)
-        mean = _finite(values, f"training step {j + 1}").mean()
-        for parameter, grad in zip(parameters, torch.autograd.grad(mean, parameters), strict=True):
-            parameter.grad = grad
+        values, _ = objective(forward, loss, _apply(model or mapping, z_batch, base_batch, mapping), y_batch, None)
+        mean = _finite(values, f"training step {j + 1}", faults).mean()
+        _theta_step(mean, parameters, theta_optimizer, model is not None)
         theta_optimizer.step()
         train_losses.append(mean.item())
     return {"loss_first": collect_losses[0], "loss_last": collect_losses[-1],
@@ -252,20 +321,20 @@ def _gather(pool: list, sizes: torch.Tensor, offsets: torch.Tensor,
 
 
 def _online_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tensor, base: torch.Tensor | None,
-                  z: torch.Tensor, theta_optimizer: torch.optim.Optimizer, *, steps: int, lr_z: float) -> dict:
+                  z: torch.Tensor, theta_optimizer: torch.optim.Optimizer, *, steps: int, lr_z: float,
+                  model: torch.nn.Module | None = None, faults: list[str] | None = None) -> dict:
     """The ablation without alternation or buffer: one backward per step updates both z and Θ."""
     z.requires_grad_(True)
     z_optimizer = torch.optim.Adam([z], lr=lr_z)
     losses = []
     collect_start = time.perf_counter()
     for t in range(steps):
-        values, _ = objective(forward, loss, _apply(mapping, z, base), y, None)
-        losses.append(_finite(values, f"online step {t + 1}").mean().item())
+        values, _ = objective(forward, loss, _apply(model or mapping, z, base, mapping), y, None)
+        losses.append(_finite(values, f"online step {t + 1}", faults).mean().item())
         parameters = list(mapping.parameters())
-        grads = torch.autograd.grad(values.sum(), [z, *parameters])
-        z.grad = grads[0]
-        for parameter, grad in zip(parameters, grads[1:], strict=True):
-            parameter.grad = grad / y.shape[0]  # Θ descends the mean loss, each z its own loss
+        # Θ descends the mean loss, each z its own loss
+        (z.grad,) = _theta_step(values.sum(), parameters, theta_optimizer, model is not None,
+                                divisor=y.shape[0], extra=(z,))
         z_optimizer.step()
         theta_optimizer.step()
     seconds = time.perf_counter() - collect_start
@@ -274,88 +343,134 @@ def _online_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tenso
             "trajectory_steps_per_second": steps * y.shape[0] / seconds}
 
 
-def _save(directory: Path, settings: dict, mapping: Mapping, theta_optimizer: torch.optim.Optimizer,
-          generator: torch.Generator, history: list[dict], buffer: deque, completed_rounds: int) -> Path:
-    """Commit Θ and everything needed to resume exactly (optimizer, random states, replay buffer) as one
-    atomic checkpoint round directory (see ``landform.io.Checkpoint``)."""
-    if not all(torch.isfinite(p).all() for p in mapping.parameters()):
-        raise LandformError(f"refusing to checkpoint non-finite weights to {directory}")
-    tensors: dict[str, torch.Tensor] = {"rng.generator": generator.get_state(), "rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and next(mapping.parameters()).is_cuda:
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    tensors.update(optimizer_tensors(theta_optimizer))
-    has_base = []
-    for index, (zs, picks, ys, bs) in enumerate(buffer):
+def _rank_tensors(state: _State) -> dict[str, torch.Tensor]:
+    """This process's own part of a checkpoint: its random states and its replay buffer."""
+    tensors = {"rng.generator": state.generator.get_state(), "rng.torch": torch.get_rng_state()}
+    if state.device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(state.device)
+    for index, (zs, picks, ys, bs) in enumerate(state.buffer):
         tensors.update({f"buffer.{index}.z": zs, f"buffer.{index}.index": picks, f"buffer.{index}.y": ys})
         if bs is not None:
             tensors[f"buffer.{index}.base"] = bs
-        has_base.append(bs is not None)
-    meta = {"format": CHECKPOINT_FORMAT, "settings": settings, "rounds_completed": completed_rounds,
-            "history": history, "param_groups": theta_optimizer.state_dict()["param_groups"],
-            "buffer": has_base, "world_size": 1}
-    weights = tensor_bytes(mapping.state_dict(), "the mapping")
-    mapping_meta = {**mapping.config(), "fit": settings, "rounds_completed": completed_rounds,
-                    "weights_sha256": hashlib.sha256(weights).hexdigest()}
-    files = {"mapping.safetensors": weights, "mapping.json": json_bytes(mapping_meta),
-             "state.safetensors": tensor_bytes(tensors, "the fit state"), "state.json": json_bytes(meta)}
-    return Checkpoint(directory).write(completed_rounds, files)
+    return tensors
 
 
-def _restore(store: Checkpoint, settings: dict, mapping: Mapping, theta_optimizer: torch.optim.Optimizer,
-             generator: torch.Generator, result: FitResult, buffer: deque, device: torch.device) -> int:
-    """Load the committed checkpoint written by ``_save``, after checking that its parts agree; returns the
-    number of rounds already completed. Anything inconsistent is refused in one line."""
-    folder = store.current()
-    where = f"cannot resume {store.directory}"
-    meta = read_json(folder / "state.json", "checkpoint state")
+def _save(directory: Path, state: _State, history: list[dict], completed_rounds: int) -> None:
+    """Commit Θ and everything needed to resume exactly (optimizer, every process's random states and
+    replay buffer) as one atomic checkpoint round directory (``landform.io.Checkpoint``), from rank 0 alone."""
+    ctx, mapping = state.ctx, state.mapping
+    if not all(torch.isfinite(p).all() for p in mapping.parameters()):
+        raise LandformError(f"refusing to checkpoint non-finite weights to {directory}")
+    blobs = ctx.gather_bytes(tensor_bytes(_rank_tensors(state), "the fit state"))
+    error = None
+    if ctx.leader:
+        meta = {"format": CHECKPOINT_FORMAT, "settings": state.settings, "rounds_completed": completed_rounds,
+                "history": history, "param_groups": state.optimizer.state_dict()["param_groups"],
+                "buffer_entries": len(state.buffer), "world_size": ctx.world}
+        weights = tensor_bytes(mapping.state_dict(), "the mapping")
+        mapping_meta = {**mapping.config(), "fit": state.settings, "rounds_completed": completed_rounds,
+                        "world_size": ctx.world, "weights_sha256": hashlib.sha256(weights).hexdigest()}
+        files = {"mapping.safetensors": weights, "mapping.json": json_bytes(mapping_meta),
+                 "state.safetensors": tensor_bytes(optimizer_tensors(state.optimizer), "the fit state"),
+                 "state.json": json_bytes(meta)}
+        files.update({f"rank-{rank}.safetensors": blob for rank, blob in enumerate(blobs)})
+        try:
+            Checkpoint(directory).write(completed_rounds, files)
+        except LandformError as failure:
+            error = str(failure)
+    error = ctx.share(error)  # every process stops if rank 0 could not write
+    if error:
+        raise LandformError(error)
+
+
+def _resume(directory: Path, state: _State, result: FitResult) -> int | None:
+    """Restore the committed checkpoint in ``directory`` (rank 0 reads and checks it, every rank gets the
+    same verified bytes); returns the rounds completed, None if nothing was committed yet."""
+    ctx = state.ctx
+    files, error = None, None
+    if ctx.leader:
+        try:
+            _refuse_legacy(directory)
+            loaded = Checkpoint(directory).load()
+            files = loaded[1] if loaded is not None else {}
+            Checkpoint(directory).clean()  # what an interrupted write left behind
+        except LandformError as failure:
+            error = str(failure)
+    error = ctx.share(error)
+    if error:
+        raise LandformError(error)
+    if ctx.active:
+        files = distributed.unpack(ctx.broadcast_bytes(distributed.pack(files) if ctx.leader else None))
+    return _restore(files, state, result, f"cannot resume {directory}") if files else None
+
+
+def _restore(files: dict[str, bytes], state: _State, result: FitResult, where: str) -> int:
+    """Load a checkpoint's verified files into this process's state, after checking that their parts agree
+    with each other, with the settings and with the number of processes; refused in one line otherwise."""
+    def part(name: str) -> bytes:
+        if name not in files:
+            raise LandformError(f"{where}: its {name} is missing")
+        return files[name]
+
+    meta = parse_json(part("state.json"), "state.json", "checkpoint state")
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise LandformError(f"{where}: unknown checkpoint format {meta.get('format')!r}")
     saved = meta.get("settings")
     if not isinstance(saved, dict):
         raise LandformError(f"{where}: its state.json has no settings")
-    changed = [key for key in _RESUME_KEYS if saved.get(key) != settings[key]]
+    changed = [key for key in _RESUME_KEYS if saved.get(key) != state.settings[key]]
     if changed:
         raise LandformError(f"{where}: settings differ from the checkpoint ({', '.join(changed)})")
+    world = meta.get("world_size")
+    if world != state.ctx.world:
+        raise LandformError(f"{where}: it was fitted by {world} process(es) and this run has {state.ctx.world}; "
+                            f"resume it with torchrun --nproc_per_node={world} (each process has its own "
+                            "trajectories and random stream)")
+    mapping_meta = parse_json(part("mapping.json"), "mapping.json", "mapping config")
     rounds = meta.get("rounds_completed")
-    mapping_rounds = Mapping.config_of(folder / "mapping").get("rounds_completed")
-    step = store.step()
-    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds != step or mapping_rounds != rounds:
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or mapping_meta.get("rounds_completed") != rounds:
         raise LandformError(f"{where}: its parts disagree on the rounds completed (state {rounds!r}, mapping "
-                            f"{mapping_rounds!r}, directory {step})")
-    restored = Mapping.load(folder / "mapping", map_location=device)
-    if restored.config() != mapping.config():
+                            f"{mapping_meta.get('rounds_completed')!r})")
+    digest = mapping_meta.pop("weights_sha256", None)
+    if digest is not None and digest != hashlib.sha256(part("mapping.safetensors")).hexdigest():
+        raise LandformError(f"{where}: its mapping.safetensors and mapping.json come from different rounds")
+    restored = Mapping.from_bytes(part("mapping.safetensors"), mapping_meta, "mapping.safetensors")
+    if restored.config() != state.mapping.config():
         raise LandformError(f"{where}: the checkpoint's mapping has another shape")
-    tensors = load_tensors(folder / "state.safetensors", what="checkpoint state")
-    missing = [key for key in ("rng.generator", "rng.torch") if key not in tensors]
-    history = meta.get("history")
-    has_base = meta.get("buffer", [])
-    if missing or not isinstance(history, list) or len(history) != rounds or not isinstance(has_base, list) \
-            or len(has_base) > (buffer.maxlen or 0):
+    optimizer = tensors_from_bytes(part("state.safetensors"), "state.safetensors", what="checkpoint state")
+    own = tensors_from_bytes(part(f"rank-{state.ctx.rank}.safetensors"), "rank state", what="checkpoint state")
+    for rank in range(state.ctx.world):
+        part(f"rank-{rank}.safetensors")
+    history, entries = meta.get("history"), meta.get("buffer_entries")
+    missing = [key for key in ("rng.generator", "rng.torch") if key not in own]
+    if missing or not isinstance(history, list) or len(history) != rounds or not isinstance(entries, int) \
+            or not 0 <= entries <= (state.buffer.maxlen or 0):
         raise LandformError(f"{where}: its state is incomplete ({', '.join(missing) or 'history or buffer'})")
-    entries = []
-    for index, with_base in enumerate(has_base):
+    buffer = []
+    for index in range(entries):
         keys = [f"buffer.{index}.{name}" for name in ("z", "index", "y")]
-        if any(key not in tensors for key in keys) or (with_base and f"buffer.{index}.base" not in tensors):
+        if any(key not in own for key in keys):
             raise LandformError(f"{where}: its replay buffer is incomplete")
-        base = tensors[f"buffer.{index}.base"].to(device) if with_base else None
-        entries.append((*(tensors[key].to(device) for key in keys), base))
-    mapping.load_state_dict(restored.state_dict())
-    load_optimizer_tensors(theta_optimizer, tensors, meta.get("param_groups"))
+        base = own.get(f"buffer.{index}.base")
+        buffer.append((*(own[key].to(state.device) for key in keys),
+                       base.to(state.device) if base is not None else None))
+    state.mapping.load_state_dict(restored.state_dict())
+    load_optimizer_tensors(state.optimizer, optimizer, meta.get("param_groups"))
     try:
-        generator.set_state(tensors["rng.generator"])
-        torch.set_rng_state(tensors["rng.torch"])
-        if "rng.cuda" in tensors and device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        state.generator.set_state(own["rng.generator"])
+        torch.set_rng_state(own["rng.torch"])
+        if "rng.cuda" in own and state.device.type == "cuda":
+            torch.cuda.set_rng_state(own["rng.cuda"], state.device)
     except (RuntimeError, TypeError) as error:
         raise LandformError(f"{where}: its random state is corrupted ({error})") from None
-    buffer.extend(entries)
+    state.buffer.extend(buffer)
     result.history.extend(history)
     return rounds
 
 
 def checkpoint_state(directory: str | Path) -> dict | None:
-    """The state.json of the checkpoint committed in ``directory`` (settings, rounds_completed, history),
-    or None if there is none."""
+    """The state.json of the checkpoint committed in ``directory`` (settings, rounds_completed, history,
+    world_size), or None if there is none."""
     folder = Checkpoint(directory).current()
     return None if folder is None else read_json(folder / "state.json", "checkpoint state")
 

@@ -331,14 +331,22 @@ def check_finite_losses(losses, what: str = "inversion") -> None:
                             "(lower --lr, or check the forward model)")
 
 
-def load_problem(spec: str):
-    """``landform.problem.load_problem`` with an error in the user's factory turned into one line."""
+def load_problem(spec: str, device: str | None = None, autocast: str | None = None):
+    """``landform.problem.load_problem`` with an error in the user's factory turned into one line; with
+    ``autocast`` (bf16, fp16), F is moved to ``device`` and run under ``torch.autocast``."""
+    import torch
+
+    from landform.accel import autocast_forward
     from landform.problem import load_problem as _load
 
     try:
-        return _load(spec)
+        problem = _load(spec)
     except (LandformError, KeyboardInterrupt):
         raise
     except Exception as error:
         raise LandformError(f"the --problem factory {spec} failed: {type(error).__name__}: "
                             f"{_first_line(error)}") from None
+    if autocast is not None:
+        forward = problem.forward.to(device) if isinstance(problem.forward, torch.nn.Module) else problem.forward
+        problem.forward = autocast_forward(forward, device or "cpu", autocast)
+    return problem

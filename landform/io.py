@@ -199,14 +199,17 @@ def _reject_constant(name: str) -> None:
 
 def read_json(path: str | Path, what: str = "config file", limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """A strict JSON object from a regular file of at most ``limit`` bytes."""
-    path = Path(path)
-    data = read_bytes(path, limit, what)
+    return parse_json(read_bytes(path, limit, what), path, what)
+
+
+def parse_json(data: bytes, source: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A strict JSON object (no NaN or Infinity) from bytes, with a one-line error naming ``source``."""
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise LandformError(f"corrupted {what} {path}: {_first_line(error)}") from None
+        raise LandformError(f"corrupted {what} {source}: {_first_line(error)}") from None
     if not isinstance(value, dict):
-        raise LandformError(f"corrupted {what} {path}: expected a JSON object, got {type(value).__name__}")
+        raise LandformError(f"corrupted {what} {source}: expected a JSON object, got {type(value).__name__}")
     return value
 
 
@@ -257,15 +260,44 @@ def load_tensors(path: str | Path, *, limit: int = MAX_TENSOR_FILE_BYTES, what: 
             raise LandformError(f"{what} {path} must hold floating point tensors; {key} is {dtype}")
         if numeric and dtype not in _NUMERIC_DTYPES:
             raise LandformError(f"{what} {path} holds {key} of unsupported dtype {dtype}")
-    data = read_bytes(path, limit, what)
+    return tensors_from_bytes(read_bytes(path, limit, what), path, what=what, finite=finite)
+
+
+def bytes_header(data: bytes, source: str | Path, what: str = "weights file") -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{name: (dtype, shape)}`` from the header of safetensors bytes, checked to lie within them."""
+    if len(data) < 8:
+        raise LandformError(f"corrupted {what} {source}: too short for a safetensors file")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise LandformError(f"corrupted {what} {source}: its header claims {size} bytes")
+    header = parse_json(data[8:8 + size], source, what)
+    header.pop("__metadata__", None)
+    try:
+        return {key: (str(entry["dtype"]), tuple(int(d) for d in entry["shape"])) for key, entry in header.items()}
+    except (KeyError, TypeError, ValueError):
+        raise LandformError(f"corrupted {what} {source}: malformed header") from None
+
+
+def tensors_from_bytes(data: bytes, source: str | Path, *, what: str = "weights file",
+                       expected: MappingType[str, tuple[int, ...]] | None = None, floating: bool = False,
+                       finite: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors in safetensors bytes, after checking the header (names, shapes, dtypes) against
+    ``expected`` and, with ``finite``, every value."""
+    if expected is not None or floating:
+        header = bytes_header(data, source, what)
+        if expected is not None:
+            check_header(header, expected, source, floating)
+        for key, (dtype, _shape) in header.items():
+            if floating and dtype not in _FLOAT_DTYPES:
+                raise LandformError(f"{what} {source} must hold floating point tensors; {key} is {dtype}")
     try:
         tensors = load_safetensors_bytes(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise LandformError(f"corrupted {what} {path}: {_first_line(error)}") from None
+        raise LandformError(f"corrupted {what} {source}: {_first_line(error)}") from None
     if finite:
         for key, value in tensors.items():
             if value.is_floating_point() and not torch.isfinite(value).all():
-                raise LandformError(f"{what} {path} holds non-finite values in {key}")
+                raise LandformError(f"{what} {source} holds non-finite values in {key}")
     return tensors
 
 
@@ -363,6 +395,12 @@ class Checkpoint:
 
     def current(self) -> Path | None:
         """The verified round directory the pointer names, or None if nothing was committed yet."""
+        folder = self._named()
+        if folder is not None:
+            self.verify(folder)
+        return folder
+
+    def _named(self) -> Path | None:
         if not self.exists():
             return None
         name = read_bytes(self.pointer, 256, "checkpoint pointer").decode("utf-8", "replace").strip()
@@ -372,24 +410,30 @@ class Checkpoint:
         if not folder.is_dir():
             raise LandformError(f"inconsistent checkpoint in {self.directory}: {POINTER} names {name}, "
                                 "which does not exist")
-        self.verify(folder)
         return folder
 
-    def verify(self, folder: Path) -> dict[str, Any]:
-        """The manifest of ``folder``, after checking that every file it lists is there, whole and unchanged."""
+    def verify(self, folder: Path) -> dict[str, bytes]:
+        """Every file the manifest of ``folder`` lists, read and checked to be whole and unchanged."""
         manifest = read_json(folder / MANIFEST, "checkpoint manifest")
         files = manifest.get("files")
         if not isinstance(files, dict) or not files:
             raise LandformError(f"corrupted checkpoint manifest {folder / MANIFEST}: no files listed")
+        contents = {}
         for name, entry in files.items():
-            path = folder / str(name)
-            if not isinstance(entry, dict) or "/" in name or name.startswith("."):
+            if not isinstance(entry, dict) or "/" in name or name.startswith(".") or name == MANIFEST:
                 raise LandformError(f"corrupted checkpoint manifest {folder / MANIFEST}: bad entry {name!r}")
-            size = file_size(path, "checkpoint file")
-            if size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
+            size = file_size(folder / name, "checkpoint file")
+            data = read_bytes(folder / name, size, "checkpoint file") if size == entry.get("bytes") else b""
+            if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
                 raise LandformError(f"inconsistent checkpoint in {folder}: {name} is not the file that was "
                                     "saved (changed or truncated); refusing to resume from it")
-        return manifest
+            contents[name] = data
+        return contents
+
+    def load(self) -> tuple[Path, dict[str, bytes]] | None:
+        """The committed round directory and its verified files (as bytes), or None if there is none."""
+        folder = self._named()
+        return None if folder is None else (folder, self.verify(folder))
 
     def step(self) -> int | None:
         """The step (round) of the committed checkpoint, or None."""

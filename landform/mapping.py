@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from landform.errors import LandformError
-from landform.io import load_pair, read_json, resolve_weights, save_pair
+from landform.io import load_pair, read_json, resolve_weights, save_pair, tensors_from_bytes
 
 # Largest width, input size or output size a saved config may ask for (a config is checked against its
 # weights' header before anything is built, so these only bound a config that comes without weights).
@@ -84,15 +84,26 @@ class Mapping(nn.Module):
             raise LandformError(f"weights file not found: {weights_path}")
         config = validate_config(read_json(config_path, "mapping config"), config_path)
         state, _ = load_pair(weights_path, expected=expected_shapes(config), floating=True, finite=True)
+        return cls._build(config, state, weights_path).to(map_location)
+
+    @classmethod
+    def from_bytes(cls, weights: bytes, config: dict, source: str | Path) -> Mapping:
+        """Rebuild a Mapping from its safetensors bytes and config dict, with the same checks as ``load``."""
+        config = validate_config(config, source)
+        state = tensors_from_bytes(weights, source, expected=expected_shapes(config), floating=True, finite=True)
+        return cls._build(config, state, source)
+
+    @classmethod
+    def _build(cls, config: dict, state: dict[str, torch.Tensor], source: str | Path) -> Mapping:
         mapping = cls(config["z_dim"], tuple(config["x_shape"]), hidden=config["hidden"],
                       additive=config["additive"], negative_slope=config["negative_slope"])
         try:
             mapping.load_state_dict(state)
         except RuntimeError as error:
             lines = str(error).strip().splitlines()
-            raise LandformError(f"weights in {weights_path} do not match their config: "
+            raise LandformError(f"weights in {source} do not match their config: "
                                 f"{(lines[1] if len(lines) > 1 else lines[0]).strip()}") from None
-        return mapping.to(map_location)
+        return mapping
 
     @staticmethod
     def config_of(path: str | Path) -> dict:

@@ -1,0 +1,150 @@
+"""``fit`` under torchrun: the process group, and the few collectives the checkpoint and the records need.
+
+Launched by ``torchrun --nproc_per_node=K`` (which sets RANK, WORLD_SIZE, MASTER_ADDR, ...), ``fit`` joins
+the default process group itself (gloo on CPU, nccl on CUDA): every rank collects its share of the N
+trajectories with its own random stream, Θ is trained with DistributedDataParallel (gradients averaged
+over ranks), and only rank 0 touches the checkpoint directory. Everything here is a torch.distributed
+collective: no process pool, no sockets of our own. Without torchrun (WORLD_SIZE unset or 1) nothing here
+does anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from landform.errors import LandformError
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where this process stands: its rank, the world size, and the device collectives run on."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    # -------------------------------------------------------------------------------------- collectives
+
+    def share(self, message: str | None) -> str | None:
+        """Rank 0's ``message`` (None for none) on every rank, so all ranks fail or go on together."""
+        if not self.active:
+            return message
+        data = self.broadcast_bytes((message or "").encode() if self.leader else None)
+        return data.decode() or None
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any rank."""
+        if not self.active:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return bool(value.item() > 0)
+
+    def mean(self, values: list[float]) -> list[float]:
+        """The mean over ranks of each of ``values`` (the same length on every rank)."""
+        if not self.active or not values:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(tensor)
+        return (tensor / self.world).tolist()
+
+    def broadcast_bytes(self, data: bytes | None) -> bytes:
+        """Rank 0's ``data`` on every rank."""
+        length = torch.tensor([len(data) if self.leader and data else 0], dtype=torch.int64, device=self.device)
+        torch.distributed.broadcast(length, 0)
+        size = int(length.item())
+        if size == 0:
+            return b""
+        if self.leader:
+            buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(self.device)
+        else:
+            buffer = torch.empty(size, dtype=torch.uint8, device=self.device)
+        torch.distributed.broadcast(buffer, 0)
+        return data if self.leader else buffer.cpu().numpy().tobytes()
+
+    def gather_bytes(self, data: bytes) -> list[bytes]:
+        """Every rank's ``data``, in rank order (on every rank)."""
+        if not self.active:
+            return [data]
+        length = torch.tensor([len(data)], dtype=torch.int64, device=self.device)
+        lengths = [torch.zeros_like(length) for _ in range(self.world)]
+        torch.distributed.all_gather(lengths, length)
+        sizes = [int(t.item()) for t in lengths]
+        padded = torch.zeros(max(sizes), dtype=torch.uint8)
+        if data:
+            padded[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        padded = padded.to(self.device)
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        torch.distributed.all_gather(parts, padded)
+        return [part[:size].cpu().numpy().tobytes() for part, size in zip(parts, sizes, strict=True)]
+
+
+def context(device: torch.device) -> tuple[Context, torch.device]:
+    """Join torchrun's process group if this process was launched by it (and not already in one); returns the
+    context and the device this rank computes on (``cuda`` becomes ``cuda:LOCAL_RANK``)."""
+    if not torch.distributed.is_available():
+        return Context(), device
+    initialized = torch.distributed.is_initialized()
+    if not initialized and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Context(), device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not initialized:
+        try:
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        except (RuntimeError, ValueError) as error:
+            raise LandformError(f"cannot join the torchrun process group: {str(error).splitlines()[0]}") from None
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return Context(), device
+    backend = torch.distributed.get_backend()
+    comm = device if backend == "nccl" else torch.device("cpu")
+    return Context(torch.distributed.get_rank(), world, comm), device
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s random stream: ``seed`` itself on rank 0 (so one process is the plain run)."""
+    return seed if rank == 0 else (seed + rank * 0x9E3779B97F4A7C15) % 2**63
+
+
+def pack(files: dict[str, bytes]) -> bytes:
+    """Several named byte strings as one (a JSON index, then the contents)."""
+    index = json.dumps([[name, len(data)] for name, data in files.items()]).encode()
+    return len(index).to_bytes(8, "little") + index + b"".join(files.values())
+
+
+def unpack(data: bytes) -> dict[str, bytes]:
+    """What ``pack`` packed."""
+    if not data:
+        return {}
+    size = int.from_bytes(data[:8], "little")
+    files, offset = {}, 8 + size
+    for name, length in json.loads(data[8:offset]):
+        files[name] = data[offset:offset + length]
+        offset += length
+    return files
+
+
+def shutdown() -> None:
+    """Leave the process group, if this process is in one (the CLI does, once ``fit`` has returned)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Wait for every rank first: a rank leaving while another still receives its last broadcast would
+        # close the connection under it.
+        try:
+            torch.distributed.barrier()
+        finally:
+            torch.distributed.destroy_process_group()
