@@ -91,6 +91,12 @@ def main() -> None:
             "anchored residual + start {E(y)} moving z": landscape(anchored, "residual", starts=(models.encoder,),
                                                                    base=models.encoder, from_start="both"),
             "anchored residual lr_x 0.2": landscape(anchored, "residual", 0.2, base=models.encoder),
+            "anchored residual lr_x 0.1 warmup 20": landscape(anchored, "residual", 0.1, base=models.encoder,
+                                                              warmup=20),
+            "anchored residual lr_x 0.3 warmup 20": landscape(anchored, "residual", 0.3, base=models.encoder,
+                                                              warmup=20),
+            "anchored residual lr_x 0.5 warmup 20": landscape(anchored, "residual", 0.5, base=models.encoder,
+                                                              warmup=20),
             "anchored handoff@10 lr_x 0.1": landscape(anchored, "handoff", base=models.encoder, handoff=10),
             "anchored handoff@10 lr_x 0.3": landscape(anchored, "handoff", 0.3, base=models.encoder, handoff=10),
         })

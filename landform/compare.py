@@ -131,27 +131,36 @@ class Method:
     'zeros'); with a mapping it is descent on z in ``mode`` (see ``landform.inference``). ``use_base`` adds
     the Problem's ``base`` (x = base(y) + ...: an encoder's guess, or the defense's attacked image).
     ``lr`` is a step size, or a tuple of them that the comparison sweeps on validation observations
-    (lowest mean loss after the last step). ``starts`` are functions of the observations giving candidate
-    starting points in X.
+    (lowest mean loss after the last step). ``lr_x`` is the step size on x of the residual and handoff
+    modes; ``"baseline"`` takes the reference method's (swept) step size, so the part of the method that
+    is descent on x moves as fast as the tuned baseline. ``warmup`` ramps it up linearly over that many
+    steps. ``starts`` are functions of the observations giving candidate starting points in X.
     """
 
     name: str
     mapping: Mapping | None = None
     mode: str = "pure"
     lr: float | tuple[float, ...] = SWEEP_LRS
-    lr_x: float | None = None
+    lr_x: float | str | None = None
+    warmup: int = 0
     init: Init | Callable[[torch.Tensor], torch.Tensor] = "zeros"
     use_base: bool = False
     starts: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = ()
     from_start: str = "x"
 
-    def run(self, problem: Problem, y: torch.Tensor, lr: float, **kwargs) -> InversionResult:
-        """Invert ``y`` with this method at step size ``lr``."""
+    def run(self, problem: Problem, y: torch.Tensor, lr: float, *, reference_lr: float | None = None,
+            **kwargs) -> InversionResult:
+        """Invert ``y`` with this method at step size ``lr`` (``reference_lr`` resolves ``lr_x="baseline"``)."""
         if self.use_base and problem.base is None:
             raise LandformError(f"method {self.name!r} needs a Problem with a base")
+        lr_x = self.lr_x
+        if lr_x == "baseline":
+            if reference_lr is None:
+                raise LandformError(f"method {self.name!r} takes the baseline's step size: run it through compare")
+            lr_x = reference_lr
         init = self.init(y) if callable(self.init) else self.init
         return invert(problem.forward, problem.loss, y, mapping=self.mapping, mode=self.mode, lr=lr,
-                      lr_x=self.lr_x, init=init, x_shape=problem.x_shape,
+                      lr_x=lr_x, warmup=self.warmup, init=init, x_shape=problem.x_shape,
                       base=problem.base if self.use_base else None, starts=[s(y) for s in self.starts],
                       from_start=self.from_start,
                       **kwargs)
@@ -178,13 +187,18 @@ class Comparison:
 DEFAULT_MODE = "residual"
 
 
+DEFAULT_WARMUP = 20  # the paper's trajectory length T: Θ alone leads for the steps it was trained for
+
+
 def default_methods(problem: Problem, mapping: Mapping, *, mode: str = DEFAULT_MODE, lr_z: float = 0.1,
                     lrs: Sequence[float] = SWEEP_LRS) -> list[Method]:
     """The comparison every report makes: the baseline (descent on x, lr swept), the landscape in ``mode``
-    and, when that is not already it, the paper's pure Eq. 3 beside it."""
+    (δ at the baseline's swept step size, warmed up over ``DEFAULT_WARMUP`` steps) and, when that is not
+    already it, the paper's pure Eq. 3 beside it."""
     use_base = problem.base is not None
     methods = [Method("baseline", lr=tuple(lrs), use_base=use_base),
-               Method("landscape", mapping=mapping, mode=mode, lr=lr_z, use_base=mapping.additive)]
+               Method("landscape", mapping=mapping, mode=mode, lr=lr_z, use_base=mapping.additive,
+                      lr_x="baseline", warmup=DEFAULT_WARMUP if mode == "residual" else 0)]
     if mode != "pure":
         methods.append(Method("landscape_pure", mapping=mapping, mode="pure", lr=lr_z, use_base=mapping.additive))
     return methods
@@ -200,6 +214,7 @@ def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_v
     names = [m.name for m in methods]
     if len(set(names)) != len(names) or reference not in names:
         raise LandformError(f"methods need distinct names and one named {reference!r}, got {names}")
+    methods = sorted(methods, key=lambda m: m.name != reference)  # the reference first: others may take its lr
     common = {"optimizer": optimizer, "seed": seed, "device": device, "mask": mask}
     results, lrs, sweeps, seconds = {}, {}, {}, {}
     for method in methods:
@@ -207,19 +222,22 @@ def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_v
         if len(rates) > 1 and y_val is not None:
             sweeps[method.name] = {}
             for rate in rates:
-                curve = method.run(problem, y_val, rate, steps=steps, allow_nonfinite=True, **common).losses.mean(1)
+                curve = method.run(problem, y_val, rate, steps=steps, allow_nonfinite=True,
+                                   reference_lr=lrs.get(reference), **common).losses.mean(1)
                 finite = torch.nan_to_num(curve, nan=float("inf"))
                 sweeps[method.name][rate] = {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1])}
             lrs[method.name] = min(sweeps[method.name], key=lambda r: sweeps[method.name][r]["final"])
         else:
             lrs[method.name] = rates[0]
         results[method.name] = method.run(problem, y, lrs[method.name], steps=steps, snapshots=tuple(snapshots),
-                                          progress=progress, **common)
+                                          progress=progress, reference_lr=lrs.get(reference), **common)
         seconds[method.name] = results[method.name].seconds_per_step
     summary = summarize_methods({name: r.losses for name, r in results.items()}, steps=report_steps,
                                 seconds_per_step=seconds, reference=reference, headline=headline,
                                 bootstrap=bootstrap, seed=seed,
                                 extra={"lr": lrs, "optimizer": optimizer,
+                                       "lr_x": {m.name: (lrs[reference] if m.lr_x == "baseline" else m.lr_x)
+                                                for m in methods if m.mapping is not None and m.mode != "pure"},
                                        "evaluations": {name: r.evaluations for name, r in results.items()},
                                        "lr_sweep": {name: {str(k): v for k, v in sweep.items()}
                                                     for name, sweep in sweeps.items()}})

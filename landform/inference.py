@@ -142,7 +142,8 @@ def _check_rate(name: str, value: float) -> float:
 
 def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | None = None,
            mode: str = "pure", steps: int = 200, optimizer: str | type[torch.optim.Optimizer] = "adam",
-           lr: float = 0.1, lr_x: float | None = None, handoff: int = 10, starts: Sequence[Start] = (),
+           lr: float = 0.1, lr_x: float | None = None, handoff: int = 10, warmup: int = 0,
+           starts: Sequence[Start] = (),
            from_start: str = "x",
            init: Init = "zeros", init_scale: float = 1.0, x_shape: tuple[int, ...] | None = None,
            base: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -171,6 +172,8 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
         raise LandformError(f"mode {mode!r} and starts= need a mapping (Θ); without one invert is plain descent")
     lr = _check_rate("lr", lr)
     lr_x = lr if lr_x is None else _check_rate("lr_x", lr_x)
+    if not (isinstance(warmup, int) and warmup >= 0):
+        raise LandformError(f"warmup must be an integer >= 0, got {warmup}")
     if mode == "handoff" and not (isinstance(handoff, int) and handoff >= 0):
         raise LandformError(f"handoff must be an integer >= 0, got {handoff}")
     optimizer_class = resolve_optimizer(optimizer)
@@ -258,6 +261,8 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
 
         start = time.perf_counter()
         for step in tqdm(range(steps), disable=not progress, desc="invert", leave=False, delay=1.0):
+            if mode == "residual" and warmup and delta is not None:
+                opt.param_groups[1]["lr"] = lr_x * min(1.0, step / warmup)
             if mode == "handoff" and step == handoff and handoff > 0:
                 opt.param_groups[0]["lr"] = 0.0  # z stops; x = Θ(z_k) + δ continues with a fresh optimizer
                 opt.state[delta] = {}

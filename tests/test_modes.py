@@ -149,3 +149,36 @@ def test_bootstrap_interval_covers_the_truth_and_narrows_with_examples():
 def test_a_method_needing_a_base_is_refused_without_one(problem, test_observations):
     with pytest.raises(LandformError, match="needs a Problem with a base"):
         Method("encoder_init", use_base=True, lr=0.1).run(problem, test_observations[:2], 0.1, steps=1)
+
+
+def test_default_mode_with_an_untrained_mapping_catches_up_with_the_baseline(problem, test_observations):
+    """The never-worse property at its hardest: Θ knows nothing (random weights, as on data unlike its
+    training data). The default mode (residual, δ at the baseline's step size, warmed up over 20 steps)
+    still ends at or below the baseline from step 50 on; the paper's pure Eq. 3 does not."""
+    torch.manual_seed(0)
+    untrained = Mapping(16, (16,), hidden=256)
+    y = test_observations
+    baseline = invert(problem.forward, problem.loss, y, x_shape=(16,), lr=0.05, steps=200).losses.mean(1)
+    default = invert(problem.forward, problem.loss, y, mapping=untrained, mode="residual", lr_x=0.05, warmup=20,
+                     steps=200).losses.mean(1)
+    pure = invert(problem.forward, problem.loss, y, mapping=untrained, steps=200).losses.mean(1)
+    assert (default[50:] <= baseline[50:] * 1.02).all()
+    assert pure[200] > baseline[200]
+
+
+def test_warmup_keeps_the_first_steps_pure(problem, fitted, test_observations):
+    y = test_observations[:8]
+    pure = invert(problem.forward, problem.loss, y, mapping=fitted, steps=1)
+    warm = invert(problem.forward, problem.loss, y, mapping=fitted, mode="residual", lr_x=0.05, warmup=20, steps=30)
+    assert torch.allclose(warm.losses[:2], pure.losses, atol=1e-6)  # δ's step size is 0 at step 0
+    with pytest.raises(LandformError, match="warmup must be"):
+        invert(problem.forward, problem.loss, y, mapping=fitted, mode="residual", warmup=-1)
+
+
+def test_lr_x_baseline_takes_the_swept_rate(problem, fitted, test_observations):
+    y, y_val = test_observations[:8], test_observations[8:16]
+    result = compare(problem, y, default_methods(problem, fitted, lrs=(0.05, 0.001)), y_val=y_val, steps=30,
+                     bootstrap=0)
+    assert result.summary["lr_x"]["landscape"] == result.lrs["baseline"] == 0.05
+    with pytest.raises(LandformError, match="run it through compare"):
+        Method("x", mapping=fitted, mode="residual", lr=0.1, lr_x="baseline").run(problem, y, 0.1, steps=1)
