@@ -93,9 +93,18 @@ def _mkdirs(directory: Path) -> None:
         raise _write_error(directory, error) from None
 
 
+def writes_files() -> bool:
+    """False in the processes of a torchrun launch other than rank 0: landform's files (checkpoints, zoo
+    entries, results) are written by rank 0 alone, so K processes never race on one path."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1 or os.environ.get("RANK", "0") == "0"
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: ``path.tmp`` in full, flushed, then renamed over ``path``."""
+    """Write ``data`` to ``path`` atomically: ``path.tmp`` in full, flushed, then renamed over ``path``
+    (under torchrun, on rank 0 only: see ``writes_files``)."""
     path = Path(path)
+    if not writes_files():
+        return path
     _mkdirs(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     try:

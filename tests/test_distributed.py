@@ -164,3 +164,16 @@ def test_trajectories_must_split_evenly(tmp_path):
     assert run.returncode != 0
     assert "must be multiples of 2" in run.stderr
     shutil.rmtree(tmp_path / "odd", ignore_errors=True)
+
+
+def test_only_rank_0_writes_files(tmp_path, monkeypatch):
+    """Zoo entries, results and pairs that task trainers write after fit: rank 0 only, never a race."""
+    from landform.io import save_pair
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    save_pair(tmp_path / "x.safetensors", {"a": torch.zeros(2)}, {"k": 1})
+    assert not any(tmp_path.iterdir())
+    monkeypatch.setenv("RANK", "0")
+    save_pair(tmp_path / "x.safetensors", {"a": torch.zeros(2)}, {"k": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "x.safetensors"]
