@@ -188,6 +188,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"wrote {out / args.task}")
 
 
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from landform.paper import reproduce
+
+    reproduce(args.name, out_root=Path(args.out), quick=args.quick, seed=args.seed, device=args.device or "cpu")
+
+
 def cmd_zoo(args: argparse.Namespace) -> None:
     from landform import zoo
 
@@ -267,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="report", help="report root (default: report/)")
     common(demo)
 
+    paper = commands.add_parser("reproduce", help="regenerate one of the paper's tables or figures (or all)")
+    paper.add_argument("name", choices=("table2", "table3", "table4", "table5", "table6", "fig3", "fig8", "all"))
+    paper.add_argument("--quick", action="store_true", help="tiny settings (seconds): checks that it runs")
+    paper.add_argument("--out", default="report/paper", help="report root (default: report/paper/)")
+    common(paper)
+
     zoo_parser = commands.add_parser("zoo", help="the shipped models: list, show NAME, train NAME")
     zoo_parser.add_argument("action", choices=("list", "show", "train"))
     zoo_parser.add_argument("name", nargs="?", default=None)
@@ -277,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input, failures and signals end it with one line (see ``landform.guard``)."""
-    handlers = {"fit": cmd_fit, "invert": cmd_invert, "compare": cmd_compare, "demo": cmd_demo, "zoo": cmd_zoo}
+    handlers = {"fit": cmd_fit, "invert": cmd_invert, "compare": cmd_compare, "demo": cmd_demo, "zoo": cmd_zoo,
+                "reproduce": cmd_reproduce}
     return guard.run(build_parser, handlers, argv)
 
 

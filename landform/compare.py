@@ -9,7 +9,7 @@ writes the summary block every report shares, with 95% bootstrap intervals over 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -133,15 +133,16 @@ class Method:
     ``lr`` is a step size, or a tuple of them that the comparison sweeps on validation observations
     (lowest mean loss after the last step). ``lr_x`` is the step size on x of the residual and handoff
     modes; ``"baseline"`` takes the reference method's (swept) step size, so the part of the method that
-    is descent on x moves as fast as the tuned baseline. ``warmup`` ramps it up linearly over that many
-    steps. ``starts`` are functions of the observations giving candidate starting points in X.
+    is descent on x moves as fast as the tuned baseline; a tuple is swept like ``lr``. ``warmup`` ramps it
+    up linearly over that many steps. ``starts`` are functions of the observations giving candidate
+    starting points in X.
     """
 
     name: str
     mapping: Mapping | None = None
     mode: str = "pure"
     lr: float | tuple[float, ...] = SWEEP_LRS
-    lr_x: float | str | None = None
+    lr_x: float | str | tuple[float, ...] | None = None
     warmup: int = 0
     init: Init | Callable[[torch.Tensor], torch.Tensor] = "zeros"
     use_base: bool = False
@@ -174,6 +175,11 @@ class Comparison:
     lrs: dict[str, float]
     sweeps: dict[str, dict]
     summary: dict
+    methods: dict[str, Method] = field(default_factory=dict)
+
+    def tuned(self) -> list[Method]:
+        """The methods as run, with every swept step size fixed to the one chosen (to reuse on other data)."""
+        return [replace(method, lr=self.lrs[name]) for name, method in self.methods.items()]
 
     @property
     def baseline(self) -> InversionResult:
@@ -216,30 +222,36 @@ def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_v
         raise LandformError(f"methods need distinct names and one named {reference!r}, got {names}")
     methods = sorted(methods, key=lambda m: m.name != reference)  # the reference first: others may take its lr
     common = {"optimizer": optimizer, "seed": seed, "device": device, "mask": mask}
-    results, lrs, sweeps, seconds = {}, {}, {}, {}
+    results, lrs, sweeps, seconds, chosen = {}, {}, {}, {}, {}
     for method in methods:
         rates = method.lr if isinstance(method.lr, tuple) else (method.lr,)
-        if len(rates) > 1 and y_val is not None:
+        x_rates = method.lr_x if isinstance(method.lr_x, tuple) else (method.lr_x,)
+        grid = [(rate, x_rate) for rate in rates for x_rate in x_rates]
+        if len(grid) > 1 and y_val is not None:
             sweeps[method.name] = {}
-            for rate in rates:
-                curve = method.run(problem, y_val, rate, steps=steps, allow_nonfinite=True,
-                                   reference_lr=lrs.get(reference), **common).losses.mean(1)
+            for rate, x_rate in grid:
+                curve = replace(method, lr_x=x_rate).run(problem, y_val, rate, steps=steps, allow_nonfinite=True,
+                                                         reference_lr=lrs.get(reference), **common).losses.mean(1)
                 finite = torch.nan_to_num(curve, nan=float("inf"))
-                sweeps[method.name][rate] = {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1])}
-            lrs[method.name] = min(sweeps[method.name], key=lambda r: sweeps[method.name][r]["final"])
+                key = rate if len(x_rates) == 1 else f"{rate}/{x_rate}"
+                sweeps[method.name][key] = {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1]),
+                                            "lr": rate, "lr_x": x_rate}
+            best = min(sweeps[method.name].values(), key=lambda entry: entry["final"])
+            lrs[method.name], chosen[method.name] = best["lr"], replace(method, lr_x=best["lr_x"])
         else:
-            lrs[method.name] = rates[0]
-        results[method.name] = method.run(problem, y, lrs[method.name], steps=steps, snapshots=tuple(snapshots),
-                                          progress=progress, reference_lr=lrs.get(reference), **common)
+            lrs[method.name], chosen[method.name] = grid[0][0], replace(method, lr_x=grid[0][1])
+        results[method.name] = chosen[method.name].run(problem, y, lrs[method.name], steps=steps,
+                                                       snapshots=tuple(snapshots), progress=progress,
+                                                       reference_lr=lrs.get(reference), **common)
         seconds[method.name] = results[method.name].seconds_per_step
     summary = summarize_methods({name: r.losses for name, r in results.items()}, steps=report_steps,
                                 seconds_per_step=seconds, reference=reference, headline=headline,
                                 bootstrap=bootstrap, seed=seed,
                                 extra={"lr": lrs, "optimizer": optimizer,
                                        "lr_x": {m.name: (lrs[reference] if m.lr_x == "baseline" else m.lr_x)
-                                                for m in methods if m.mapping is not None and m.mode != "pure"},
+                                                for m in chosen.values() if m.mapping is not None and m.mode != "pure"},
                                        "evaluations": {name: r.evaluations for name, r in results.items()},
                                        "lr_sweep": {name: {str(k): v for k, v in sweep.items()}
                                                     for name, sweep in sweeps.items()}})
     summary["baseline_lr"] = lrs[reference]
-    return Comparison(results=results, lrs=lrs, sweeps=sweeps, summary=summary)
+    return Comparison(results=results, lrs=lrs, sweeps=sweeps, summary=summary, methods=chosen)

@@ -182,3 +182,13 @@ def test_lr_x_baseline_takes_the_swept_rate(problem, fitted, test_observations):
     assert result.summary["lr_x"]["landscape"] == result.lrs["baseline"] == 0.05
     with pytest.raises(LandformError, match="run it through compare"):
         Method("x", mapping=fitted, mode="residual", lr=0.1, lr_x="baseline").run(problem, y, 0.1, steps=1)
+
+
+def test_a_tuple_lr_x_is_swept_on_validation(problem, fitted, test_observations):
+    y, y_val = test_observations[:8], test_observations[8:16]
+    method = Method("landscape", mapping=fitted, mode="residual", lr=0.1, lr_x=(0.05, 1e-4), warmup=5)
+    result = compare(problem, y, [Method("baseline", lr=0.05), method], y_val=y_val, steps=40, bootstrap=0)
+    sweep = result.sweeps["landscape"]
+    assert set(sweep) == {"0.1/0.05", "0.1/0.0001"}
+    best = min(sweep.values(), key=lambda e: e["final"])
+    assert result.summary["lr_x"]["landscape"] == best["lr_x"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from landform.compare import SWEEP_LRS, Method, compare
+from landform.compare import SWEEP_LRS, compare
 from landform.paper import Budget, register
 from landform.paper.tables import _finish, _image_sets, _markdown_table
 from landform.report import plot_curves, save_figure
@@ -20,16 +20,12 @@ def fig3(budget: Budget, out: Path) -> dict:
     and ours (default mode and the paper's Eq. 3), in and out of distribution."""
     models = load_models(budget.device)
     val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 8, budget.seed)
-    lrs = (0.5, 0.1) if budget.quick else SWEEP_LRS
-    methods = [m if m.name not in ("baseline", "encoder_init") else Method(m.name, init=m.init, use_base=m.use_base,
-                                                                            lr=lrs) for m in models.methods()]
+    methods = models.methods(lrs=(0.5, 0.1) if budget.quick else SWEEP_LRS)
     panels, hlines, summary = {}, {}, {}
-    swept = None
     for split, images in _image_sets(budget).items():
-        chosen = methods if swept is None else [_fixed(m, swept) for m in methods]
-        result = compare(models.problem(), images, chosen, y_val=val, steps=budget.steps, seed=budget.seed,
+        result = compare(models.problem(), images, methods, y_val=val, steps=budget.steps, seed=budget.seed,
                          device=budget.device, bootstrap=0 if budget.quick else 1000)
-        swept = result.lrs
+        methods, val = result.tuned(), None  # swept once, on validation images, for both splits
         with torch.no_grad():
             encoder = float(models.loss(models.generator(models.encoder(images)), images).mean())
         title = "in distribution (Fashion-MNIST)" if split == "in_distribution" else "out of distribution (MNIST)"
@@ -45,12 +41,6 @@ def fig3(budget: Budget, out: Path) -> dict:
                  "/ LSUN-cat): ours at 2 steps matches the baseline at 20 (10x), +15% / +10% after convergence; "
                  "ours beats the encoder at step 11 (in distribution) and 3 (OOD). Figure: fig3.png.")
     return _finish(out, "fig3", {"title": "Figure 3a: optimization performance", "blocks": summary}, markdown)
-
-
-def _fixed(method: Method, lrs: dict[str, float]) -> Method:
-    from dataclasses import replace
-
-    return replace(method, lr=lrs[method.name])
 
 
 def _trajectory(models: ImageModels, images: torch.Tensor, space: str, steps: int, lr: float) -> torch.Tensor:

@@ -30,7 +30,7 @@ from landform.tasks.images.data import (
     with_noise,
 )
 from landform.tasks.images.generator import W_DIM
-from landform.tasks.images.task import LR_Z, NOISE_SIGMAS, ImageModels, load_models, spectrum
+from landform.tasks.images.task import LR_Z, NOISE_SIGMAS, SPECTRUM_METHODS, ImageModels, load_models, spectrum
 
 PAPER = {
     "table2": {"in_distribution": {20: [3.082, 3.583, 4.417, 4.456], 200: [1.964, 3.034, 2.723, 2.569]},
@@ -218,12 +218,12 @@ def _spectrum_table(budget: Budget, out: Path, name: str, title: str, sets: dict
     """Tables 4 and 5 share the image task's ``spectrum`` (the same function the demo calls)."""
     models = load_models(budget.device)
     val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 8, budget.seed)
-    lrs_swept = (0.5, 0.1) if budget.quick else SWEEP_LRS
-    sweep = compare(models.problem(), val, [Method("baseline", init=models.mean_start, lr=lrs_swept)], y_val=val,
-                    steps=budget.steps, seed=budget.seed, device=budget.device, bootstrap=0)
-    lrs = {"baseline": sweep.lrs["baseline"], "landscape": LR_Z, "landscape_pure": LR_Z}
-    block = spectrum(models, lrs, count=budget.images, steps=budget.steps, seed=budget.seed, device=budget.device,
-                     sets=sets, progress=budget.progress)
+    methods = [m for m in models.methods(lrs=(0.5, 0.1) if budget.quick else SWEEP_LRS) if m.name in SPECTRUM_METHODS]
+    sweep = compare(models.problem(), val, methods, y_val=val, steps=budget.steps, seed=budget.seed,
+                    device=budget.device, bootstrap=0)
+    block = spectrum(models, sweep.tuned(), count=budget.images, steps=budget.steps, seed=budget.seed,
+                     device=budget.device, sets=sets, progress=budget.progress)
+    lrs = sweep.lrs
     rows = []
     for (set_name, row), paper_value in zip(block["rows"].items(), paper, strict=True):
         rows.append([set_name, f"{100 * row['improvement_at_200']:.1f}%{_ci(row['improvement_at_200_ci95'])}",

@@ -8,14 +8,14 @@ ours optimizes z from 0 with x = Θ(z), Adam lr 0.1. The encoder gives the flat 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from landform import Mapping, fit, invert, zoo
-from landform.compare import DEFAULT_MODE, SWEEP_LRS, Comparison, Method, compare
+from landform.compare import DEFAULT_MODE, DEFAULT_WARMUP, SWEEP_LRS, Comparison, Method, compare
 from landform.errors import LandformError
 from landform.metrics import step_reached
 from landform.problem import Problem
@@ -43,6 +43,7 @@ ANCHORED_NAME = "images-landscape-anchored"
 PROCESS_STEPS = (0, 1, 2, 4, 8, 16, 200)
 ENCODER_GRID_STEP = 5
 LR_Z = 0.1
+LR_X = (0.5, 0.3, 0.1)  # δ's step sizes, swept on validation images like the baselines' (largest first)
 
 
 @dataclass
@@ -69,14 +70,13 @@ class ImageModels:
         """What every image report compares: descent on w from the mean w (``baseline``) and from the
         encoder's guess (``encoder_init``, the practitioners' pipeline), each with its own step-size sweep;
         the default landscape (``landscape``: in ``mode``, anchored at the encoder's guess, the mean w as a
-        second candidate start) and the paper's Eq. 3 (``landscape_pure``)."""
+        second candidate start, δ's step size swept and warmed up over the 20 steps Θ was fitted for) and
+        the paper's Eq. 3 (``landscape_pure``)."""
         methods = [Method("baseline", init=self.mean_start, lr=lrs),
                    Method("encoder_init", use_base=True, lr=lrs)]
-        if self.anchored is not None:
-            methods.append(Method("landscape", mapping=self.anchored, mode=mode, lr=LR_Z, use_base=True,
-                                  starts=(self.mean_start,)))
-        else:
-            methods.append(Method("landscape", mapping=self.mapping, mode=mode, lr=LR_Z, starts=(self.mean_start,)))
+        anchored = self.anchored is not None
+        methods.append(Method("landscape", mapping=self.anchored if anchored else self.mapping, mode=mode, lr=LR_Z,
+                              use_base=anchored, starts=(self.mean_start,), lr_x=LR_X, warmup=DEFAULT_WARMUP))
         methods.append(Method("landscape_pure", mapping=self.mapping, mode="pure", lr=LR_Z))
         return methods
 
@@ -118,16 +118,14 @@ def load_models(device: str = "cpu") -> ImageModels:
                        mapping=_load_checked(LANDSCAPE_NAME, device), encoder=load_encoder(device), anchored=anchored)
 
 
-def run_comparison(models: ImageModels, images: torch.Tensor, val: torch.Tensor, *, steps: int, seed: int,
+def run_comparison(models: ImageModels, images: torch.Tensor, val: torch.Tensor | None, *, steps: int, seed: int,
                    device: str, progress: bool, mode: str = DEFAULT_MODE, snapshots: tuple[int, ...] = (),
-                   lrs: dict[str, float] | None = None) -> tuple[Comparison, dict]:
-    """Every method of ``models.methods`` on ``images`` (step sizes swept on ``val``, or fixed by ``lrs``
-    from an earlier sweep), and the encoder's one-pass guess (loss per image, reconstruction, seconds)."""
-    methods = models.methods(mode)
-    if lrs is not None:
-        methods = [replace(m, lr=lrs[m.name]) for m in methods]
-    comparison = compare(models.problem(), images, methods, y_val=val, steps=steps, seed=seed, device=device,
-                         progress=progress, snapshots=snapshots)
+                   methods: list[Method] | None = None) -> tuple[Comparison, dict]:
+    """Every method of ``models.methods`` on ``images`` (step sizes swept on ``val``), or ``methods`` already
+    tuned by an earlier comparison, and the encoder's one-pass guess (loss per image, reconstruction,
+    seconds)."""
+    comparison = compare(models.problem(), images, methods or models.methods(mode), y_val=val, steps=steps,
+                         seed=seed, device=device, progress=progress, snapshots=snapshots)
     started = time.perf_counter()
     with torch.no_grad():
         target = images.to(device)
@@ -145,6 +143,7 @@ def summary_block(comparison: Comparison, encoder: dict) -> dict:
     block["seconds_per_step"] = {**block["seconds_per_step"], "encoder": encoder["seconds"]}
     block["encoder_init_lr"] = comparison.lrs["encoder_init"]
     block["landscape_lr"] = LR_Z
+    block["landscape_lr_x"] = block["lr_x"].get("landscape")
     for name, result in comparison.results.items():
         key = "steps_to_beat_encoder" if name == "landscape" else f"{name}_steps_to_beat_encoder"
         block[key] = step_reached(result.losses, block["encoder"])
@@ -225,18 +224,18 @@ def spectrum_sets(count: int, seed: int) -> dict[str, torch.Tensor]:
     return sets
 
 
-def spectrum(models: ImageModels, lrs: dict[str, float], *, count: int, steps: int, seed: int, device: str,
-             mode: str = DEFAULT_MODE, splits: dict | None = None, progress: bool = False,
-             sets: dict[str, torch.Tensor] | None = None) -> dict:
+def spectrum(models: ImageModels, tuned: list[Method], *, count: int, steps: int, seed: int, device: str,
+             splits: dict | None = None, progress: bool = False, sets: dict[str, torch.Tensor] | None = None) -> dict:
     """Improvement at the last step over the baseline (95% interval) for the default and the pure mode
-    along the spectrum of ``sets`` (default ``spectrum_sets``); ``splits`` adds summary blocks already
-    computed (the demo's in-distribution and MNIST splits), so nothing is computed twice."""
+    along the spectrum of ``sets`` (default ``spectrum_sets``), with the ``tuned`` methods of an earlier
+    comparison; ``splits`` adds summary blocks already computed (the demo's in-distribution and MNIST
+    splits), so nothing is computed twice."""
     rows = {}
     for name, block in (splits or {}).items():
         rows[name] = _spectrum_row(block)
     sets = spectrum_sets(count, seed) if sets is None else sets
     for name, images in tqdm(sets.items(), desc="spectrum", disable=not progress, leave=False):
-        methods = [replace(m, lr=lrs[m.name]) for m in models.methods(mode) if m.name in SPECTRUM_METHODS]
+        methods = [m for m in tuned if m.name in SPECTRUM_METHODS]
         comparison = compare(models.problem(), images, methods, steps=steps, seed=seed, device=device)
         rows[name] = _spectrum_row(comparison.summary)
     return {"count": count, "steps": steps, "rows": rows}
@@ -265,13 +264,13 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
     val = seeded_subset(load_fashion_mnist("val")[0], val_count, seed)
     stages = tqdm(total=4, desc="images demo", disable=not progress)
     summary: dict = {}
-    panels, hlines, csv_curves, lrs = {}, {}, {}, None
+    panels, hlines, csv_curves, tuned = {}, {}, {}, None
     for split, images in datasets.items():
         stages.set_postfix_str(split)
         comparison, encoder = run_comparison(models, images, val, steps=steps, seed=seed, device=device,
-                                             progress=False, mode=mode, lrs=lrs,
+                                             progress=False, mode=mode, methods=tuned,
                                              snapshots=(*PROCESS_STEPS, ENCODER_GRID_STEP, steps))
-        lrs = comparison.lrs  # swept once, on Fashion-MNIST validation images, for every split
+        tuned = comparison.tuned()  # swept once, on Fashion-MNIST validation images, for every split
         summary[split] = summary_block(comparison, encoder)
         title = "in distribution (Fashion-MNIST test)" if split == "in_distribution" else "out of distribution (MNIST)"
         results = comparison.results
@@ -284,7 +283,7 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
                      title=f"Encoder vs ours, {title}", ours_step=ENCODER_GRID_STEP)
         stages.update()
     stages.set_postfix_str("spectrum")
-    summary["spectrum"] = spectrum(models, lrs, count=spectrum_count, steps=steps, seed=seed, device=device, mode=mode,
+    summary["spectrum"] = spectrum(models, tuned, count=spectrum_count, steps=steps, seed=seed, device=device,
                                    splits={"fashion (in distribution)": summary["in_distribution"],
                                            "mnist": summary["ood"]}, progress=progress)
     plot_spectrum(out / "spectrum.png", summary["spectrum"])
