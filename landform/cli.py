@@ -1,18 +1,21 @@
-"""The ``landform`` command: fit | invert | compare | demo | zoo.
+"""The ``landform`` command: fit | invert | compare | demo | reproduce | zoo.
 
 A user's model plugs in as ``--problem package.module:factory`` (a function returning a
-``landform.Problem``); the paper's applications plug in as ``--task images|pose|defense``.
+``landform.Problem``); a task (the paper's applications, the synthetic problem, or any ``landform.tasks.Task``
+registered in-process or named ``package.module:attribute``) plugs in as ``--task NAME``, through the
+registry of ``landform.tasks`` alone: nothing here names a task.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from landform import guard
+from landform import guard, tasks
 from landform.errors import LandformError
 
 # torch and numpy are imported inside the functions, so that the command starts (and a Ctrl-C during its
@@ -21,18 +24,55 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_PROBLEM = "landform.synthetic:synthetic_problem"
-TASKS = ("images", "pose", "defense")
 TABLE_STEPS = (0, 1, 2, 5, 10, 20, 200)
 DEFAULT_MODE = "residual"  # landform.compare.DEFAULT_MODE; kept here so the CLI starts without importing torch code
+# invert and compare on a --problem: the defaults of the options whose argparse default is None (so that
+# an option given with --task can be told from one left out, and refused if the task does not use it).
+PROBLEM_DEFAULTS = {"problem": DEFAULT_PROBLEM, "count": 256, "steps": 200, "optimizer": "adam", "lr": 0.1,
+                    "init": "zeros"}
+NEVER_WITH_TASK = ("problem", "autocast")  # a task brings its own forward model
 
 
-def _task(name: str):
-    if name not in TASKS:
-        raise LandformError(f"unknown task {name!r}; use one of {', '.join(TASKS)}")
-    try:
-        return importlib.import_module(f"landform.tasks.{name}")
-    except ImportError as error:
-        raise LandformError(f"task {name!r} cannot be loaded: {error}") from None
+class _TaskNames(list):
+    """argparse choices: the registry's task names (listed in --help), and any ``package.module:attribute``."""
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and (list.__contains__(self, value) or tasks.is_spec(value))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _task_options(args: argparse.Namespace, task: tasks.Task) -> dict:
+    """The options given with ``--task`` that the task uses, as keywords; any other one is refused."""
+    accepted = task.accepts(args.command)
+    given = [name for name in (*NEVER_WITH_TASK, *tasks.TASK_OPTIONS) if getattr(args, name, None) is not None]
+    refused = [name for name in given if name in NEVER_WITH_TASK or name not in accepted]
+    if refused:
+        uses = ", ".join(_flag(name) for name in tasks.TASK_OPTIONS if name in accepted) or "none of them"
+        raise LandformError(f"--task {task.name} does not use {', '.join(map(_flag, refused))} "
+                            f"(of {args.command}'s options it uses: {uses})")
+    return {name: getattr(args, name) for name in given}
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Before the checks of ``landform.guard`` (and before torch): refuse the options a ``--task`` does not
+    use, fill in the defaults of the others, and refuse options that do nothing where they are given."""
+    if args.command in ("invert", "compare"):
+        if args.task is not None:
+            _task_options(args, tasks.get(args.task))
+            return
+        if args.inputs:
+            raise LandformError(f"input files ({args.inputs[0]}, ...) are for a task: add --task NAME, or give "
+                                "observations with --observations FILE")
+        for name, value in PROBLEM_DEFAULTS.items():
+            if hasattr(args, name) and getattr(args, name) is None:
+                setattr(args, name, value)
+    elif args.command == "zoo" and args.action != "train":
+        for name in ("runs_dir", "install", "restart"):
+            if getattr(args, name):
+                raise LandformError(f"{_flag(name)} applies to `landform zoo train NAME` only")
 
 
 def _load_tensor(path: str, what: str = "observations") -> torch.Tensor:
@@ -81,8 +121,9 @@ def cmd_fit(args: argparse.Namespace) -> None:
 def cmd_invert(args: argparse.Namespace) -> None:
     guard.prepare_out(args.out)
     if args.task:
-        _task(args.task).invert_inputs(args.inputs, Path(args.out), device=args.device, seed=args.seed,
-                                       steps=args.steps, progress=True)
+        task = tasks.get(args.task)
+        task.function("invert")(args.inputs, Path(args.out), device=args.device, seed=args.seed, progress=True,
+                                **_task_options(args, task))
         return
     from landform import Mapping, invert
     from landform.io import save_pair
@@ -121,7 +162,7 @@ def print_table(title: str, block: dict) -> None:
 
 
 def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: int, steps: int, seed: int,
-                    device: str | None, optimizer: str = "adam", mode: str | None = None,
+                    device: str | None, optimizer: str = "adam", mode: str | None = None, lr: float = 0.1,
                     observations: torch.Tensor | None = None) -> dict:
     """Run ``landform.compare`` on a Problem and write curves.csv, curves.png and summary.json to ``out``."""
     import torch
@@ -136,7 +177,7 @@ def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: i
     y = observations if observations is not None else \
         problem.test_observations(count, torch.Generator().manual_seed(seed))
     y_val = problem.train_observations(count, torch.Generator().manual_seed(seed + 7919))
-    methods = default_methods(problem, mapping, mode=mode or DEFAULT_MODE)
+    methods = default_methods(problem, mapping, mode=mode or DEFAULT_MODE, lr_z=lr)
     result = compare(problem, y, methods, y_val=y_val, steps=steps, optimizer=optimizer, seed=seed,
                      device=device, progress=True)
     curves = {name: r.losses for name, r in result.results.items()}
@@ -152,46 +193,47 @@ def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: i
 def cmd_compare(args: argparse.Namespace) -> None:
     guard.prepare_out(args.out)
     if args.task:
-        _task(args.task).compare_inputs(args.inputs, Path(args.out), device=args.device, seed=args.seed,
-                                        steps=args.steps, progress=True)
+        task = tasks.get(args.task)
+        task.function("compare")(args.inputs, Path(args.out), device=args.device, seed=args.seed, progress=True,
+                                 **_task_options(args, task))
         return
     if not args.mapping:
         raise LandformError("compare needs --mapping (a directory or .safetensors written by `landform fit`)")
     observations = _observations(args, None, "test") if args.observations else None
     compare_problem(args.problem, args.mapping, Path(args.out), count=args.count, steps=args.steps,
-                    seed=args.seed, device=args.device, optimizer=args.optimizer, mode=args.mode,
+                    seed=args.seed, device=args.device, optimizer=args.optimizer, mode=args.mode, lr=args.lr,
                     observations=observations)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    import torch
-
-    out = guard.prepare_out(args.out)
-    if args.task == "synthetic":
-        from landform.problem import load_problem
-
-        problem = load_problem(DEFAULT_PROBLEM)
-        fit_dir = out / "synthetic" / "fit"
-        from landform import Mapping, fit
-
-        torch.manual_seed(args.seed)
-        mapping = Mapping(problem.x_shape[0], problem.x_shape, hidden=256)
-        fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=60, trajectories=256,
-            steps=20, lr=1e-3, checkpoint_dir=fit_dir, resume=True, seed=args.seed, device=args.device)
-        compare_problem(DEFAULT_PROBLEM, str(fit_dir), out / "synthetic", count=256, steps=200, seed=args.seed,
-                        device=args.device)
-        return
-    summary = _task(args.task).demo(out / args.task, device=args.device or "cpu", seed=args.seed, progress=True)
-    for split, block in summary.items():
+    task = tasks.get(args.task)
+    out = guard.prepare_out(args.out) / task.name
+    summary = task.function("demo")(out, device=args.device, seed=args.seed, progress=True)
+    for split, block in (summary or {}).items():
         if isinstance(block, dict) and "speedup_at_20" in block:
-            print_table(f"{args.task} / {split}", block)
-    print(f"wrote {out / args.task}")
+            print_table(f"{task.name} / {split}", block)
+    print(f"wrote {out}")
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    """``os.environ[name] = value`` for the duration of the block (then as it was)."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from landform.paper import reproduce
 
-    reproduce(args.name, out_root=Path(args.out), quick=args.quick, seed=args.seed, device=args.device or "cpu")
+    with _environment(tasks.RUNS_ENV, str(tasks.runs_dir(args.runs_dir))):  # where landform.paper resumes its fits
+        reproduce(args.name, out_root=Path(args.out), quick=args.quick, seed=args.seed, device=args.device)
 
 
 def cmd_zoo(args: argparse.Namespace) -> None:
@@ -207,22 +249,40 @@ def cmd_zoo(args: argparse.Namespace) -> None:
     if args.action == "show":
         print(zoo.card(args.name))
         return
-    task_name = args.name.split("-", 1)[0]
-    trainers = getattr(_task(task_name), "TRAINERS", {})
-    if args.name not in trainers:
-        raise LandformError(f"no trainer for {args.name!r}; trainable: {', '.join(sorted(trainers)) or 'none'}")
-    trainers[args.name](device=args.device or "cpu", seed=args.seed, resume=not args.restart, progress=True)
+    task, trainer = tasks.find_trainer(args.name)
+    runs = tasks.runs_dir(args.runs_dir)
+    kwargs = {"device": args.device, "seed": args.seed, "resume": not args.restart, "progress": True}
+    if tasks.takes_keyword(trainer, "zoo_dir"):
+        kwargs["zoo_dir"] = zoo.ZOO_DIR if args.install else guard.prepare_out(runs / "zoo")
+    elif not args.install:
+        raise LandformError(f"the trainer of {args.name} (task {task.name}) can only write into the package's zoo "
+                            f"(it takes no zoo_dir yet); pass --install to let it")
+    if tasks.takes_keyword(trainer, "run_dir"):
+        kwargs["run_dir"] = runs / args.name
+    else:
+        print(f"landform: note: the trainer of {args.name} takes no run_dir; its checkpoints go where it chooses",
+              file=sys.stderr)
+    trainer(**kwargs)
+    where = kwargs.get("zoo_dir", zoo.ZOO_DIR)
+    hint = "" if args.install else " (add --install to write it into the package's zoo)"
+    print(f"trained {args.name}: wrote {Path(where) / args.name}.safetensors{hint}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = guard.OneLineParser(prog="landform", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    task_names = _TaskNames(tasks.names())
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
         sub.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
         sub.add_argument("--threads", type=int, default=None,
                          help="CPU threads for torch (default: torch's; 1 is fastest on a busy machine)")
+
+    def runs_dir(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--runs-dir", default=None,
+                         help=f"where runs and checkpoints go (default: ${tasks.RUNS_ENV}, else "
+                              "~/.cache/landform/runs)")
 
     fit_parser = commands.add_parser("fit", help="learn Θ for a problem (Algorithm 1)")
     fit_parser.add_argument("--problem", default=DEFAULT_PROBLEM, help="package.module:factory -> Problem")
@@ -231,8 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--rounds", type=int, default=60, help="B, rounds of collect + train")
     fit_parser.add_argument("--trajectories", type=int, default=256, help="N, trajectories per round")
     fit_parser.add_argument("--steps", type=int, default=20, help="T, steps per trajectory")
-    fit_parser.add_argument("--lr-z", type=float, default=0.1, help="Adam step size on z")
-    fit_parser.add_argument("--lr", type=float, default=1e-3, help="AdamW step size on Θ")
+    fit_parser.add_argument("--lr-z", type=float, default=0.1,
+                            help="Adam step size on z along the collected trajectories (default 0.1)")
+    fit_parser.add_argument("--lr", type=float, default=1e-3,
+                            help="AdamW step size on Θ (default 1e-3, which suits the built-in problem and the "
+                                 "command's Θ; the library's fit() keeps 1e-4, the paper's, for large Θ)")
     fit_parser.add_argument("--weight-decay", type=float, default=0.1)
     fit_parser.add_argument("--batch-size", type=int, default=256)
     fit_parser.add_argument("--buffer-rounds", type=int, default=1, help="rounds of trajectories replayed")
@@ -245,17 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
                             help="run F under torch.autocast at this precision (fp16: CUDA only)")
     common(fit_parser)
 
+    # Defaults of None are filled in by prepare() (PROBLEM_DEFAULTS); with --task, an option the task does not
+    # use is refused, and the ones it uses keep their meaning: --steps is always inversion steps.
     for name, helptext in (("invert", "invert observations, in X or in Z with a fitted Θ"),
                            ("compare", "baseline (X, swept lr) against the landscape (Z) on the same data")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("inputs", nargs="*", help="with --task: images, folders or files to use")
-        sub.add_argument("--task", default=None, help=f"one of {', '.join(TASKS)} (uses the shipped models)")
-        sub.add_argument("--problem", default=DEFAULT_PROBLEM, help="package.module:factory -> Problem")
+        sub.add_argument("--task", default=None, choices=task_names, metavar="TASK",
+                         help=f"run a task on the inputs with its shipped models: {', '.join(task_names)}, or "
+                              "package.module:attribute (a landform.tasks.Task); options it does not use are "
+                              "refused")
+        sub.add_argument("--problem", default=None,
+                         help=f"package.module:factory -> Problem (default {DEFAULT_PROBLEM})")
         sub.add_argument("--mapping", default=None, help="Θ written by `landform fit` (omit for the baseline)")
         sub.add_argument("--observations", default=None, help=".npy or .safetensors (default: test draws)")
-        sub.add_argument("--count", type=int, default=256, help="test observations drawn if none given")
-        sub.add_argument("--steps", type=int, default=200)
-        sub.add_argument("--optimizer", default="adam", help="adam, sgd, rmsprop, adamw, adagrad, lbfgs")
+        sub.add_argument("--count", type=int, default=None, help="test observations drawn if none given (default 256)")
+        sub.add_argument("--steps", type=int, default=None,
+                         help="inversion steps (default 200; with --task, the task's default)")
+        sub.add_argument("--optimizer", default=None, help="adam (default), sgd, rmsprop, adamw, adagrad, lbfgs")
         sub.add_argument("--mode", default=None, choices=("residual", "pure", "handoff"),
                          help="inference with Θ: residual (default: x = Θ(z) + δ, never stuck on Θ's image), "
                               "pure (the paper's Eq. 3) or handoff (Eq. 3, then descent on x)")
@@ -264,25 +334,35 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "invert":
             sub.add_argument("--autocast", default=None, choices=("bf16", "fp16"),
                              help="run F under torch.autocast at this precision (fp16: CUDA only)")
-            sub.add_argument("--lr", type=float, default=0.1)
-            sub.add_argument("--init", default="zeros", help="zeros or gaussian")
+            sub.add_argument("--lr", type=float, default=None,
+                             help="step size on the optimized variable: z with --mapping, else x (default 0.1)")
+            sub.add_argument("--init", default=None, help="start: zeros (default) or gaussian")
             sub.add_argument("--mask", default=None, help="observed entries (.npy/.safetensors, broadcast to y)")
+        else:
+            sub.add_argument("--lr", type=float, default=None,
+                             help="step size on z of the landscape methods (default 0.1); the baseline's step "
+                                  "size on x is swept on separate observations")
 
     demo = commands.add_parser("demo", help="the main job: a full report on the embedded defaults")
-    demo.add_argument("task", nargs="?", default="images", choices=(*TASKS, "synthetic"))
-    demo.add_argument("--out", default="report", help="report root (default: report/)")
+    demo.add_argument("task", nargs="?", default=tasks.DEFAULT_DEMO, choices=task_names, metavar="TASK",
+                      help=f"{', '.join(task_names)} (default {tasks.DEFAULT_DEMO}), or package.module:attribute")
+    demo.add_argument("--out", default="report", help="report root (default: report/); the task writes OUT/TASK")
     common(demo)
 
     paper = commands.add_parser("reproduce", help="regenerate one of the paper's tables or figures (or all)")
     paper.add_argument("name", choices=("table2", "table3", "table4", "table5", "table6", "fig3", "fig8", "all"))
     paper.add_argument("--quick", action="store_true", help="tiny settings (seconds): checks that it runs")
     paper.add_argument("--out", default="report/paper", help="report root (default: report/paper/)")
+    runs_dir(paper)
     common(paper)
 
     zoo_parser = commands.add_parser("zoo", help="the shipped models: list, show NAME, train NAME")
     zoo_parser.add_argument("action", choices=("list", "show", "train"))
     zoo_parser.add_argument("name", nargs="?", default=None)
     zoo_parser.add_argument("--restart", action="store_true", help="train from scratch, ignoring checkpoints")
+    zoo_parser.add_argument("--install", action="store_true",
+                            help="write the trained weights into the package's zoo (default: RUNS_DIR/zoo)")
+    runs_dir(zoo_parser)
     common(zoo_parser)
     return parser
 
@@ -291,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input, failures and signals end it with one line (see ``landform.guard``)."""
     handlers = {"fit": cmd_fit, "invert": cmd_invert, "compare": cmd_compare, "demo": cmd_demo, "zoo": cmd_zoo,
                 "reproduce": cmd_reproduce}
-    return guard.run(build_parser, handlers, argv)
+    return guard.run(build_parser, handlers, argv, prepare=prepare)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 
 def run(build_parser: Callable[[], argparse.ArgumentParser], handlers: dict[str, Callable],
-        argv: list[str] | None = None) -> int:
-    """Parse, check and run one command; returns the exit status (0, 2, 130 or 143)."""
+        argv: list[str] | None = None, prepare: Callable[[argparse.Namespace], None] | None = None) -> int:
+    """Parse, check and run one command; returns the exit status (0, 2, 130 or 143). ``prepare(args)``, if
+    given, runs first, before torch is imported (to fill in defaults, or refuse options that do nothing)."""
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -73,7 +74,7 @@ def run(build_parser: Callable[[], argparse.ArgumentParser], handlers: dict[str,
     try:
         try:
             args = build_parser().parse_args(argv)
-            return _dispatch(args, handlers)
+            return _dispatch(args, handlers, prepare)
         except Terminated:
             _close_progress_bars()
             print(f"landform: terminated (SIGTERM); {_kept(args)}", file=sys.stderr)
@@ -115,8 +116,11 @@ def _fail(message: str) -> int:
     return EXIT_ERROR
 
 
-def _dispatch(args: argparse.Namespace, handlers: dict[str, Callable]) -> int:
+def _dispatch(args: argparse.Namespace, handlers: dict[str, Callable],
+              prepare: Callable[[argparse.Namespace], None] | None = None) -> int:
     try:
+        if prepare is not None:
+            prepare(args)
         check_args(args)  # before torch is imported: a bad number is refused at once
         import torch
 

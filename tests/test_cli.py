@@ -60,6 +60,16 @@ def test_compare_takes_the_best_swept_learning_rate(fitted_dir, tmp_path):
     assert finals[float(summary["baseline_lr"])] == min(finals.values())
 
 
+def test_compare_lr_is_the_step_size_on_z_and_the_baseline_stays_swept(fitted_dir, tmp_path):
+    """One meaning per flag: --lr is the step size on the optimized variable (here z, of the landscape)."""
+    out = tmp_path / "cmp"
+    assert main(["compare", "--mapping", str(fitted_dir), "--out", str(out), "--count", "8", "--steps", "10",
+                 "--lr", "0.05"]) == 0
+    summary = _strict((out / "summary.json").read_text())["test"]
+    assert summary["lr"]["landscape"] == 0.05 and summary["lr"]["landscape_pure"] == 0.05
+    assert len(summary["lr_sweep"]["baseline"]) == 5
+
+
 def test_invert_writes_latents_and_uses_the_mask(fitted_dir, tmp_path, capsys):
     y = torch.randn(3, 32).numpy()
     np.save(tmp_path / "y.npy", y)

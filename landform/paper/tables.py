@@ -8,7 +8,6 @@ the direction and size of each effect are.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -47,8 +46,11 @@ ABLATIONS = {"buffer": "full model", "online": "without AO and buffer", "random"
 
 
 def runs_root() -> Path:
-    """Where the suite's fits keep their resumable checkpoints: $LANDFORM_RUNS, else a per-user cache."""
-    return Path(os.environ.get("LANDFORM_RUNS") or Path.home() / ".cache" / "landform" / "runs") / "paper"
+    """Where the suite's fits keep their resumable checkpoints: RUNS/paper, RUNS being the runs folder of every
+    command (``landform.tasks.runs_dir``: $LANDFORM_RUNS, else a per-user cache; `reproduce --runs-dir`)."""
+    from landform.tasks import runs_dir
+
+    return runs_dir() / "paper"
 
 
 def _finish(out: Path, name: str, summary: dict, markdown: str) -> dict:
@@ -190,7 +192,7 @@ def table3(budget: Budget, out: Path) -> dict:
     models = load_models(budget.device)
     lr = _baseline_lr(models, budget)
     sets = _image_sets(budget)
-    dims = (16, 64) if budget.quick else (16, 64, 256, 1024)
+    dims = (16, 64) if budget.quick else (16, 64, 256)
     results: dict = {}
     baseline = {}
     for z_dim in dims:

@@ -3,6 +3,11 @@
 Each entry NAME is three files in this folder: ``NAME.safetensors`` (the tensors), ``NAME.json``
 (what is needed to rebuild the module) and ``NAME.md`` (the model card: data, split, the command
 that reproduces it, training time, metrics). No pickle anywhere.
+
+Retraining writes here only when asked: ``landform zoo train NAME`` finds NAME's trainer in the task
+registry (``landform.tasks``) and gives it ``zoo_dir=RUNS/zoo`` and ``run_dir=RUNS/NAME`` (RUNS: ``--runs-dir``,
+else $LANDFORM_RUNS, else ~/.cache/landform/runs); ``--install`` gives it ``zoo_dir=ZOO_DIR``. ``save``
+without ``directory`` writes into this folder: trainers pass their ``zoo_dir`` on.
 """
 
 from __future__ import annotations
@@ -71,7 +76,8 @@ def load(name: str, directory: Path | None = None) -> tuple[dict[str, torch.Tens
 
 def save(name: str, state: dict[str, torch.Tensor], config: dict[str, Any], card_text: str,
          directory: Path | None = None) -> Path:
-    """Write zoo entry ``name``: weights, config and model card."""
+    """Write zoo entry ``name``: weights, config and model card, into ``directory`` (default: the package's
+    zoo, ``ZOO_DIR``; a trainer passes its ``zoo_dir``)."""
     folder = Path(directory) if directory is not None else ZOO_DIR
     weights_path = folder / f"{_checked(name)}.safetensors"
     save_pair(weights_path, state, config)

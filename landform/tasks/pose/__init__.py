@@ -4,7 +4,11 @@ Data and skeleton come from the installed ``pybullet==3.2.7`` wheel; F is the VA
 through pose parameters, 3D joints (forward kinematics) or 2D keypoints (pinhole camera).
 """
 
+from landform.tasks import Task, register
 from landform.tasks.pose.task import compare_inputs, demo, invert_inputs
 from landform.tasks.pose.train import TRAINERS
 
 __all__ = ["TRAINERS", "compare_inputs", "demo", "invert_inputs"]
+
+register(Task("pose", "pose from 3D joints or 2D keypoints through a VAE prior (§4.2)", demo=demo,
+              invert_inputs=invert_inputs, compare_inputs=compare_inputs, trainers=TRAINERS, options=("steps",)))
