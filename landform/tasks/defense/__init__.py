@@ -5,7 +5,14 @@ al. 2021 adds r to the attacked image a by descending Eq. 7 (SSL loss of a + r p
 (baseline) or on z with r = Θ(z) (ours, an additive Mapping fitted with Algorithm 1).
 """
 
+from landform.tasks import Task, register
 from landform.tasks.defense.task import compare_inputs, demo, invert_inputs
 from landform.tasks.defense.train import TRAINERS
 
 __all__ = ["TRAINERS", "compare_inputs", "demo", "invert_inputs"]
+
+
+# Registered lazily (functions by name); options=(): its `steps` keywords are not inversion steps.
+register(Task("defense", "test-time reversal of adversarial attacks (§4.3)", demo=f"{__name__}:demo",
+              invert_inputs=f"{__name__}:invert_inputs", compare_inputs=f"{__name__}:compare_inputs",
+              trainers=f"{__name__}:TRAINERS", options=()))
