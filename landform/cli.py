@@ -294,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--lr-z", type=float, default=0.1,
                             help="Adam step size on z along the collected trajectories (default 0.1)")
     fit_parser.add_argument("--lr", type=float, default=1e-3,
-                            help="AdamW step size on Θ (default 1e-3, which suits the built-in problem and the "
-                                 "command's Θ; the library's fit() keeps 1e-4, the paper's, for large Θ)")
+                            help="AdamW step size on Θ (default 1e-3, as `landform demo synthetic` fits, kept "
+                                 "for compatibility; the library's fit() defaults to 1e-4)")
     fit_parser.add_argument("--weight-decay", type=float, default=0.1)
     fit_parser.add_argument("--batch-size", type=int, default=256)
     fit_parser.add_argument("--buffer-rounds", type=int, default=1, help="rounds of trajectories replayed")
