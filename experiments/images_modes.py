@@ -44,13 +44,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=24)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--anchored", default=None, help="an additive Θ for x = E(y) + Θ(z) (issue 15)")
+    parser.add_argument("--anchored", default=None, help="an additive Θ for x = E(y) + Θ(z) (issue 15); "
+                                                          "'zoo' for the shipped images-landscape-anchored")
     parser.add_argument("--only", default=None, help="comma-separated variant names")
     parser.add_argument("--out", default="report/images/variants")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = load_models()
-    anchored = Mapping.load(args.anchored) if args.anchored else None
+    anchored = (models.anchored if args.anchored == "zoo" else Mapping.load(args.anchored)) if args.anchored else None
     g, loss = models.generator, models.loss
     mean_w = g.w_mean.detach().cpu()
 
@@ -121,7 +122,8 @@ def main() -> None:
             print(f"{set_name:18s} {name:38s} " + " ".join(f"{v:.3f}" for v in results[set_name][name]["curve"])
                   + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
         plot_curves(out / f"variants_{set_name.split()[0]}.png", {set_name: curves}, ylabel="mean loss (Eq. 5)")
-    write_json(out / "variants.json", {"count": args.count, "steps": list(STEPS_SHOWN), "sets": results})
+    write_json(out / "variants.json", {"count": args.count, "steps": list(STEPS_SHOWN), "sets": results,
+                                       "anchored": "the shipped images-landscape-anchored" if args.anchored else None})
     lines = [f"# Inference variants on the image task ({args.count} images per set)", "",
              "Written by `experiments/images_modes.py`; mean Eq. 5 loss at each step.", ""]
     for set_name, rows in results.items():

@@ -10,6 +10,8 @@ start-up, which a Ctrl-C may interrupt) does not load torch until it is needed.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
@@ -17,6 +19,7 @@ _EXPORTS = {
     "InversionResult": "landform.inference",
     "LandformError": "landform.errors",
     "Mapping": "landform.mapping",
+    "Method": "landform.compare",
     "Problem": "landform.problem",
     "compare": "landform.compare",
     "fit": "landform.fitting",
@@ -31,6 +34,7 @@ __all__ = [
     "InversionResult",
     "LandformError",
     "Mapping",
+    "Method",
     "Problem",
     "compare",
     "fit",
@@ -44,7 +48,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from landform import metrics
-    from landform.compare import compare, summarize, sweep_lr
+    from landform.compare import Method, compare, summarize, sweep_lr
     from landform.errors import LandformError
     from landform.fitting import FitResult, fit
     from landform.inference import InversionResult, invert
@@ -63,3 +67,18 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """Keeps an exported function from being shadowed by the submodule of the same name: importing
+    ``landform.compare`` binds the module as the package attribute ``compare``, which would hide the
+    function ``compare`` from ``from landform import compare``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        shadows = (isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f"landform.{name}"
+                   and value.__name__ == f"landform.{name}")
+        if not shadows:
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

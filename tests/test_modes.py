@@ -192,3 +192,14 @@ def test_a_tuple_lr_x_is_swept_on_validation(problem, fitted, test_observations)
     assert set(sweep) == {"0.1/0.05", "0.1/0.0001"}
     best = min(sweep.values(), key=lambda e: e["final"])
     assert result.summary["lr_x"]["landscape"] == best["lr_x"]
+
+
+def test_the_package_exports_the_function_compare_even_after_its_module_is_imported():
+    import subprocess
+    import sys
+
+    code = ("import sys, types\nimport landform.compare\nfrom landform import compare, Method\n"
+            "assert callable(compare) and not isinstance(compare, types.ModuleType)\n"
+            "assert isinstance(sys.modules['landform.compare'], types.ModuleType)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
