@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,14 @@ from landform.errors import LandformError
 from landform.tasks.pose import TRAINERS, compare_inputs, invert_inputs
 from landform.tasks.pose.kinematics import KEYPOINTS, Kinematics, PinholeCamera
 from landform.tasks.pose.model import load_vae
-from landform.tasks.pose.task import evaluate_split, load_theta, read_observation, split_poses
+from landform.tasks.pose.task import (
+    check_targets,
+    evaluate_split,
+    load_theta,
+    pose_problem,
+    read_observation,
+    split_poses,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +78,53 @@ def test_bad_suffix_and_missing_file(tmp_path):
         read_observation(tmp_path / "missing.npy")
 
 
-def test_short_comparison_ours_is_faster_early():
+@pytest.fixture(scope="module")
+def short_block():
     vae = load_vae()
-    block = evaluate_split("pose_params", vae, load_theta("pose_params"), "in_distribution", count=32, lr=0.5,
-                           steps=20)
-    assert block["count"] == 32 and block["steps"][-1] == 20
+    return evaluate_split("pose_params", vae, load_theta("pose_params"), "in_distribution", count=32, lr=0.5,
+                          steps=20, bootstrap=100, timing_repeats=1)
+
+
+def test_short_comparison_reports_both_modes_with_intervals(short_block):
+    block = short_block
+    assert block["count"] == 32 and block["steps"][-1] == 20 and block["baseline_lr"] == 0.5
+    for key in ("baseline", "landscape", "landscape_pure", "steps_to_baseline_200", "seconds_to_baseline_200",
+                "speedup_at_20_ci95", "improvement_at_200_ci95", "steps_to_baseline_200_ci95",
+                "wallclock_speedup_at_20", "worst_ratio_from_5", "time_per_step_ms"):
+        assert key in block, key
+    pure = block["methods"]["landscape_pure"]
+    assert {"speedup_at_20", "steps_to_baseline_200", "wallclock_speedup_at_20_ci95"} <= set(pure)
     assert block["landscape"][-1] < block["baseline"][-1]
     assert block["speedup_at_20"] > 1.0
+    assert block["evaluations"]["landscape"] == block["evaluations"]["baseline"]  # same number of F evaluations
+
+
+def test_targets_are_checked_per_loss_and_split(short_block):
+    summary = {key: short_block for key in ("in_distribution", "ood")}
+    summary.update({f"{kind}/{split}": short_block for kind in ("joints_3d", "keypoints_2d")
+                    for split in ("in_distribution", "ood")})
+    checks = check_targets(summary)
+    assert len(checks) == 3 * 5
+    assert all({"target", "measured", "ci95", "met"} <= set(c) for c in checks.values())
+
+
+def test_pose_problem_draws_seeded_observations():
+    problem = pose_problem("joints_3d", load_vae())
+    first = problem.train_observations(6, torch.Generator().manual_seed(3))
+    again = problem.train_observations(6, torch.Generator().manual_seed(3))
+    assert first.shape == (6, len(KEYPOINTS), 3) and torch.isfinite(first).all() and torch.equal(first, again)
+    assert problem.test_observations(4, torch.Generator().manual_seed(0)).shape == (4, len(KEYPOINTS), 3)
+    assert problem.x_shape == (load_vae().latent_dim,)
+
+
+def test_theta_fitted_on_another_vae_is_refused(tmp_path):
+    from landform import zoo
+
+    for suffix in (".safetensors", ".json", ".md"):
+        shutil.copy(zoo.ZOO_DIR / f"pose-theta-pose_params{suffix}", tmp_path)
+    (tmp_path / "pose-vae.safetensors").write_bytes(b"another vae")
+    with pytest.raises(LandformError, match="another pose-vae"):
+        load_theta("pose_params", directory=tmp_path)
 
 
 def test_cli_invert_task_pose_writes_pose_and_joints(tmp_path, joints, capsys):
