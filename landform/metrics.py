@@ -74,10 +74,15 @@ def bootstrap_ci(statistic, *per_example: torch.Tensor, resamples: int = 1000, s
     tables = [torch.as_tensor(t, dtype=torch.float64) for t in per_example]
     means = [t[:, index].mean(dim=2).T for t in tables]  # [resamples, steps + 1] each
     values = torch.tensor([statistic(*(m[r] for m in means)) for r in range(resamples)], dtype=torch.float64)
-    values = torch.nan_to_num(values, nan=math.inf)
+    # Never reached (inf or NaN) becomes the largest float: torch.quantile turns inf into NaN when it
+    # interpolates. An end at, or interpolated toward, that value is open (None).
+    values = torch.nan_to_num(values, nan=_NEVER, posinf=_NEVER)
     alpha = (1 - level) / 2
     low, high = torch.quantile(values, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
-    return [None if math.isinf(v) else v for v in (low, high)]
+    return [None if not math.isfinite(v) or v > _NEVER / 1e8 else v for v in (low, high)]
+
+
+_NEVER = torch.finfo(torch.float64).max
 
 
 def seconds_to_reach(curve: Curve, target: float, seconds_per_step: float) -> float | None:
