@@ -90,7 +90,7 @@ def test_short_comparison_reports_both_modes_with_intervals(short_block):
     assert block["count"] == 32 and block["steps"][-1] == 20 and block["baseline_lr"] == 0.5
     for key in ("baseline", "landscape", "landscape_pure", "steps_to_baseline_200", "seconds_to_baseline_200",
                 "speedup_at_20_ci95", "improvement_at_200_ci95", "steps_to_baseline_200_ci95",
-                "wallclock_speedup_at_20", "worst_ratio_from_5", "time_per_step_ms"):
+                "wallclock_speedup_at_20", "worst_ratio_from_5", "time_per_step_ms", "seconds_to_baseline_200_ci95"):
         assert key in block, key
     pure = block["methods"]["landscape_pure"]
     assert {"speedup_at_20", "steps_to_baseline_200", "wallclock_speedup_at_20_ci95"} <= set(pure)
