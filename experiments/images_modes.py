@@ -122,17 +122,23 @@ def main() -> None:
             print(f"{set_name:18s} {name:38s} " + " ".join(f"{v:.3f}" for v in results[set_name][name]["curve"])
                   + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
         plot_curves(out / f"variants_{set_name.split()[0]}.png", {set_name: curves}, ylabel="mean loss (Eq. 5)")
-    write_json(out / "variants.json", {"count": args.count, "steps": list(STEPS_SHOWN), "sets": results,
-                                       "anchored": "the shipped images-landscape-anchored" if args.anchored else None})
-    lines = [f"# Inference variants on the image task ({args.count} images per set)", "",
-             "Written by `experiments/images_modes.py`; mean Eq. 5 loss at each step.", ""]
+    write_report(out, results, args.count, "the shipped images-landscape-anchored" if args.anchored else None)
+
+
+def write_report(out: Path, results: dict, count: int, anchored: str | None) -> None:
+    """variants.json and variants.md from the per-set results."""
+    write_json(out / "variants.json", {"count": count, "steps": list(STEPS_SHOWN), "sets": results,
+                                       "anchored": anchored})
+    lines = [f"# Inference variants on the image task ({count} images per set)", "",
+             "Written by `experiments/images_modes.py`; mean Eq. 5 loss at each step. Variants named 'anchored' "
+             "use images-landscape-anchored (x = E(y) + Θ(z) [+ δ]); the others the paper's images-landscape "
+             "(x = Θ(z) [+ δ]).", ""]
     for set_name, rows in results.items():
         lines += [f"## {set_name}", "", "| variant | " + " | ".join(f"{s}" for s in STEPS_SHOWN) + " |",
                   "|---" * (len(STEPS_SHOWN) + 1) + "|"]
         lines += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in row["curve"]) + " |" for name, row in rows.items()]
         lines.append("")
     write_text(out / "variants.md", "\n".join(lines))
-
 
 if __name__ == "__main__":
     main()
