@@ -45,6 +45,7 @@ PROCESS_STEPS = (0, 1, 2, 4, 8, 16, 200)
 ENCODER_GRID_STEP = 5
 LR_Z = 0.1
 LR_X = (0.5, 0.3, 0.1)  # δ's step sizes, swept on validation images like the baselines' (largest first)
+INVERT_LR_X = 0.5  # what that sweep chose in report/images (landform invert --task images has no validation set)
 
 
 @dataclass
@@ -301,8 +302,10 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
                            "loss": "EfficientNet-Lite0 perceptual + MSE (Eq. 5)", "x": f"generator w ({W_DIM}-d)",
                            "baseline": "Adam on w from the mean w, lr swept on validation images",
                            "encoder_init": "Adam on w from the encoder's guess, lr swept on validation images",
-                           "landscape": f"{mode}: x = E(y) + Θ(z) + δ (images-landscape-anchored), Adam lr {LR_Z} "
-                                        "on z and δ, the mean w as a second candidate start",
+                           "landscape": f"{mode}: x = E(y) + Θ(z) + δ (images-landscape-anchored), Adam on z at "
+                                        f"lr {LR_Z} and on δ at the step size swept over {LR_X} on validation images "
+                                        f"(warmed up over {DEFAULT_WARMUP} steps), the mean w as a second candidate "
+                                        "start",
                            "landscape_pure": f"Eq. 3: x = Θ(z) (images-landscape), Adam on z from 0, lr {LR_Z}",
                            "seconds": time.perf_counter() - started}
     write_json(out / "summary.json", summary)
@@ -353,7 +356,8 @@ def summary_markdown(summary: dict) -> str:
                   f"- encoder alone (one pass): {block['encoder']:.4f}; beaten by ours at step "
                   f"{block['steps_to_beat_encoder']}, by the baseline at step "
                   f"{block['baseline_steps_to_beat_encoder']}",
-                  f"- step sizes: {block['lr']} (sweeps on validation images: {block.get('lr_sweep')})",
+                  f"- step sizes: {block['lr']}, δ of ours {block.get('landscape_lr_x')} (sweeps on validation "
+                  f"images: {block.get('lr_sweep')})",
                   f"- ours started at E(y) + Θ(0) for {block['landscape_start_counts'][0]} images and at the mean w "
                   f"for {block['landscape_start_counts'][1]}", ""]
     rows = summary["spectrum"]["rows"]

@@ -13,7 +13,7 @@ from landform.errors import LandformError
 from landform.report import plot_curves, summary_table, write_curves_csv, write_json
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
 from landform.tasks.images.figures import save_labeled_grid
-from landform.tasks.images.task import LR_X, LR_Z, load_models, run_comparison, summary_block
+from landform.tasks.images.task import INVERT_LR_X, LR_Z, load_models, run_comparison, summary_block
 from landform.zoo import save_pair
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -63,8 +63,8 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
     images = load_images(files)
     models = load_models(device)
     method = next(m for m in models.methods(mode) if m.name == ("landscape_pure" if mode == "pure" else "landscape"))
-    # No validation sweep here: δ takes the middle of the swept step sizes (what the demo's sweep picks).
-    method = replace(method, lr_x=LR_X[len(LR_X) // 2])
+    # No validation sweep here: δ takes the step size that the validation sweep of `landform demo` chose.
+    method = replace(method, lr_x=INVERT_LR_X)
     result = method.run(models.problem(), images, LR_Z, steps=steps, seed=seed, device=device, progress=progress)
     out = Path(out)
     save_pair(out / "latents.safetensors", {"w": result.x, "z": result.z, "reconstruction": result.y_hat},
