@@ -40,7 +40,7 @@ LR_X = 0.1  # the default mode's step on δ where a Θ's config does not give on
 DEFAULT_MODE = "residual"
 SNAPSHOT_STEPS = (0, 1, 2, 3, 4, 5, 6)
 TIMING_STEPS = 20
-TIMING_REPEATS = 5
+TIMING_REPEATS = 15
 SPLIT_NAMES = {"in_distribution": "test", "ood": "ood"}
 # Frames per report split (a seeded subset where the split is larger), so the report takes < 5 min on 2 CPUs.
 REPORT_COUNT = {"in_distribution": None, "ood": 256}
