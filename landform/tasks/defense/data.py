@@ -1,11 +1,14 @@
-"""Fashion-MNIST for the defense task: the images task's reader (landform.tasks.images.data), plus the
-fixed seeded test subset every reported accuracy uses."""
+"""Fashion-MNIST for the defense task (read by landform.tasks.common), plus the fixed seeded test subset
+every reported accuracy uses."""
 
 from __future__ import annotations
 
 import torch
 
-from landform.tasks.images.data import load_fashion_mnist
+from landform.tasks.common import FASHION_MNIST_CLASSES as CLASSES
+from landform.tasks.common import load_fashion_mnist
+
+__all__ = ["CLASSES", "eval_subset", "load_split"]
 
 
 def load_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,25 +11,29 @@ import matplotlib.pyplot as plt
 import torch
 
 from landform.report import save_figure
-from landform.tasks.images.data import CLASSES
+from landform.tasks.defense.data import CLASSES
 
 
 def plot_robust_accuracy(path: Path, rows: dict) -> None:
-    """One panel per model: baseline and ours against defense steps 0..5, no defense and clean as lines."""
-    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False)
+    """One panel per model: baseline and ours against defense steps, each with its noise control (dotted), and
+    no defense and clean as lines."""
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.6 * len(rows), 3.6), squeeze=False)
     for ax, (name, row) in zip(axes[0], rows.items(), strict=True):
-        steps = [0] + [int(t) for t in row["baseline"]]
-        ax.plot(steps, [100 * row["baseline_step0"]] + [100 * v for v in row["baseline"].values()], "o-",
-                label="baseline (optimize r)")
-        ax.plot(steps, [100 * row["landscape_step0"]] + [100 * v for v in row["landscape"].values()], "s-",
-                label="ours (optimize z, r = Θ(z))")
-        ax.axhline(100 * row["no_defense"], color="gray", ls="--", label="no defense")
-        ax.axhline(100 * row["clean"], color="green", ls=":", label="clean")
+        for key, label, marker in (("baseline_steps", "baseline (optimize r)", "o"),
+                                   ("landscape_steps", "ours (optimize z, r = Θ(z))", "s")):
+            steps = [int(t) for t in row[key]]
+            line, = ax.plot(steps, [100 * v["accuracy"] for v in row[key].values()], marker + "-", label=label)
+            ax.plot(steps, [100 * v["noise"]["accuracy"] for v in row[key].values()], marker + ":",
+                    color=line.get_color(), alpha=0.6, label=f"noise of the same norm ({label.split()[0]})")
+        ax.axhline(100 * row["no_defense"]["accuracy"], color="gray", ls="--", label="no defense")
+        ax.axhline(100 * row["clean"]["accuracy"], color="green", ls=":", label="clean")
+        ax.set_xscale("log")
+        ax.set_xticks(steps, [str(t) for t in steps])
+        ax.set_xlim(0.8, 1.25 * max(steps))
         ax.set_title(name)
         ax.set_xlabel("defense steps")
         ax.set_ylabel("robust accuracy (%)")
-        ax.set_xticks(steps)
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7)
     save_figure(fig, path, bbox_inches="tight")
 
 

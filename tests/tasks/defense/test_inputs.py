@@ -8,7 +8,8 @@ from PIL import Image
 from landform import zoo
 from landform.errors import LandformError
 from landform.tasks.defense import demo
-from landform.tasks.defense.models import load_model, load_theta
+from landform.tasks.defense.defense import load_theta
+from landform.tasks.defense.models import load_model
 from landform.tasks.defense.task import load_user_images
 
 

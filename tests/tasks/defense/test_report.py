@@ -1,27 +1,51 @@
-"""The report's target checks and table come from the measured numbers."""
+"""The report's target checks and tables come from the measured numbers."""
 
 from landform.tasks.defense.task import _markdown, _targets
 
 
-def _row(clean, none, base5, ours1):
-    return {"clean": clean, "no_defense": none, "clean_with_defense": clean - 0.01, "clean_with_baseline_5": clean,
-            "baseline": {"1": none, "3": none, "5": base5}, "landscape": {"1": ours1, "3": ours1, "5": ours1},
-            "linf": {"no_defense": 0.6, "baseline": {"1": 0.6, "3": 0.6, "5": 0.6},
-                     "landscape": {"1": 0.6, "3": 0.6, "5": 0.6}},
-            "adaptive": 0.3, "adaptive_only": 0.3, "ssl_loss_clean": 2.7, "ssl_loss_attacked": 2.8}
+def _acc(value, low=None, high=None):
+    return {"accuracy": value, "ci95": [low if low is not None else value - 0.05, high or value + 0.05], "count": 100}
+
+
+def _diff(value, low, high):
+    return {"difference": value, "ci95": [low, high]}
+
+
+def _defended(value, noise, low):
+    return {**_acc(value), "noise": _acc(noise), "minus_noise": _diff(value - noise, low, value - noise + 0.05),
+            "reversal_norm": 2.0}
+
+
+def _row(none, base40, ours1, noise1, low, clean_drop):
+    steps = {t: _defended(v, noise1, low) for t, v in (("1", none), ("5", none), ("20", base40), ("40", base40))}
+    ours = {t: _defended(ours1, noise1, low) for t in ("1", "5", "20", "40")}
+    block = {"no_defense": _acc(none), "landscape_1": _defended(ours1, noise1, low),
+             "baseline_40": _defended(base40, noise1, low), "landscape_1_minus_no_defense": _diff(0.1, 0.05, 0.15)}
+    loss = {"steps": [0, 1], "baseline": [3.0, 2.9], "landscape": [3.0, 2.7], "speedup_at_20": 1.0,
+            "improvement_at_200": 0.1, "steps_to_baseline_200": 1, "baseline_lr": 0.03, "count": 100,
+            "final_step": 1, "seconds_per_step": {}}
+    return {"clean": _acc(0.8), "no_defense": _acc(none), "ssl_gap": 0.05, "ssl_gap_ci95": [0.01, 0.09],
+            "ssl_gap_positive_fraction": 0.6, "view_vote": {"clean": 0.8, "attacked": 0.55},
+            "baseline_steps": steps, "landscape_steps": ours, "loss": loss,
+            "landscape_1_minus_baseline_40": _diff(ours1 - base40, -0.02, 0.05),
+            "landscape_1_minus_no_defense": _diff(ours1 - none, 0.05, 0.15),
+            "baseline_40_minus_no_defense": _diff(base40 - none, 0.02, 0.1),
+            "clean_with_defense": _acc(0.8 - clean_drop), "clean_drop": _diff(clean_drop, 0.0, 0.03),
+            "clean_with_baseline_40": _acc(0.79), "clean_subset": _acc(0.8),
+            "torchattacks": {"autoattack": block}, "epsilon_sweep": {"0.8": block, "1.6": block},
+            "adaptive": {"adaptive_only": _acc(0.3), "worst_of_both": _acc(0.3)}}
 
 
 def test_targets_follow_the_numbers():
-    rows = {"good": _row(0.8, 0.4, 0.45, 0.55), "bad": _row(0.8, 0.4, 0.45, 0.44)}
-    checks = _targets(rows)
-    assert all(checks["good"].values())
-    assert not checks["bad"]["ours_1_step_at_least_no_defense_plus_10"]
-    assert not checks["bad"]["ours_1_step_at_least_baseline_5_steps"]
-    summary = {"test_images": 10, "seed": 0, "steps": [1, 3, 5], "models": rows, "targets": checks, "seconds": 1.0,
-               "defense": {"baseline_init_std": 0.01},
-               "attack": {"l2": {"eps": 1.6, "step": 0.4, "steps": 200},
-                          "linf": {"eps": 0.1, "step": 0.01, "steps": 50},
-                          "adaptive": {"eps": 1.6, "step": 0.2, "steps": 20}}}
+    good = _row(0.45, 0.52, 0.56, 0.48, 0.02, 0.01)
+    bad = _row(0.45, 0.52, 0.47, 0.46, -0.03, 0.04)
+    assert all(_targets(good).values())
+    checks = _targets(bad)
+    assert not any(checks.values())
+    summary = {"test_images": 100, "subset_images": 50, "seed": 0, "threads": 1, "seconds": 1.0,
+               "attack": {"main": {"eps": 1.6, "alpha": 0.4, "steps": 50}},
+               "defense": {"lambda": 1.0, "radius": 3.2, "baseline_init_std": 0.01},
+               "models": {"good": {**good, "targets": _targets(good)}, "bad": {**bad, "targets": checks}}}
     text = _markdown(summary)
-    assert "| good | 80.0 | 40.0 | 40.0 | 40.0 | 45.0 | 55.0 | 55.0 | 55.0 |" in text
-    assert "NO" in text
+    assert "| good | 45.0 | 45.0 | 45.0 | 52.0 | 52.0 | 56.0 | 56.0 | 56.0 |" in text
+    assert "ours_1_step_at_least_baseline_40_steps: NO" in text and "| 0.8 |" in text
