@@ -246,7 +246,7 @@ a + P(Θ(z)), a the attacked image, P the projection on the L2 ball of radius {R
 Eq. 7 (contrastive SSL loss with in-batch negatives + λ‖r‖², λ = {LAMBDA}, the squared L2 norm summed over
 the 784 pixels).
 
-- Reproduce: `landform zoo train {name}` (needs `defense-{recipe}`; records its fingerprint)
+- Reproduce: `landform zoo train {name} --install --threads 1` (needs `defense-{recipe}`; records its fingerprint)
 - Θ: MLP {cfg['z_dim']} → {cfg['hidden']} → {cfg['hidden']} → 784, LeakyReLU(0.2) (the paper uses hidden 3072;
   smaller here for the CPU and the zoo size), float16 storage. Its step size lr_z = {cfg['lr_z']} is in the
   JSON config (`settings.lr_z`), read by the defense.
