@@ -16,6 +16,9 @@ $(BIN)/landform: pyproject.toml | $(FASHION_MNIST)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[tasks,dev]"
+	# torchattacks declares torchvision, whose wheels pin another torch build; it never imports it, so it
+	# is installed without its dependencies (the others are in the tasks extra) to keep torch==2.13.0 (CPU).
+	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
 	@touch $@
 
 setup: $(BIN)/landform

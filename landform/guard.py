@@ -122,6 +122,9 @@ def _dispatch(args: argparse.Namespace, handlers: dict[str, Callable],
         if prepare is not None:
             prepare(args)
         check_args(args)  # before torch is imported: a bad number is refused at once
+        # numpy first, on its own: torch imports it inside a try/except, so a Ctrl-C that lands in numpy's
+        # import would be swallowed there and surface later as "cannot load module more than once".
+        import numpy  # noqa: F401
         import torch
 
         check_choices(args)
