@@ -28,7 +28,7 @@ class Budget:
 
     @property
     def images(self) -> int:  # evaluation images per split
-        return 4 if self.quick else 64
+        return 4 if self.quick else 32
 
     @property
     def steps(self) -> int:  # inversion steps
@@ -36,7 +36,7 @@ class Budget:
 
     @property
     def fit_rounds(self) -> int:  # Algorithm 1 rounds of an image-task fit
-        return 1 if self.quick else 20
+        return 1 if self.quick else 12
 
     @property
     def fit_trajectories(self) -> int:
