@@ -95,12 +95,13 @@ def _methods_in(block: dict) -> list[str]:
     return named + others
 
 
-def _interval(values: list | None, percent: bool = False) -> str:
+def format_interval(values: list | None, percent: bool = False) -> str:
+    """A ``*_ci95`` interval as " [low, high]" ("open" for an end never reached), in percent if asked;
+    "" when there is none. Every report writes intervals with this."""
     if not values:
         return ""
-    scale = 100 if percent else 1
-    show = ["open" if v is None else (f"{scale * v:.1f}" if percent else f"{v:.3g}") for v in values]
-    return f" [{show[0]}, {show[1]}]"
+    return " [" + ", ".join("open" if v is None else (f"{100 * v:.1f}" if percent else f"{v:.3g}")
+                            for v in values) + "]"
 
 
 def summary_table(block: dict, steps: list[int] | None = None) -> str:
@@ -128,9 +129,11 @@ def summary_table(block: dict, steps: list[int] | None = None) -> str:
             continue
         seconds_200 = values.get("seconds_to_baseline_200")
         lines.append(
-            f"- {method}: speedup at 20 {values['speedup_at_20']:.2f}x{_interval(values.get('speedup_at_20_ci95'))}; "
+            f"- {method}: speedup at 20 {values['speedup_at_20']:.2f}x"
+            f"{format_interval(values.get('speedup_at_20_ci95'))}; "
             f"improvement at step {block.get('final_step', 200)} {100 * values['improvement_at_200']:.1f}%"
-            f"{_interval(values.get('improvement_at_200_ci95'), percent=True)}; reaches the baseline's final loss "
+            f"{format_interval(values.get('improvement_at_200_ci95'), percent=True)}; "
+            "reaches the baseline's final loss "
             f"at step {values.get('steps_to_baseline_200')}"
             + (f" ({seconds_200:.2f} s)" if seconds_200 is not None else ""))
     return "\n".join(lines)

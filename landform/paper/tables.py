@@ -16,7 +16,7 @@ from landform.compare import SWEEP_LRS, Method, compare
 from landform.fitting import fit
 from landform.mapping import Mapping
 from landform.paper import Budget, register
-from landform.report import write_json, write_text
+from landform.report import format_interval, write_json, write_text
 from landform.synthetic import synthetic_problem
 from landform.tasks.images.data import (
     HELD_OUT_PHOTOS,
@@ -228,8 +228,10 @@ def _spectrum_table(budget: Budget, out: Path, name: str, title: str, sets: dict
     lrs = sweep.lrs
     rows = []
     for (set_name, row), paper_value in zip(block["rows"].items(), paper, strict=True):
-        rows.append([set_name, f"{100 * row['improvement_at_200']:.1f}%{_ci(row['improvement_at_200_ci95'])}",
-                     f"{100 * (row['pure_improvement_at_200'] or 0):.1f}%{_ci(row['pure_improvement_at_200_ci95'])}",
+        ours = format_interval(row["improvement_at_200_ci95"], percent=True)
+        pure = format_interval(row["pure_improvement_at_200_ci95"], percent=True)
+        rows.append([set_name, f"{100 * row['improvement_at_200']:.1f}%{ours}",
+                     f"{100 * (row['pure_improvement_at_200'] or 0):.1f}%{pure}",
                      f"{paper_value}%"])
     markdown = _markdown_table(["data", "ours, default mode", "ours, pure Eq. 3", "paper (pure)"], rows)
     markdown += (f"\n\nImprovement over the baseline at step {budget.steps} [95% bootstrap interval], "
@@ -237,11 +239,6 @@ def _spectrum_table(budget: Budget, out: Path, name: str, title: str, sets: dict
     return _finish(out, name, {"title": title, "spectrum": block, "paper": paper, "baseline_lr": lrs["baseline"]},
                    markdown)
 
-
-def _ci(values: list | None) -> str:
-    if not values:
-        return ""
-    return " [" + ", ".join("open" if v is None else f"{100 * v:.1f}" for v in values) + "]"
 
 
 @register("table4")

@@ -19,7 +19,7 @@ from landform.compare import DEFAULT_MODE, DEFAULT_WARMUP, SWEEP_LRS, Comparison
 from landform.errors import LandformError
 from landform.metrics import step_reached
 from landform.problem import Problem
-from landform.report import plot_curves, summary_table, write_curves_csv, write_json, write_text
+from landform.report import format_interval, plot_curves, summary_table, write_curves_csv, write_json, write_text
 from landform.tasks.images.data import (
     HELD_OUT_PHOTOS,
     TRAIN_PHOTOS,
@@ -366,19 +366,15 @@ def summary_markdown(summary: dict) -> str:
               "| data | images | default mode | pure Eq. 3 | speedup at 20 (default / pure) |", "|---|---|---|---|---|"]
     for name, row in rows.items():
         pure = row["pure_improvement_at_200"]
+        pure_text = "" if pure is None else \
+            f"{100 * pure:.1f}%{format_interval(row['pure_improvement_at_200_ci95'], percent=True)}"
         lines.append(f"| {name} | {row['count']} | {100 * row['improvement_at_200']:.1f}%"
-                     f"{_ci(row['improvement_at_200_ci95'])} | "
-                     + (f"{100 * pure:.1f}%{_ci(row['pure_improvement_at_200_ci95'])}" if pure is not None else "")
+                     f"{format_interval(row['improvement_at_200_ci95'], percent=True)} | " + pure_text
                      + f" | {row['speedup_at_20']:.1f} / {row['pure_speedup_at_20'] or 0:.1f} |")
     lines += ["", "Figures: curves.png (Fig. 3a), process_*.png (Fig. 4), encoder_vs_ours_*.png (Fig. 7), "
               "spectrum.png (Tables 4, 5), completions.png (Figs. 6, 9).", ""]
     return "\n".join(lines)
 
-
-def _ci(values: list | None) -> str:
-    if not values:
-        return ""
-    return " [" + ", ".join("open" if v is None else f"{100 * v:.1f}" for v in values) + "]"
 
 
 def train_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,

@@ -26,7 +26,7 @@ from landform.errors import LandformError
 from landform.mapping import Mapping
 from landform.metrics import as_curve, bootstrap_ci, steps_to_reach
 from landform.problem import Problem
-from landform.report import plot_curves, summary_table, write_curves_csv, write_json, write_text
+from landform.report import format_interval, plot_curves, summary_table, write_curves_csv, write_json, write_text
 from landform.tasks.pose.data import HINGES, JOINTS, LOWER_JOINTS, SPHERICAL, UPPER_JOINTS, joint_mask, load_splits
 from landform.tasks.pose.kinematics import KEYPOINTS, Kinematics
 from landform.tasks.pose.losses import LOSS_NAMES, observation
@@ -440,13 +440,13 @@ def _markdown(summary: dict) -> str:
         lines += [f"## {title}", "", summary_table(block), ""]
         for name, stats in (("landscape", block), *block.get("methods", {}).items()):
             lines.append(f"- {name}: wall-clock speedup to the baseline's step-20 loss "
-                         f"{stats['wallclock_speedup_at_20']:.2f}x{_interval(stats.get('wallclock_speedup_at_20_ci95'))}"
+                         f"{stats['wallclock_speedup_at_20']:.2f}x{format_interval(stats.get('wallclock_speedup_at_20_ci95'))}"
                          f"; reaches the baseline's step-200 loss at step {_fmt(stats['steps_to_baseline_200'])}"
-                         f"{_interval(stats.get('steps_to_baseline_200_ci95'))}"
+                         f"{format_interval(stats.get('steps_to_baseline_200_ci95'))}"
                          f"{_seconds(stats.get('seconds_to_baseline_200'), stats.get('seconds_to_baseline_200_ci95'))}"
                          "; worst mean-loss ratio to the baseline "
                          f"from step 5 on {stats['worst_ratio_from_5']:.3f}"
-                         f"{_interval(stats.get('worst_ratio_from_5_ci95'))} (step {stats['worst_step_from_5']})")
+                         f"{format_interval(stats.get('worst_ratio_from_5_ci95'))} (step {stats['worst_step_from_5']})")
         long = block.get(f"baseline_at_{LONG_STEPS}")
         if long is not None:
             lines += ["", f"The baseline continued to {LONG_STEPS} steps reaches {long:.4g} (at step 200: "
@@ -456,7 +456,7 @@ def _markdown(summary: dict) -> str:
     lines += ["## Targets (issue 9)", "", "| check | target | measured | 95% interval | met |", "|---|---|---|---|---|"]
     for name, check in summary["targets"].items():
         target = "<= 1 (ratio to baseline)" if check["target"] is True else check["target"]
-        lines.append(f"| {name} | {target} | {_fmt(check['measured'])} | {_interval(check['ci95']).strip()} | "
+        lines.append(f"| {name} | {target} | {_fmt(check['measured'])} | {format_interval(check['ci95']).strip()} | "
                      f"{'yes' if check['met'] else 'no'} |")
     lines += ["", NOTES, "## Completion from half a body (3D joints, Eq. 3 from random z0, the core's mask)", ""]
     for part, block in summary["completion"].items():
@@ -471,13 +471,7 @@ def _markdown(summary: dict) -> str:
 
 
 def _seconds(value: float | None, interval: list | None = None) -> str:
-    return "" if value is None else f" ({value:.2f} s{_interval(interval)})"
-
-
-def _interval(values: list | None) -> str:
-    if not values:
-        return ""
-    return " [" + ", ".join("open" if v is None else f"{v:.3g}" for v in values) + "]"
+    return "" if value is None else f" ({value:.2f} s{format_interval(interval)})"
 
 
 # ----------------------------------------------------------------------------------------- user files

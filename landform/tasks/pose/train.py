@@ -19,6 +19,7 @@ from landform.compare import sweep_lr
 from landform.errors import LandformError
 from landform.fitting import checkpoint_state
 from landform.metrics import speedup_at
+from landform.report import format_interval
 from landform.tasks.pose.data import UPPER_JOINTS, jitter_poses, joint_mask, load_splits
 from landform.tasks.pose.kinematics import Kinematics
 from landform.tasks.pose.losses import LOSS_NAMES, observation, pose_entry_joint
@@ -310,10 +311,6 @@ def choose_default_rates(obs, mapping: Mapping, val_y: torch.Tensor, *, seed: in
     return (float(best.split("/")[0]), float(best.split("/")[1])), table
 
 
-def _interval(values) -> str:
-    return "" if not values else " [" + ", ".join("open" if v is None else f"{v:.3g}" for v in values) + "]"
-
-
 def _theta_card(kind: str, cfg: dict, seconds: float, evaluation: dict, split: str, latent: int,
                 selected: int, cfg_rates: tuple[float, float], rate_selection: dict) -> str:
     lr_x = cfg_rates[1]
@@ -322,7 +319,7 @@ def _theta_card(kind: str, cfg: dict, seconds: float, evaluation: dict, split: s
         pure = block["methods"]["landscape_pure"]
         lines.append(f"| {name} | {block['count']} | {block['baseline_lr']} | {block['baseline'][-1]:.4g} | "
                      f"{block['landscape'][-1]:.4g} | {block['landscape_pure'][-1]:.4g} | "
-                     f"{block['speedup_at_20']:.2f}{_interval(block.get('speedup_at_20_ci95'))} | "
+                     f"{block['speedup_at_20']:.2f}{format_interval(block.get('speedup_at_20_ci95'))} | "
                      f"{pure['speedup_at_20']:.2f} | {block['steps_to_baseline_200']} | "
                      f"{block['worst_ratio_from_5']:.3f} | {block['wallclock_speedup_at_20']:.2f} |")
     rows = "\n".join(lines)
