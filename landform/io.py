@@ -256,6 +256,16 @@ def check_header(header: dict[str, tuple[str, tuple[int, ...]]], expected: Mappi
             raise LandformError(f"weights in {source} must be floating point; {key} is {dtype}")
 
 
+def _check_dtypes(header: dict[str, tuple[str, tuple[int, ...]]], source: str | Path, what: str, *,
+                  floating: bool, numeric: bool = False) -> None:
+    """Refuse tensors that are not floating point (with ``floating``) or not numeric (with ``numeric``)."""
+    for key, (dtype, _shape) in header.items():
+        if floating and dtype not in _FLOAT_DTYPES:
+            raise LandformError(f"{what} {source} must hold floating point tensors; {key} is {dtype}")
+        if numeric and dtype not in _NUMERIC_DTYPES:
+            raise LandformError(f"{what} {source} holds {key} of unsupported dtype {dtype}")
+
+
 def load_tensors(path: str | Path, *, limit: int = MAX_TENSOR_FILE_BYTES, what: str = "weights file",
                  expected: MappingType[str, tuple[int, ...]] | None = None, floating: bool = False,
                  numeric: bool = True, finite: bool = False) -> dict[str, torch.Tensor]:
@@ -264,11 +274,7 @@ def load_tensors(path: str | Path, *, limit: int = MAX_TENSOR_FILE_BYTES, what: 
     header = tensor_header(path, limit, what)
     if expected is not None:
         check_header(header, expected, path, floating)
-    for key, (dtype, _shape) in header.items():
-        if floating and dtype not in _FLOAT_DTYPES:
-            raise LandformError(f"{what} {path} must hold floating point tensors; {key} is {dtype}")
-        if numeric and dtype not in _NUMERIC_DTYPES:
-            raise LandformError(f"{what} {path} holds {key} of unsupported dtype {dtype}")
+    _check_dtypes(header, path, what, floating=floating, numeric=numeric)
     return tensors_from_bytes(read_bytes(path, limit, what), path, what=what, finite=finite)
 
 
@@ -296,9 +302,7 @@ def tensors_from_bytes(data: bytes, source: str | Path, *, what: str = "weights 
         header = bytes_header(data, source, what)
         if expected is not None:
             check_header(header, expected, source, floating)
-        for key, (dtype, _shape) in header.items():
-            if floating and dtype not in _FLOAT_DTYPES:
-                raise LandformError(f"{what} {source} must hold floating point tensors; {key} is {dtype}")
+        _check_dtypes(header, source, what, floating=floating)
     try:
         tensors = load_safetensors_bytes(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
