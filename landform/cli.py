@@ -94,7 +94,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     import math
     import os
 
-    from landform import Mapping, accel, distributed, fit
+    from landform import Mapping, accel, fit
     from landform.io import Checkpoint
 
     out = guard.prepare_fit_out(args.out, args.resume)
@@ -102,13 +102,13 @@ def cmd_fit(args: argparse.Namespace) -> None:
     x_dim = math.prod(problem.x_shape)
     accel.pin_seeds(args.seed, args.device)
     mapping = Mapping(args.z_dim or x_dim, problem.x_shape, hidden=args.hidden, additive=args.additive)
-    # Under torchrun, fit joins the process group: every rank fits, rank 0 alone writes and prints.
+    # Under torchrun, fit joins the process group (and leaves it when done): every rank fits, rank 0 alone
+    # writes and prints.
     result = fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=args.rounds,
                  trajectories=args.trajectories, steps=args.steps, lr_z=args.lr_z, lr=args.lr,
                  weight_decay=args.weight_decay, batch_size=args.batch_size, method=args.method,
                  buffer_rounds=args.buffer_rounds, init=args.init, base=problem.base, x_shape=problem.x_shape,
                  checkpoint_dir=out, resume=args.resume, seed=args.seed, device=args.device, progress=True)
-    distributed.shutdown()  # after success only: a failed rank just exits, and torchrun stops the others
     if int(os.environ.get("RANK", "0")) != 0:
         return
     last = result.history[-1] if result.history else None

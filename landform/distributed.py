@@ -10,6 +10,8 @@ does anything.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -108,6 +110,8 @@ def context(device: torch.device) -> tuple[Context, torch.device]:
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         except (RuntimeError, ValueError) as error:
             raise LandformError(f"cannot join the torchrun process group: {str(error).splitlines()[0]}") from None
+        _JOINED[0] = True
+        atexit.register(_leave_at_exit)
     world = torch.distributed.get_world_size()
     if world == 1:
         return Context(), device
@@ -139,8 +143,28 @@ def unpack(data: bytes) -> dict[str, bytes]:
     return files
 
 
+_JOINED = [False]  # whether ``context`` itself joined the process group (then ``release`` leaves it)
+
+
+def release() -> None:
+    """Leave the process group if ``context`` joined it (``fit`` does, when it returns); a group the caller
+    made stays theirs."""
+    if _JOINED[0]:
+        _JOINED[0] = False
+        shutdown()
+
+
+def _leave_at_exit() -> None:
+    """Destroy the group before the interpreter tears down, without waiting for the other ranks (this runs
+    on failed exits too). A process that ends with a live gloo group can abort in gloo's worker threads
+    ("terminate called without an active exception", SIGABRT) while Python finalizes."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        with contextlib.suppress(Exception):  # exiting anyway: nothing left to report to
+            torch.distributed.destroy_process_group()
+
+
 def shutdown() -> None:
-    """Leave the process group, if this process is in one (the CLI does, once ``fit`` has returned)."""
+    """Leave the process group, if this process is in one, once every rank got here."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # Wait for every rank first: a rank leaving while another still receives its last broadcast would
         # close the connection under it.

@@ -181,6 +181,8 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
                 saved_round = round_index + 1
         if checkpoint is not None and saved_round is None:  # "random", or nothing left to run: save Θ once
             _save(checkpoint, state, result.history, start_round)
+    del model  # DDP holds the process group: drop it before leaving the group
+    distributed.release()
     return result
 
 

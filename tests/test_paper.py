@@ -21,6 +21,8 @@ def test_every_reproduction_runs_quick_and_writes_its_report(tmp_path, monkeypat
         assert summary["title"] in (folder / "summary.md").read_text()
     assert set(summaries["table2"]["images"]) == {"buffer", "online", "random", "baseline"}
     assert set(summaries["table2"]["synthetic"]["buffer"]) == {"20", "200"}
+    assert set(summaries["table2"]["images"]["online"]["ood"]["200"]) == {"mean", "std", "values"}
+    assert len(summaries["table6"]["results"]["ood"]["improvement"]["values"]) == len(summaries["table6"]["seeds"])
     assert len(summaries["table4"]["spectrum"]["rows"]) == 5 and len(summaries["table5"]["spectrum"]["rows"]) == 5
     assert set(summaries["table6"]["results"]) == {"in_distribution", "ood"}
     assert set(summaries["table3"]["results"]) == {"16", "64"}

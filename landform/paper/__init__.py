@@ -47,7 +47,7 @@ class Budget:
         return 3 if self.quick else 20
 
     @property
-    def seeds(self) -> tuple[int, ...]:  # seeds of the fits that take seconds (synthetic problem)
+    def seeds(self) -> tuple[int, ...]:  # one fit per seed wherever a table fits Θ (each fit takes minutes)
         return (self.seed,) if self.quick else (self.seed, self.seed + 1, self.seed + 2)
 
 

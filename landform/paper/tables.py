@@ -88,15 +88,46 @@ def _baseline_lr(models: ImageModels, budget: Budget) -> float:
     return result.lrs["baseline"]
 
 
-def _curves(models: ImageModels, mapping: Mapping | None, images: torch.Tensor, budget: Budget,
-            baseline_lr: float) -> dict[str, torch.Tensor]:
-    """Per-image loss tables of the baseline and of pure Eq. 3 with ``mapping`` (the paper's protocol)."""
-    methods = [Method("baseline", init=models.mean_start, lr=baseline_lr)]
-    if mapping is not None:
-        methods.append(Method("landscape", mapping=mapping, mode="pure", lr=LR_Z))
-    result = compare(models.problem(), images, methods, steps=budget.steps, seed=budget.seed, device=budget.device,
-                     bootstrap=0)
-    return {name: r.losses for name, r in result.results.items()}
+def _baseline_curves(models: ImageModels, sets: dict[str, torch.Tensor], budget: Budget,
+                     baseline_lr: float) -> dict[str, torch.Tensor]:
+    """Per-image loss tables of the baseline (descent on w from the mean w) on each set, computed once."""
+    baseline = Method("baseline", init=models.mean_start, lr=baseline_lr)
+    return {split: baseline.run(models.problem(), y, baseline_lr, steps=budget.steps, seed=budget.seed,
+                                device=budget.device).losses for split, y in sets.items()}
+
+
+def _landscape_curve(models: ImageModels, mapping: Mapping, y: torch.Tensor, budget: Budget) -> torch.Tensor:
+    """Per-image loss table of pure Eq. 3 with ``mapping`` (the paper's protocol)."""
+    return Method("landscape", mapping=mapping, mode="pure", lr=LR_Z).run(
+        models.problem(), y, LR_Z, steps=budget.steps, seed=budget.seed, device=budget.device).losses
+
+
+def _spread(values: list[float]) -> dict:
+    """One number over seeds: its mean, sample standard deviation and the values themselves."""
+    std = float(torch.tensor(values, dtype=torch.float64).std()) if len(values) > 1 else 0.0
+    return {"mean": sum(values) / len(values), "std": std, "values": list(values)}
+
+
+def _mean_std(spread: dict) -> str:
+    return f"{spread['mean']:.4g} ± {spread['std']:.2g}"
+
+
+def _fitted_losses(models: ImageModels, observations, sets: dict[str, torch.Tensor], budget: Budget, run_name: str,
+                   steps: tuple[int, ...], **fit_options) -> dict:
+    """Fit one Θ per seed of ``budget.seeds`` and evaluate pure Eq. 3 on every set: ``{split: {step: spread}}``
+    plus ``fit_seconds`` (a spread) and the per-seed curves' raw values."""
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    seconds = []
+    for seed in budget.seeds:
+        mapping, fit_seconds = fit_image_theta(models, observations, budget, f"{run_name}-seed{seed}", seed=seed,
+                                               **fit_options)
+        seconds.append(fit_seconds)
+        for split, y in sets.items():
+            table = _landscape_curve(models, mapping, y, budget)
+            for step in steps:
+                per_seed.setdefault(split, {}).setdefault(str(step), []).append(_at(table, step))
+    return {"fit_seconds": _spread(seconds),
+            **{split: {step: _spread(v) for step, v in by_step.items()} for split, by_step in per_seed.items()}}
 
 
 def fit_image_theta(models: ImageModels, observations, budget: Budget, run_name: str, *, z_dim: int = 256,
@@ -129,37 +160,34 @@ def _at(table: torch.Tensor, step: int) -> float:
 @register("table2")
 def table2(budget: Budget, out: Path) -> dict:
     """Ablation: full Algorithm 1, without alternation and buffer (online), random Θ, baseline; on the image
-    task (one seed: each image fit takes minutes) and the synthetic problem (three seeds, mean ± std)."""
+    task and the synthetic problem, each fit repeated over ``budget.seeds`` (mean ± std over seeds)."""
     models = load_models(budget.device)
     lr = _baseline_lr(models, budget)
     sets = _image_sets(budget)
-    images: dict = {}
-    for method in ABLATIONS:
-        mapping, seconds = fit_image_theta(models, _fashion_sampler(), budget, f"table2-{method}", method=method)
-        images[method] = {"fit_seconds": seconds}
-        for split, y in sets.items():
-            curves = _curves(models, mapping, y, budget, lr)
-            images[method][split] = {str(s): _at(curves["landscape"], s) for s in (20, 200)}
-            images.setdefault("baseline", {})[split] = {str(s): _at(curves["baseline"], s) for s in (20, 200)}
+    baseline = _baseline_curves(models, sets, budget, lr)
+    images: dict = {method: _fitted_losses(models, _fashion_sampler(), sets, budget, f"table2-{method}", (20, 200),
+                                           method=method) for method in ABLATIONS}
+    images["baseline"] = {split: {str(s): _at(table, s) for s in (20, 200)} for split, table in baseline.items()}
     synthetic = _synthetic_ablation(budget)
     rows = []
     for split in ("in_distribution", "ood"):
         for step in ("20", "200"):
-            ours = [images[m][split][step] for m in (*ABLATIONS, "baseline")]
+            ours = [_mean_std(images[m][split][step]) for m in ABLATIONS]
             paper = PAPER["table2"][split][int(step)]
-            rows.append([split, step, *ours, " / ".join(f"{v}" for v in paper)])
+            rows.append([split, step, *ours, images["baseline"][split][step], " / ".join(f"{v}" for v in paper)])
     for step in ("20", "200"):
-        values = [f"{synthetic[m][step]['mean']:.4f} ± {synthetic[m][step]['std']:.4f}"
-                  for m in (*ABLATIONS, "baseline")]
+        values = [_mean_std(synthetic[m][step]) for m in (*ABLATIONS, "baseline")]
         rows.append(["synthetic", step, *values, ""])
     markdown = _markdown_table(["data", "steps", "full", "without AO + buffer", "random Θ", "baseline",
                                 "paper (full / no AO / random / baseline)"], rows)
-    markdown += (f"\n\nImage task: {budget.images} images per split, one fit per ablation ({budget.fit_rounds} rounds "
-                 f"x {budget.fit_trajectories} trajectories x {budget.fit_steps} steps; one seed, since each fit "
-                 f"takes minutes on 2 CPU cores), pure Eq. 3, baseline lr {lr} (swept). Synthetic: "
-                 f"{len(budget.seeds)} seeds, mean ± std over seeds.")
+    fit_minutes = sum(images[m]["fit_seconds"]["mean"] for m in ABLATIONS) / len(ABLATIONS) / 60
+    markdown += (f"\n\nMean loss, mean ± std over {len(budget.seeds)} seeds (one Θ fitted per seed). Image task: "
+                 f"{budget.images} images per split, each fit {budget.fit_rounds} rounds x {budget.fit_trajectories} "
+                 f"trajectories x {budget.fit_steps} steps ({fit_minutes:.1f} min on average), pure Eq. 3, baseline "
+                 f"(deterministic from the mean w) lr {lr} (swept). Synthetic: 256 test observations.")
     return _finish(out, "table2", {"title": "Table 2: ablation of Algorithm 1", "images": images,
-                                   "synthetic": synthetic, "baseline_lr": lr, "paper": PAPER["table2"]}, markdown)
+                                   "synthetic": synthetic, "seeds": list(budget.seeds), "baseline_lr": lr,
+                                   "paper": PAPER["table2"]}, markdown)
 
 
 def _synthetic_ablation(budget: Budget) -> dict:
@@ -182,37 +210,35 @@ def _synthetic_ablation(budget: Budget) -> dict:
                 for step in (20, 200):
                     per_seed.setdefault(key, {}).setdefault(str(step), []).append(
                         _at(result.results[name].losses, step))
-    return {key: {step: {"mean": sum(v) / len(v), "std": float(torch.tensor(v).std()) if len(v) > 1 else 0.0,
-                         "values": v} for step, v in steps.items()} for key, steps in per_seed.items()}
+    return {key: {step: _spread(v) for step, v in steps.items()} for key, steps in per_seed.items()}
 
 
 @register("table3")
 def table3(budget: Budget, out: Path) -> dict:
-    """The dimension of Z: Θ fitted with Z from a quarter of X to 16x X, loss at the last step."""
+    """The dimension of Z: Θ fitted with Z from a quarter of X to 4x X, loss at the last step."""
     models = load_models(budget.device)
     lr = _baseline_lr(models, budget)
     sets = _image_sets(budget)
     dims = (16, 64) if budget.quick else (16, 64, 256)
-    results: dict = {}
-    baseline = {}
-    for z_dim in dims:
-        mapping, seconds = fit_image_theta(models, _fashion_sampler(), budget, f"table3-z{z_dim}", z_dim=z_dim)
-        results[str(z_dim)] = {"fit_seconds": seconds}
-        for split, y in sets.items():
-            curves = _curves(models, mapping, y, budget, lr)
-            results[str(z_dim)][split] = {str(s): _at(curves["landscape"], s) for s in (20, budget.steps)}
-            baseline[split] = {str(s): _at(curves["baseline"], s) for s in (20, budget.steps)}
+    steps = (20, budget.steps)
+    curves = _baseline_curves(models, sets, budget, lr)
+    baseline = {split: {str(s): _at(table, s) for s in steps} for split, table in curves.items()}
+    results = {str(z_dim): _fitted_losses(models, _fashion_sampler(), sets, budget, f"table3-z{z_dim}", steps,
+                                          z_dim=z_dim) for z_dim in dims}
     last = str(budget.steps)
-    rows = [[split, *[results[str(d)][split][last] for d in dims], baseline[split][last]]
+    rows = [[split, *[_mean_std(results[str(d)][split][last]) for d in dims], baseline[split][last]]
             for split in ("in_distribution", "ood")]
     markdown = _markdown_table(["data (loss at the last step)", *[f"Z = {d}" for d in dims], "baseline"], rows)
     paper = PAPER["table3"]
-    markdown += ("\n\nOurs: X = 64. Paper (X = 512), Z = " + ", ".join(map(str, paper["z"])) + ": in distribution "
-                 + ", ".join(map(str, paper["in_distribution"])) + f" (baseline {paper['baseline_in']}); OOD "
-                 + ", ".join(map(str, paper["ood"])) + f" (baseline {paper['baseline_ood']}). One fit per Z "
-                 f"({budget.fit_rounds} rounds x {budget.fit_trajectories} x {budget.fit_steps}), one seed.")
+    markdown += ("\n\nOurs: X = 64, mean ± std over " f"{len(budget.seeds)} seeds (one fit per Z and seed, "
+                 f"{budget.fit_rounds} rounds x {budget.fit_trajectories} x {budget.fit_steps}), {budget.images} "
+                 "images per split, pure Eq. 3. Paper (X = 512), Z = " + ", ".join(map(str, paper["z"]))
+                 + ": in distribution " + ", ".join(map(str, paper["in_distribution"]))
+                 + f" (baseline {paper['baseline_in']}); OOD " + ", ".join(map(str, paper["ood"]))
+                 + f" (baseline {paper['baseline_ood']}).")
     return _finish(out, "table3", {"title": "Table 3: dimension of Z", "z_dims": list(dims), "results": results,
-                                   "baseline": baseline, "baseline_lr": lr, "paper": paper}, markdown)
+                                   "baseline": baseline, "seeds": list(budget.seeds), "baseline_lr": lr,
+                                   "paper": paper}, markdown)
 
 
 def _spectrum_table(budget: Budget, out: Path, name: str, title: str, sets: dict[str, torch.Tensor],
@@ -271,20 +297,25 @@ def table6(budget: Budget, out: Path) -> dict:
     def noise(n: int, rng: torch.Generator) -> torch.Tensor:
         return (0.5 + 0.5 * torch.randn(n, 1, 28, 28, generator=rng)).clamp(0, 1)
 
-    mapping, seconds = fit_image_theta(models, noise, budget, "table6-noise")
+    sets = _image_sets(budget)
+    last = str(budget.steps)
+    curves = _baseline_curves(models, sets, budget, lr)
+    fitted = _fitted_losses(models, noise, sets, budget, "table6-noise", (budget.steps,))
     rows, results = [], {}
-    for (split, y), paper_key in zip(_image_sets(budget).items(), ("CelebA-HQ", "LSUN-Cat"), strict=True):
-        curves = _curves(models, mapping, y, budget, lr)
-        base, ours = _at(curves["baseline"], budget.steps), _at(curves["landscape"], budget.steps)
-        improvement = 1 - ours / base if base else math.nan
+    for split, paper_key in zip(sets, ("CelebA-HQ", "LSUN-Cat"), strict=True):
+        base = _at(curves[split], budget.steps)
+        ours = fitted[split][last]
+        improvement = _spread([1 - value / base if base else math.nan for value in ours["values"]])
         results[split] = {"baseline": base, "ours": ours, "improvement": improvement}
         paper = PAPER["table6"][paper_key]
-        rows.append([split, base, ours, f"{100 * improvement:.1f}%",
+        rows.append([split, base, _mean_std(ours),
+                     f"{100 * improvement['mean']:.1f}% ± {100 * improvement['std']:.1f}",
                      f"{paper_key}: {paper[0]} / {paper[1]} / {paper[2]}%"])
     markdown = _markdown_table(["data", "baseline", "ours (Θ fitted on noise)", "improvement",
                                 "paper (baseline / ours / improvement)"], rows)
-    markdown += (f"\n\nLoss at step {budget.steps}, {budget.images} images per split, pure Eq. 3, one fit "
-                 f"({budget.fit_rounds} rounds, {seconds / 60:.1f} min), baseline lr {lr} (swept).")
+    markdown += (f"\n\nLoss at step {budget.steps}, {budget.images} images per split, pure Eq. 3, mean ± std over "
+                 f"{len(budget.seeds)} seeds (one fit per seed, {budget.fit_rounds} rounds, "
+                 f"{fitted['fit_seconds']['mean'] / 60:.1f} min each), baseline lr {lr} (swept).")
     return _finish(out, "table6", {"title": "Table 6: Θ fitted on Gaussian noise", "results": results,
-                                   "fit_seconds": seconds, "baseline_lr": lr, "paper": PAPER["table6"]}, markdown)
-
+                                   "fit_seconds": fitted["fit_seconds"], "seeds": list(budget.seeds),
+                                   "baseline_lr": lr, "paper": PAPER["table6"]}, markdown)
