@@ -338,3 +338,22 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr[-3000:]
+
+
+def test_every_shipped_trainer_writes_where_the_cli_says():
+    """`landform zoo train NAME` without --install writes into the runs folder: every trainer of our tasks
+    takes zoo_dir (one without it could only overwrite the package's zoo), and every one that checkpoints
+    takes run_dir (the encoder trains in one go, in minutes, and keeps no checkpoints)."""
+    for name in tasks.builtin_names():
+        for entry, trainer in tasks.get(name).trainer_table().items():
+            assert tasks.takes_keyword(trainer, "zoo_dir"), entry
+            assert tasks.takes_keyword(trainer, "run_dir") or entry == "images-encoder", entry
+
+
+def test_a_zoo_dir_entry_shadows_the_package_one_and_falls_back_to_it(tmp_path):
+    from landform import zoo
+
+    name = zoo.names()[0]
+    assert zoo.path(name, tmp_path) == zoo.path(name)  # not there: the package's
+    (tmp_path / f"{name}.safetensors").write_bytes(zoo.path(name).read_bytes())
+    assert zoo.path(name, tmp_path) == tmp_path / f"{name}.safetensors"

@@ -42,17 +42,21 @@ def _checked(name: str) -> str:
     return name
 
 
-def path(name: str) -> Path:
-    """Path of the weights file of zoo entry ``name``."""
-    return ZOO_DIR / f"{_checked(name)}.safetensors"
+def path(name: str, directory: str | Path | None = None) -> Path:
+    """Path of the weights file of zoo entry ``name``: in ``directory`` when it holds them (a trainer's
+    ``zoo_dir``), else in the package's zoo."""
+    file = f"{_checked(name)}.safetensors"
+    if directory is not None and (Path(directory) / file).exists():
+        return Path(directory) / file
+    return ZOO_DIR / file
 
 
-def fingerprint(name: str) -> str:
+def fingerprint(name: str, directory: str | Path | None = None) -> str:
     """A short hash of the weights file of ``name``: models fitted on top of it record it, so a retrained
     dependency is caught on load instead of silently mismatching."""
     import hashlib
 
-    return hashlib.sha256(path(name).read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(path(name, directory).read_bytes()).hexdigest()[:16]
 
 
 def names() -> list[str]:
@@ -69,9 +73,8 @@ def card(name: str) -> str:
 
 
 def load(name: str, directory: Path | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load the tensors and the config of ``name`` (from ``directory`` instead of the zoo if given)."""
-    folder = Path(directory) if directory is not None else ZOO_DIR
-    return load_pair(folder / f"{_checked(name)}.safetensors")
+    """Load the tensors and the config of ``name`` (from ``directory`` when it holds them, else the zoo)."""
+    return load_pair(path(name, directory))
 
 
 def save(name: str, state: dict[str, torch.Tensor], config: dict[str, Any], card_text: str,

@@ -37,7 +37,6 @@ from landform.tasks.defense.models import (
     IMAGE_SHAPE,
     RECIPES,
     RobustModel,
-    entry_path,
     half,
     load_model,
     model_name,
@@ -135,12 +134,12 @@ def load_theta(recipe: str, *, device: str = "cpu", zoo_dir: str | Path | None =
     if recipe not in RECIPES:
         raise LandformError(f"unknown robust model {recipe!r}; use one of {', '.join(RECIPES)}")
     name = theta_name(recipe)
-    path = entry_path(name, zoo_dir)
+    path = zoo.path(name, zoo_dir)
     if not path.exists():
         raise LandformError(f"zoo entry {name} is missing: run `landform zoo train {name}`")
     mapping = Mapping.load(path).requires_grad_(False).to(device).eval()
     config = Mapping.config_of(path)
-    if config.get("model_fingerprint") not in (None, _fingerprint(entry_path(model_name(recipe), zoo_dir))):
+    if config.get("model_fingerprint") not in (None, _fingerprint(zoo.path(model_name(recipe), zoo_dir))):
         raise LandformError(f"{name} was fitted on another {model_name(recipe)}: retrain it "
                             f"(`landform zoo train {name}`)")
     return mapping, config
@@ -189,7 +188,7 @@ def train_theta(recipe: str, *, device: str = "cpu", seed: int = 0, resume: bool
     cfg = {**THETA_SETTINGS, **(settings or {})}
     name = theta_name(recipe)
     model = load_model(recipe, device=device, zoo_dir=zoo_dir)
-    model_file = entry_path(model_name(recipe), zoo_dir)
+    model_file = zoo.path(model_name(recipe), zoo_dir)
     run = Path(run_dir) if run_dir is not None else RUNS / name
     pool_path = run / "pool.safetensors"
     started = time.perf_counter()

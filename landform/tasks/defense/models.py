@@ -99,20 +99,13 @@ def half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
 
 
-def entry_path(name: str, zoo_dir: str | Path | None = None) -> Path:
-    """The weights of zoo entry ``name``: in ``zoo_dir`` when it holds them, else in the package's zoo."""
-    if zoo_dir is not None and (Path(zoo_dir) / f"{name}.safetensors").exists():
-        return Path(zoo_dir) / f"{name}.safetensors"
-    return zoo.path(name)
-
-
 def load_model(recipe: str, *, device: str = "cpu", zoo_dir: str | Path | None = None) -> RobustModel:
     """The robust classifier + SSL branch of ``recipe`` (frozen, eval mode, float32), from ``zoo_dir`` if it
     holds it, else the package's zoo."""
     if recipe not in RECIPES:
         raise LandformError(f"unknown robust model {recipe!r}; use one of {', '.join(RECIPES)}")
     name = model_name(recipe)
-    path = entry_path(name, zoo_dir)
+    path = zoo.path(name, zoo_dir)
     if not path.exists():
         raise LandformError(f"zoo entry {name} is missing: run `landform zoo train {name}`")
     state, config = zoo.load(name, directory=path.parent)

@@ -8,6 +8,7 @@ that keeps its outputs where the generator was trained.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as functional
@@ -56,11 +57,13 @@ def load_encoder(device: str | torch.device = "cpu") -> Encoder:
 
 
 def train_encoder(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                  iterations: int = 1500, batch_size: int = 64, latent_weight: float = 0.1) -> Encoder:
-    """Train the encoder (minutes on a CPU) and write the zoo entry ``images-encoder`` with its card."""
-    del resume  # short enough to run in one go
+                  iterations: int = 1500, batch_size: int = 64, latent_weight: float = 0.1,
+                  zoo_dir: Path | None = None) -> Encoder:
+    """Train the encoder (minutes on a CPU) and write the zoo entry ``images-encoder`` with its card into
+    ``zoo_dir`` (default the package's zoo; the generator is read from there when it holds one)."""
+    del resume  # short enough to run in one go: no checkpoints, so no run_dir
     torch.manual_seed(seed)
-    generator = load_generator(device=device)
+    generator = load_generator(zoo.path(GENERATOR_NAME, zoo_dir), device=device)
     images, _ = load_fashion_mnist("train")
     val, _ = load_fashion_mnist("val")
     encoder = Encoder().to(device)
@@ -99,8 +102,9 @@ Encoder-based inference for the image task (the paper's pSp comparison): image -
 - **Reproduce**: `landform zoo train images-encoder` (needs images-generator).
 """
     zoo.save(ZOO_NAME, encoder.state_dict(), {"w_dim": encoder.w_dim, "channels": encoder.channels,
-                                              "val_mse": val_mse, "generator": zoo.fingerprint(GENERATOR_NAME)},
-             card)
+                                              "val_mse": val_mse,
+                                              "generator": zoo.fingerprint(GENERATOR_NAME, zoo_dir)},
+             card, directory=zoo_dir)
     return encoder
 
 

@@ -92,8 +92,8 @@ def load_vae(device: str | torch.device = "cpu", directory=None) -> PoseVAE:
     except LandformError as error:
         raise LandformError(f"{error}; train it with `landform zoo train {VAE_NAME}`") from None
     if config.get("kind") != "landform.tasks.pose.PoseVAE":
-        raise LandformError(f"{zoo.path(VAE_NAME)} is not a pose VAE")
+        raise LandformError(f"{zoo.path(VAE_NAME, directory)} is not a pose VAE")
     vae = PoseVAE(config["latent_dim"], config["hidden"], config["dropout"])
-    zoo.load_module_state(vae, {k: v.float() for k, v in state.items()}, str(zoo.path(VAE_NAME)))
+    zoo.load_module_state(vae, {k: v.float() for k, v in state.items()}, str(zoo.path(VAE_NAME, directory)))
     vae.eval().requires_grad_(False)
     return vae.to(device)

@@ -50,7 +50,7 @@ def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def train_vae(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-              settings: dict | None = None, directory: Path | None = None) -> PoseVAE:
+              settings: dict | None = None, directory: Path | None = None, run: Path | None = None) -> PoseVAE:
     """Train the VAE on the training split (reconstruction of pose parameters and FK joints + KL)."""
     cfg = {**VAE_SETTINGS, **(settings or {})}
     torch.manual_seed(seed)
@@ -61,7 +61,7 @@ def train_vae(*, device: str = "cpu", seed: int = 0, resume: bool = True, progre
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg["lr"])
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg["steps"], eta_min=cfg["lr"] / 50)
     generator = torch.Generator().manual_seed(seed)
-    run = RUNS / VAE_NAME
+    run = Path(run) if run is not None else RUNS / VAE_NAME
     step, elapsed = 0, 0.0
     if resume and (run / "state.safetensors").exists():
         step, elapsed = _restore(run, cfg, vae, optimizer, schedule, generator)
@@ -181,8 +181,7 @@ def _restore(run: Path, cfg: dict, vae: PoseVAE, optimizer, schedule, generator)
 
 def vae_fingerprint(directory: Path | None = None) -> str:
     """A short hash of the VAE's weights file: every Θ records the one it was fitted on."""
-    folder = Path(directory) if directory is not None else zoo.ZOO_DIR
-    return hashlib.sha256((folder / f"{VAE_NAME}.safetensors").read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(zoo.path(VAE_NAME, directory).read_bytes()).hexdigest()[:16]
 
 
 def training_observations(kind: str, vae: PoseVAE, cfg: dict, *, device: str = "cpu"):
@@ -376,13 +375,16 @@ interval over frames]; the full report is `landform demo pose`):
 """
 
 
-def _vae_trainer(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True) -> None:
-    train_vae(device=device, seed=seed, resume=resume, progress=progress)
+def _vae_trainer(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
+                 run_dir: Path | None = None, zoo_dir: Path | None = None) -> None:
+    train_vae(device=device, seed=seed, resume=resume, progress=progress, directory=zoo_dir, run=run_dir)
 
 
 def _theta_trainer(kind: str):
-    def trainer(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True) -> None:
-        train_theta(kind, device=device, seed=seed, resume=resume, progress=progress)
+    def trainer(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
+                run_dir: Path | None = None, zoo_dir: Path | None = None) -> None:
+        train_theta(kind, device=device, seed=seed, resume=resume, progress=progress, directory=zoo_dir,
+                    run=run_dir)
 
     trainer.__doc__ = f"Fit and ship {theta_name(kind)}."
     return trainer

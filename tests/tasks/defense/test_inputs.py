@@ -46,7 +46,7 @@ def test_missing_file_and_no_inputs(tmp_path):
 def test_missing_or_unknown_model(tmp_path, monkeypatch):
     with pytest.raises(LandformError, match="unknown robust model"):
         load_model("fgsm")
-    monkeypatch.setattr(zoo, "path", lambda name: tmp_path / f"{name}.safetensors")
+    monkeypatch.setattr(zoo, "path", lambda name, directory=None: tmp_path / f"{name}.safetensors")
     with pytest.raises(LandformError, match="missing: run `landform zoo train defense-pgd`"):
         load_model("pgd")
     with pytest.raises(LandformError, match="defense-mart-theta"):
