@@ -36,7 +36,7 @@ class Budget:
 
     @property
     def fit_rounds(self) -> int:  # Algorithm 1 rounds of an image-task fit
-        return 1 if self.quick else 12
+        return 1 if self.quick else 30
 
     @property
     def fit_trajectories(self) -> int:

@@ -31,6 +31,7 @@ import torch
 from landform import Mapping, fit, invert, zoo
 from landform.errors import LandformError
 from landform.problem import Problem
+from landform.tasks import runs_dir
 from landform.tasks.defense import attack
 from landform.tasks.defense.data import load_split
 from landform.tasks.defense.models import (
@@ -49,7 +50,6 @@ LAMBDA = 0.1
 RADIUS = 2 * attack.L2_EPS
 BASELINE_INIT = 0.01  # std of the baseline's random start (Mao et al. start r at random)
 BASELINE_LRS = (0.003, 0.01, 0.03)
-RUNS = Path("runs")
 
 
 def clamp_forward(x: torch.Tensor) -> torch.Tensor:
@@ -189,7 +189,7 @@ def train_theta(recipe: str, *, device: str = "cpu", seed: int = 0, resume: bool
     name = theta_name(recipe)
     model = load_model(recipe, device=device, zoo_dir=zoo_dir)
     model_file = zoo.path(model_name(recipe), zoo_dir)
-    run = Path(run_dir) if run_dir is not None else RUNS / name
+    run = Path(run_dir) if run_dir is not None else runs_dir() / name
     pool_path = run / "pool.safetensors"
     started = time.perf_counter()
     if resume and pool_path.exists():

@@ -33,6 +33,7 @@ from landform.compare import Method, compare, summarize_methods
 from landform.errors import LandformError
 from landform.metrics import bootstrap_ci
 from landform.report import summary_table, write_json, write_text
+from landform.tasks import runs_dir
 from landform.tasks.common import load_gray28
 from landform.tasks.defense import attack
 from landform.tasks.defense.data import eval_subset
@@ -57,7 +58,6 @@ BASELINE_STEPS = (1, 5, 20, 40)
 SWEEP_EPS = (0.8, 1.6, 2.4)
 SWEEP_STEPS = 50
 ADAPTIVE_STEPS = 10
-CACHE = Path("runs/defense-cache")
 
 
 # ------------------------------------------------------------------------------------------------ attacks
@@ -68,8 +68,9 @@ def _fingerprint(recipe: str, extra: dict) -> str:
 
 
 def _cached(recipe: str, label: str, settings: dict, x: torch.Tensor, make) -> torch.Tensor:
-    """Adversarial examples for (model, images, settings), from the cache when present."""
-    path = CACHE / f"{recipe}-{label}-{_fingerprint(recipe, {**settings, 'n': x.shape[0]})}.safetensors"
+    """Adversarial examples for (model, images, settings), from the cache (RUNS/defense-cache) when present."""
+    key = _fingerprint(recipe, {**settings, "n": x.shape[0]})
+    path = runs_dir() / "defense-cache" / f"{recipe}-{label}-{key}.safetensors"
     if path.exists():
         try:
             tensors, _ = zoo.load_pair(path)

@@ -20,12 +20,12 @@ from tqdm.auto import tqdm
 
 from landform import zoo
 from landform.errors import LandformError
+from landform.tasks import runs_dir
 from landform.tasks.defense import attack
 from landform.tasks.defense.data import load_split
 from landform.tasks.defense.models import ARCHITECTURE, RECIPES, RobustModel, half, model_name, theta_name
 from landform.zoo import load_optimizer_tensors, load_pair, optimizer_tensors, save_pair
 
-RUNS = Path("runs")
 CLASSIFIER_SETTINGS = {"train_size": 40000, "epochs": 3, "batch_size": 128, "lr": 2e-3, "eps": 0.1,
                        "pgd_steps": 3, "pgd_step": 0.04, "beta": 6.0,
                        "augment": {"flip": 0.5, "crop_scale": [0.6, 1.0]}}
@@ -203,7 +203,7 @@ def train_robust(recipe: str, *, device: str = "cpu", seed: int = 0, resume: boo
     cfg = {**CLASSIFIER_SETTINGS, **SSL_SETTINGS, **(settings or {})}
     name = model_name(recipe)
     model = RobustModel(ARCHITECTURE).to(device)
-    run = Path(run_dir) if run_dir is not None else RUNS / name
+    run = Path(run_dir) if run_dir is not None else runs_dir() / name
     classifier_seconds = train_classifier(recipe, model, cfg, run, device=device, seed=seed, resume=resume,
                                           progress=progress)
     ssl_seconds, last = train_ssl_head(model, cfg, run / "ssl", device=device, seed=seed, resume=resume,

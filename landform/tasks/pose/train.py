@@ -20,12 +20,12 @@ from landform.errors import LandformError
 from landform.fitting import checkpoint_state
 from landform.metrics import speedup_at
 from landform.report import format_interval
+from landform.tasks import runs_dir
 from landform.tasks.pose.data import UPPER_JOINTS, jitter_poses, joint_mask, load_splits
 from landform.tasks.pose.kinematics import Kinematics
 from landform.tasks.pose.losses import LOSS_NAMES, observation, pose_entry_joint
 from landform.tasks.pose.model import VAE_NAME, PoseVAE, load_vae
 
-RUNS = Path("runs")
 LATENT_DIM = 32  # the paper's X (§7.2), VPoser's latent size
 VAE_SETTINGS = {"latent_dim": LATENT_DIM, "hidden": 512, "dropout": 0.1, "steps": 6000, "batch_size": 128,
                 "lr": 1e-3, "kl_weight": 1e-3, "joint_weight": 1.0, "rotation_noise": 0.05, "hinge_noise": 0.05,
@@ -61,7 +61,7 @@ def train_vae(*, device: str = "cpu", seed: int = 0, resume: bool = True, progre
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg["lr"])
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg["steps"], eta_min=cfg["lr"] / 50)
     generator = torch.Generator().manual_seed(seed)
-    run = Path(run) if run is not None else RUNS / VAE_NAME
+    run = Path(run) if run is not None else runs_dir() / VAE_NAME
     step, elapsed = 0, 0.0
     if resume and (run / "state.safetensors").exists():
         step, elapsed = _restore(run, cfg, vae, optimizer, schedule, generator)
@@ -228,7 +228,7 @@ def train_theta(kind: str, *, device: str = "cpu", seed: int = 0, resume: bool =
     torch.manual_seed(seed)
     mapping = Mapping(cfg["z_dim"], (vae.latent_dim,), hidden=cfg["hidden"])
     started = time.perf_counter()
-    run = Path(run) if run is not None else RUNS / theta_name(kind)
+    run = Path(run) if run is not None else runs_dir() / theta_name(kind)
     # Algorithm 1 in chunks of ``select_every`` rounds (fit resumes exactly from its checkpoint); keep the
     # round whose Θ has the lowest mean log loss over the first ``select_steps`` steps on the validation frames.
     best, selection = _load_selection(run) if resume else (None, [])

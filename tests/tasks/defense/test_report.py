@@ -1,5 +1,7 @@
 """The report's target checks and tables come from the measured numbers."""
 
+import torch
+
 from landform.tasks.defense.task import _markdown, _targets
 
 
@@ -49,3 +51,23 @@ def test_targets_follow_the_numbers():
     text = _markdown(summary)
     assert "| good | 45.0 | 45.0 | 45.0 | 52.0 | 52.0 | 56.0 | 56.0 | 56.0 |" in text
     assert "ours_1_step_at_least_baseline_40_steps: NO" in text and "| 0.8 |" in text
+
+
+def test_attack_cache_lives_in_the_runs_folder_and_is_reused(tmp_path, monkeypatch):
+    """Adversarial examples are cached under RUNS/defense-cache (not in the user's working directory)."""
+    from landform.tasks.defense.task import _cached
+
+    monkeypatch.setenv("LANDFORM_RUNS", str(tmp_path / "elsewhere"))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    x, calls = torch.rand(3, 1, 28, 28), []
+
+    def make():
+        calls.append(1)
+        return x + 0.01
+
+    first = _cached("pgd", "probe", {"eps": 1.0}, x, make)
+    again = _cached("pgd", "probe", {"eps": 1.0}, x, make)
+    assert calls == [1] and torch.equal(first, again)
+    assert len(list((tmp_path / "elsewhere" / "defense-cache").glob("pgd-probe-*.safetensors"))) == 1
+    assert list((tmp_path / "cwd").iterdir()) == []
