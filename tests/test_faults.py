@@ -321,6 +321,13 @@ def _wait_for(log: Path, needle: str, process: subprocess.Popen, timeout: float 
     raise AssertionError(f"{needle} never written to {log}")
 
 
+def _hear_ctrl_c() -> None:
+    """In the child, before exec: SIGINT back to its default. A suite started in the background by a
+    non-interactive shell (`cmd &`) inherits SIGINT ignored, and Python keeps an inherited SIG_IGN, so the
+    Ctrl-C these tests send would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, needle, status", [
     (signal.SIGTERM, "ckpt-000002.tmp/state.safetensors", 143),  # while writing round 2's files
     (signal.SIGKILL, "LATEST.tmp", -9),                               # round 1 renamed, pointer not yet switched
@@ -331,7 +338,7 @@ def test_a_real_signal_during_a_checkpoint_write_then_resume_equals_the_uninterr
     out, log = tmp_path / "run", tmp_path / "ops.log"
     argv = ["fit", "--problem", "probe:problem", "--out", str(out), "--rounds", "4", *CLI_SMALL]
     process = subprocess.Popen([LANDFORM, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=_env(probe, PROBE_LOG=str(log), PROBE_DELAY="0.15"))
+                               env=_env(probe, PROBE_LOG=str(log), PROBE_DELAY="0.15"), preexec_fn=_hear_ctrl_c)
     try:
         _wait_for(log, needle, process)
         process.send_signal(sig)
@@ -356,7 +363,7 @@ def test_interrupting_the_start_up_prints_one_line(tmp_path):
     for delay in (0.3, 0.8):
         process = subprocess.Popen([LANDFORM, "fit", "--out", str(tmp_path / "o"), "--rounds", "1"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_hear_ctrl_c)
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=120)
