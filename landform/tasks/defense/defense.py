@@ -173,7 +173,7 @@ def sweep_baseline_lr(model: RobustModel, a: torch.Tensor, *, steps: int, lam: f
 
 
 # Θ: §7.3 with a smaller MLP for the CPU. Paper: Z = X = 3072, hidden 3072, lr_z 0.2/255, T 5, N 5120, B 70.
-THETA_SETTINGS = {"z_dim": 784, "hidden": 512, "lr_z": 0.05, "lr": 1e-3, "weight_decay": 0.1, "steps": 5,
+THETA_SETTINGS = {"z_dim": 784, "hidden": 1024, "lr_z": 0.05, "lr": 1e-3, "weight_decay": 0.1, "steps": 5,
                   "trajectories": 128, "rounds": 30, "batch_size": 64, "init": "gaussian", "init_scale": 0.01,
                   "pool_size": 4096, "pool_attack_steps": 10, "val_size": 128, "baseline_steps": 40,
                   "last_layer_scale": 0.1}

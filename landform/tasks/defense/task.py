@@ -441,8 +441,8 @@ def _markdown(s: dict) -> str:
     for name, r in s["models"].items():
         lines.append(f"- {name}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in r["targets"].items()))
     lines += ["", f"Figures: robust_accuracy.png, examples_<model>.png. Job time: {s['seconds']} s on "
-              f"{s['threads']} thread(s). The design iterations behind these models, and why the targets are not "
-              "all met: experiments.md.", ""]
+              f"{s['threads']} thread(s). The design iterations behind these models (what was tried and what each "
+              "measured): experiments.md.", ""]
     return "\n".join(lines)
 
 
