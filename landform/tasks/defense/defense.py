@@ -36,8 +36,8 @@ from landform.tasks.defense import attack
 from landform.tasks.defense.data import load_split
 from landform.tasks.defense.models import (
     IMAGE_SHAPE,
-    RECIPES,
     RobustModel,
+    entry_file,
     half,
     load_model,
     model_name,
@@ -131,15 +131,11 @@ def defended_logits(model: RobustModel, mapping: Mapping | None, a: torch.Tensor
 def load_theta(recipe: str, *, device: str = "cpu", zoo_dir: str | Path | None = None) -> tuple[Mapping, dict]:
     """The additive Θ of ``recipe`` (float32, frozen) and its JSON config: ``settings`` (how it was fitted,
     ``lr_z`` its step size) and ``baseline`` (the baseline's lr chosen on the Eq. 7 loss)."""
-    if recipe not in RECIPES:
-        raise LandformError(f"unknown robust model {recipe!r}; use one of {', '.join(RECIPES)}")
     name = theta_name(recipe)
-    path = zoo.path(name, zoo_dir)
-    if not path.exists():
-        raise LandformError(f"zoo entry {name} is missing: run `landform zoo train {name}`")
+    path = entry_file(recipe, name, zoo_dir)
     mapping = Mapping.load(path).requires_grad_(False).to(device).eval()
     config = Mapping.config_of(path)
-    if config.get("model_fingerprint") not in (None, _fingerprint(zoo.path(model_name(recipe), zoo_dir))):
+    if config.get("model_fingerprint") not in (None, zoo.fingerprint(model_name(recipe), zoo_dir)):
         raise LandformError(f"{name} was fitted on another {model_name(recipe)}: retrain it "
                             f"(`landform zoo train {name}`)")
     return mapping, config
@@ -188,7 +184,6 @@ def train_theta(recipe: str, *, device: str = "cpu", seed: int = 0, resume: bool
     cfg = {**THETA_SETTINGS, **(settings or {})}
     name = theta_name(recipe)
     model = load_model(recipe, device=device, zoo_dir=zoo_dir)
-    model_file = zoo.path(model_name(recipe), zoo_dir)
     run = Path(run_dir) if run_dir is not None else runs_dir() / name
     pool_path = run / "pool.safetensors"
     started = time.perf_counter()
@@ -217,7 +212,7 @@ def train_theta(recipe: str, *, device: str = "cpu", seed: int = 0, resume: bool
     baseline_lr, sweep = sweep_baseline_lr(model, val, steps=cfg["baseline_steps"], seed=seed, device=device)
     history = result.history
     config = {**mapping.config(), "recipe": recipe, "lambda": LAMBDA, "settings": cfg,
-              "model_fingerprint": _fingerprint(model_file), "pool_accuracy": pool_accuracy,
+              "model_fingerprint": zoo.fingerprint(model_name(recipe), zoo_dir), "pool_accuracy": pool_accuracy,
               "fit_seconds": round(fit_seconds, 1), "seconds": round(time.perf_counter() - started, 1),
               "baseline": {"lr": baseline_lr, "steps": cfg["baseline_steps"], "init_std": BASELINE_INIT,
                            "loss_sweep": sweep},
@@ -225,13 +220,6 @@ def train_theta(recipe: str, *, device: str = "cpu", seed: int = 0, resume: bool
     zoo.save(name, half(mapping.state_dict()), config, _theta_card(name, recipe, cfg, config),
              directory=Path(zoo_dir) if zoo_dir is not None else None)
     return mapping
-
-
-def _fingerprint(path: Path) -> str:
-    """The short hash ``landform.zoo.fingerprint`` gives the weights file at ``path``."""
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _theta_card(name: str, recipe: str, cfg: dict, config: dict) -> str:

@@ -99,15 +99,22 @@ def half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
 
 
-def load_model(recipe: str, *, device: str = "cpu", zoo_dir: str | Path | None = None) -> RobustModel:
-    """The robust classifier + SSL branch of ``recipe`` (frozen, eval mode, float32), from ``zoo_dir`` if it
-    holds it, else the package's zoo."""
+def entry_file(recipe: str, name: str, zoo_dir: str | Path | None = None) -> Path:
+    """The weights file of zoo entry ``name`` (the robust model of ``recipe`` or its Θ): in ``zoo_dir`` if it
+    holds it, else the package's zoo; a one-line error for an unknown recipe or a missing entry."""
     if recipe not in RECIPES:
         raise LandformError(f"unknown robust model {recipe!r}; use one of {', '.join(RECIPES)}")
-    name = model_name(recipe)
     path = zoo.path(name, zoo_dir)
     if not path.exists():
         raise LandformError(f"zoo entry {name} is missing: run `landform zoo train {name}`")
+    return path
+
+
+def load_model(recipe: str, *, device: str = "cpu", zoo_dir: str | Path | None = None) -> RobustModel:
+    """The robust classifier + SSL branch of ``recipe`` (frozen, eval mode, float32), from ``zoo_dir`` if it
+    holds it, else the package's zoo."""
+    name = model_name(recipe)
+    path = entry_file(recipe, name, zoo_dir)
     state, config = zoo.load(name, directory=path.parent)
     model = RobustModel(config.get("architecture"), config.get("views"))
     zoo.load_module_state(model, {k: v.float() for k, v in state.items()}, str(path))

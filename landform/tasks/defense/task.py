@@ -48,7 +48,7 @@ from landform.tasks.defense.defense import (
     reversal_of,
     reverse,
 )
-from landform.tasks.defense.models import SHIPPED, load_model, model_name, theta_name
+from landform.tasks.defense.models import SHIPPED, entry_file, load_model, model_name, theta_name
 from landform.tasks.defense.ssl import ssl_gap, view_vote
 
 TEST_SIZE = 300
@@ -62,7 +62,8 @@ ADAPTIVE_STEPS = 10
 
 # ------------------------------------------------------------------------------------------------ attacks
 def _fingerprint(recipe: str, extra: dict) -> str:
-    digest = hashlib.sha256(zoo.path(model_name(recipe)).read_bytes())
+    """A cache key: the robust model's weights (``zoo.fingerprint``) and the attack's settings."""
+    digest = hashlib.sha256(zoo.fingerprint(model_name(recipe)).encode())
     digest.update(json.dumps(extra, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
@@ -318,10 +319,9 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
          recipes: tuple[str, ...] = SHIPPED, n: int = TEST_SIZE, subset: int = SUBSET) -> dict:
     """Write report/defense/: summary.md, summary.json, robust_accuracy.png, examples_<model>.png."""
     out = Path(out)
-    for recipe in recipes:
+    for recipe in recipes:  # every entry first: a missing one fails before minutes of attacks
         for name in (model_name(recipe), theta_name(recipe)):
-            if not zoo.path(name).exists():
-                raise LandformError(f"zoo entry {name} is missing: run `landform zoo train {name}`")
+            entry_file(recipe, name)
     started = time.perf_counter()
     rows, images = {}, {}
     with tqdm(total=PARTS_PER_MODEL * len(recipes), disable=not progress, desc="demo defense") as bar:

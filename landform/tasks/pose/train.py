@@ -7,7 +7,6 @@ resumes from them; the zoo entry is written only when training is complete.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -181,7 +180,7 @@ def _restore(run: Path, cfg: dict, vae: PoseVAE, optimizer, schedule, generator)
 
 def vae_fingerprint(directory: Path | None = None) -> str:
     """A short hash of the VAE's weights file: every Θ records the one it was fitted on."""
-    return hashlib.sha256(zoo.path(VAE_NAME, directory).read_bytes()).hexdigest()[:16]
+    return zoo.fingerprint(VAE_NAME, directory)
 
 
 def training_observations(kind: str, vae: PoseVAE, cfg: dict, *, device: str = "cpu"):
