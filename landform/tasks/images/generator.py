@@ -18,6 +18,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from tqdm.auto import tqdm
 
 from landform import zoo
+from landform.tasks import runs_dir
 from landform.tasks.images.data import load_fashion_mnist
 from landform.zoo import load_pair, save_pair
 
@@ -95,7 +96,7 @@ def load_generator(path: Path | None = None, device: str | torch.device = "cpu")
 
 
 def train_generator(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                    iterations: int = 4000, batch_size: int = 64, run_dir: Path = Path("runs/images-generator"),
+                    iterations: int = 4000, batch_size: int = 64, run_dir: Path | None = None,
                     zoo_dir: Path | None = None) -> Generator:
     """Train the GAN on the Fashion-MNIST train split (hinge loss, spectral-norm D, EMA of G), resumable
     from ``run_dir``; writes the zoo entry ``images-generator`` with its card and a sample grid."""
@@ -108,6 +109,7 @@ def train_generator(*, device: str = "cpu", seed: int = 0, resume: bool = True, 
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.0, 0.99))
     sampler = torch.Generator().manual_seed(seed)
     start, elapsed = 0, 0.0
+    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / ZOO_NAME
     checkpoint = run_dir / "checkpoint.safetensors"
     if resume and checkpoint.exists():
         tensors, meta = load_pair(checkpoint)

@@ -20,6 +20,7 @@ from landform.errors import LandformError
 from landform.metrics import step_reached
 from landform.problem import Problem
 from landform.report import format_interval, plot_curves, summary_table, write_curves_csv, write_json, write_text
+from landform.tasks import runs_dir
 from landform.tasks.images.data import (
     HELD_OUT_PHOTOS,
     TRAIN_PHOTOS,
@@ -379,10 +380,11 @@ def summary_markdown(summary: dict) -> str:
 
 def train_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
                     rounds: int = 80, trajectories: int = 64, steps: int = 20, lr: float = 1e-3, z_dim: int = 256,
-                    run_dir: Path = Path("runs/images-landscape"), zoo_dir: Path | None = None) -> Mapping:
+                    run_dir: Path | None = None, zoo_dir: Path | None = None) -> Mapping:
     """Fit Θ with Algorithm 1 on Fashion-MNIST train images (§7.1 settings where the CPU allows) and
     write the zoo entry ``images-landscape`` (into ``zoo_dir`` instead, for experiments)."""
     problem = image_problem(device)
+    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "images-landscape"
     torch.manual_seed(seed)
     mapping = Mapping(z_dim, (W_DIM,), hidden=1024)
     result = fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=rounds,
@@ -458,13 +460,14 @@ def broad_observations(generator: Generator, *, seed: int = 0, photo_pool: int =
 
 def train_anchored_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
                              rounds: int = ROUNDS_ANCHORED, trajectories: int = 64, steps: int = 20, lr: float = 1e-3,
-                             z_dim: int = 256, run_dir: Path = Path("runs/images-landscape-anchored"),
+                             z_dim: int = 256, run_dir: Path | None = None,
                              zoo_dir: Path | None = None) -> Mapping:
     """Fit Θ for x = E(y) + Θ(z) (the encoder's guess plus a learned landscape, issue 15) with Algorithm 1
     on broad observations (``broad_observations``); trajectories start at z0 = 0, i.e. at the encoder's
     guess. Writes the zoo entry ``images-landscape-anchored``."""
     generator = load_generator(device=device)
     encoder = load_encoder(device)
+    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "images-landscape-anchored"
     torch.manual_seed(seed)
     mapping = Mapping(z_dim, (W_DIM,), hidden=1024, additive=True)
     with torch.no_grad():  # start at the encoder's guess: Θ(z) ≈ 0 until trained
