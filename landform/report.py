@@ -104,6 +104,19 @@ def format_interval(values: list | None, percent: bool = False) -> str:
                             for v in values) + "]"
 
 
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A plain markdown table: floats to 4 significant digits, None as an empty cell (the paper suite's
+    tables; ``summary_table`` renders a comparison)."""
+    def cell(value) -> str:
+        if value is None:
+            return ""
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def summary_table(block: dict, steps: list[int] | None = None) -> str:
     """The one table renderer (markdown, also what the CLI prints): every method's mean loss at ``steps``
     with its seconds per step, then each method's speedup, improvement and time-to-quality against the

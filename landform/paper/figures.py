@@ -8,8 +8,8 @@ import torch
 
 from landform.compare import SWEEP_LRS, compare
 from landform.paper import Budget, register
-from landform.paper.tables import _finish, _image_sets, _markdown_table
-from landform.report import plot_curves, save_figure
+from landform.paper.tables import _finish, _image_sets
+from landform.report import markdown_table, plot_curves, save_figure
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
 from landform.tasks.images.task import LR_Z, ImageModels, load_models
 
@@ -35,7 +35,7 @@ def fig3(budget: Budget, out: Path) -> dict:
     plot_curves(out / "fig3.png", panels, hlines=hlines, ylabel="mean loss (Eq. 5)")
     rows = [[split, *[block[m][-1] for m in ("baseline", "encoder_init", "landscape", "landscape_pure")],
              block["encoder"], f"{block['speedup_at_20']:.1f}x"] for split, block in summary.items()]
-    markdown = _markdown_table(["split", "baseline", "encoder_init", "ours (default)", "ours (Eq. 3)", "encoder",
+    markdown = markdown_table(["split", "baseline", "encoder_init", "ours (default)", "ours (Eq. 3)", "encoder",
                                 "speedup at 20 (default)"], rows)
     markdown += (f"\n\nLoss at step {budget.steps}, {budget.images} images per split. The paper (Fig. 3a, CelebA-HQ "
                  "/ LSUN-cat): ours at 2 steps matches the baseline at 20 (10x), +15% / +10% after convergence; "
@@ -118,7 +118,7 @@ def fig8(budget: Budget, out: Path) -> dict:
     figure.tight_layout()
     save_figure(figure, out / "fig8.png")
     rows = [[key, v["final_loss"], v["grid_min"], v["grid_max"]] for key, v in record.items()]
-    markdown = _markdown_table(["space, example", f"loss at step {steps}", "grid min", "grid max"], rows)
+    markdown = markdown_table(["space, example", f"loss at step {steps}", "grid min", "grid max"], rows)
     markdown += "\n\nFigure: fig8.png (the paper's Fig. 8 shows the same construction on StyleGAN/CelebA-HQ)."
     return _finish(out, "fig8", {"title": "Figure 8: loss landscapes in X and Z", "examples": record,
                                  "steps": steps, "grid": size}, markdown)

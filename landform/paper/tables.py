@@ -16,7 +16,7 @@ from landform.compare import SWEEP_LRS, Method, compare
 from landform.fitting import fit
 from landform.mapping import Mapping
 from landform.paper import Budget, register
-from landform.report import format_interval, write_json, write_text
+from landform.report import format_interval, markdown_table, write_json, write_text
 from landform.synthetic import synthetic_problem
 from landform.tasks.images.data import (
     HELD_OUT_PHOTOS,
@@ -61,17 +61,6 @@ def _finish(out: Path, name: str, summary: dict, markdown: str) -> dict:
     write_text(out / "summary.md", f"# {summary['title']}\n\nWritten by `{command}`.\n\n{markdown}\n")
     print(f"{summary['title']}\n{markdown}\n(wrote {out})")
     return summary
-
-
-def _markdown_table(header: list[str], rows: list[list]) -> str:
-    def cell(value) -> str:
-        if value is None:
-            return ""
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _image_sets(budget: Budget) -> dict[str, torch.Tensor]:
@@ -178,7 +167,7 @@ def table2(budget: Budget, out: Path) -> dict:
     for step in ("20", "200"):
         values = [_mean_std(synthetic[m][step]) for m in (*ABLATIONS, "baseline")]
         rows.append(["synthetic", step, *values, ""])
-    markdown = _markdown_table(["data", "steps", "full", "without AO + buffer", "random Θ", "baseline",
+    markdown = markdown_table(["data", "steps", "full", "without AO + buffer", "random Θ", "baseline",
                                 "paper (full / no AO / random / baseline)"], rows)
     fit_minutes = sum(images[m]["fit_seconds"]["mean"] for m in ABLATIONS) / len(ABLATIONS) / 60
     markdown += (f"\n\nMean loss, mean ± std over {len(budget.seeds)} seeds (one Θ fitted per seed). Image task: "
@@ -228,7 +217,7 @@ def table3(budget: Budget, out: Path) -> dict:
     last = str(budget.steps)
     rows = [[split, *[_mean_std(results[str(d)][split][last]) for d in dims], baseline[split][last]]
             for split in ("in_distribution", "ood")]
-    markdown = _markdown_table(["data (loss at the last step)", *[f"Z = {d}" for d in dims], "baseline"], rows)
+    markdown = markdown_table(["data (loss at the last step)", *[f"Z = {d}" for d in dims], "baseline"], rows)
     paper = PAPER["table3"]
     markdown += ("\n\nOurs: X = 64, mean ± std over " f"{len(budget.seeds)} seeds (one fit per Z and seed, "
                  f"{budget.fit_rounds} rounds x {budget.fit_trajectories} x {budget.fit_steps}), {budget.images} "
@@ -259,7 +248,7 @@ def _spectrum_table(budget: Budget, out: Path, name: str, title: str, sets: dict
         rows.append([set_name, f"{100 * row['improvement_at_200']:.1f}%{ours}",
                      f"{100 * (row['pure_improvement_at_200'] or 0):.1f}%{pure}",
                      f"{paper_value}%"])
-    markdown = _markdown_table(["data", "ours, default mode", "ours, pure Eq. 3", "paper (pure)"], rows)
+    markdown = markdown_table(["data", "ours, default mode", "ours, pure Eq. 3", "paper (pure)"], rows)
     markdown += (f"\n\nImprovement over the baseline at step {budget.steps} [95% bootstrap interval], "
                  f"{budget.images} images per set; the shipped models; baseline lr {lrs['baseline']} (swept).")
     return _finish(out, name, {"title": title, "spectrum": block, "paper": paper, "baseline_lr": lrs["baseline"]},
@@ -321,7 +310,7 @@ def table6(budget: Budget, out: Path) -> dict:
         rows.append([split, base, _mean_std(ours), percent(results[split]["improvement"]), _mean_std(fashion),
                      percent(results[split]["fashion_mnist_improvement"]),
                      f"{paper_key}: {paper[0]} / {paper[1]} / {paper[2]}%"])
-    markdown = _markdown_table(["data", "baseline", "ours (Θ fitted on noise)", "improvement",
+    markdown = markdown_table(["data", "baseline", "ours (Θ fitted on noise)", "improvement",
                                 "Θ fitted on Fashion-MNIST (same budget)", "improvement",
                                 "paper (baseline / ours / improvement)"], rows)
     markdown += (f"\n\nLoss at step {budget.steps}, {budget.images} images per split, pure Eq. 3, mean ± std over "
