@@ -357,3 +357,12 @@ def test_a_zoo_dir_entry_shadows_the_package_one_and_falls_back_to_it(tmp_path):
     assert zoo.path(name, tmp_path) == zoo.path(name)  # not there: the package's
     (tmp_path / f"{name}.safetensors").write_bytes(zoo.path(name).read_bytes())
     assert zoo.path(name, tmp_path) == tmp_path / f"{name}.safetensors"
+
+
+def test_every_zoo_entry_stays_small_and_the_zoo_under_40_mb():
+    """Shipped weights: a few MB per file, 40 MB in all (the package has to install offline, quickly)."""
+    from landform import zoo
+
+    sizes = {path.name: path.stat().st_size for path in zoo.ZOO_DIR.iterdir() if path.is_file()}
+    assert max(sizes.values()) < 8e6, max(sizes, key=sizes.get)
+    assert sum(sizes.values()) < 40e6, sum(sizes.values())

@@ -14,13 +14,16 @@ from landform.tasks.pose import TRAINERS, compare_inputs, invert_inputs
 from landform.tasks.pose.kinematics import KEYPOINTS, Kinematics, PinholeCamera
 from landform.tasks.pose.model import load_vae
 from landform.tasks.pose.task import (
+    PoseModels,
     check_targets,
     evaluate_split,
     load_theta,
+    methods,
     pose_problem,
     read_observation,
     split_poses,
 )
+from landform.tasks.pose.train import load_encoder, train_encoder
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +32,11 @@ def joints():
 
 
 def test_trainers_cover_the_zoo_entries():
-    assert set(TRAINERS) == {"pose-vae", "pose-theta-pose_params", "pose-theta-joints_3d",
-                             "pose-theta-keypoints_2d"}
+    kinds = ("pose_params", "joints_3d", "keypoints_2d")
+    assert set(TRAINERS) == {"pose-vae", *(f"pose-{entry}-{kind}" for kind in kinds
+                                           for entry in ("theta", "encoder", "theta-anchored"))}
+    names = list(TRAINERS)  # dependency order: a Θ anchored at E comes after E, E after the VAE
+    assert all(names.index(f"pose-encoder-{k}") < names.index(f"pose-theta-anchored-{k}") for k in kinds)
 
 
 def test_invert_3d_joints_from_json_with_mask(tmp_path, joints):
@@ -42,6 +48,7 @@ def test_invert_3d_joints_from_json_with_mask(tmp_path, joints):
     invert_inputs([str(path)], tmp_path / "out", steps=30, progress=False)
     record = json.loads((tmp_path / "out" / "frame.json").read_text())
     pose = record["poses"][0]
+    assert record["learned_start"] is False  # the learned start only saw whole bodies: hidden joints skip it
     assert len(pose["pose_parameters"]) == 76 and set(pose["joint_positions"]) == set(KEYPOINTS)
     fitted = torch.tensor([pose["joint_positions"][k] for k in KEYPOINTS])
     observed = torch.tensor(mask)
@@ -80,8 +87,7 @@ def test_bad_suffix_and_missing_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def short_block():
-    vae = load_vae()
-    return evaluate_split("pose_params", vae, load_theta("pose_params"), "in_distribution", count=32, lr=0.5,
+    return evaluate_split("pose_params", PoseModels.load("pose_params"), "in_distribution", count=32, lr=0.5,
                           steps=20, bootstrap=100, timing_repeats=1)
 
 
@@ -97,6 +103,10 @@ def test_short_comparison_reports_both_modes_with_intervals(short_block):
     assert block["landscape"][-1] < block["baseline"][-1]
     assert block["speedup_at_20"] > 1.0
     assert block["evaluations"]["landscape"] == block["evaluations"]["baseline"]  # same number of F evaluations
+    # The learned start: the practitioners' pipeline is reported beside ours, and its pass is timed.
+    assert "encoder_init" in block["methods"] and block["encoder_init"][0] < block["baseline"][0]
+    assert block["landscape"][-1] <= block["encoder_init"][-1]
+    assert block["start_ms"]["landscape"] > 0 and block["start_ms"]["landscape_pure"] == 0
 
 
 def test_targets_are_checked_per_loss_and_split(short_block):
@@ -134,7 +144,7 @@ def test_cli_invert_task_pose_writes_pose_and_joints(tmp_path, joints, capsys):
     np.save(path, joints.numpy())
     assert main(["invert", "--task", "pose", str(path), "--out", str(tmp_path / "o"), "--steps", "10"]) == 0
     record = json.loads((tmp_path / "o" / "joints.json").read_text())
-    assert record["observation"] == "joints_3d" and len(record["poses"]) == 2
+    assert record["observation"] == "joints_3d" and len(record["poses"]) == 2 and record["learned_start"]
 
 
 def test_cli_prints_one_line_for_a_bad_file(tmp_path, capsys):
@@ -145,3 +155,31 @@ def test_cli_prints_one_line_for_a_bad_file(tmp_path, capsys):
     assert main(["invert", "--task", "pose", str(path), "--out", str(tmp_path / "o")]) != 0
     err = capsys.readouterr().err.strip()
     assert "expected 17 joints" in err and len(err.splitlines()) == 1
+
+
+def test_shipped_models_run_the_default_mode_from_the_learned_start():
+    models = PoseModels.load("keypoints_2d")
+    assert models.encoder is not None and models.anchored is not None and models.anchored.additive
+    chosen = {m.name: m for m in methods(models)}
+    assert list(chosen) == ["baseline", "encoder_init", "landscape", "landscape_pure"]
+    assert chosen["landscape"].use_base and chosen["landscape"].mapping is models.anchored
+    assert not chosen["landscape_pure"].use_base and chosen["landscape_pure"].mapping is models.theta
+
+
+def test_encoder_trains_resumes_and_refuses_another_vae(tmp_path):
+    from landform import zoo
+
+    run, directory = tmp_path / "run", tmp_path / "zoo"
+    settings = {"steps": 6, "checkpoint_every": 3, "batch_size": 16, "prior_batch": 8, "hidden": 32}
+    train_encoder("joints_3d", settings=settings, run=run, directory=directory, progress=False)
+    first = load_encoder("joints_3d", directory=directory)
+    assert zoo.load_pair(run / "state.safetensors")[1]["step"] == 6
+    # A rerun resumes the finished checkpoint: nothing is trained again, the same weights are written.
+    train_encoder("joints_3d", settings=settings, run=run, directory=directory, progress=False)
+    again = load_encoder("joints_3d", directory=directory)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(),
+                                                   strict=True))
+    assert "landform zoo train pose-encoder-joints_3d" in (directory / "pose-encoder-joints_3d.md").read_text()
+    (directory / "pose-vae.safetensors").write_bytes(b"another vae")
+    with pytest.raises(LandformError, match="another pose-vae"):
+        load_encoder("joints_3d", directory=directory)
