@@ -212,6 +212,10 @@ def summary_block(comparison: Comparison, seconds: dict[str, float], *, kind: st
     block["time_per_step_ms"] = {name: round(1e3 * value, 3) for name, value in seconds.items()}
     block["start_ms"] = {name: round(1e3 * value, 3) for name, value in starts.items()}
     base = losses["baseline"].double()
+    if "encoder_init" in losses:  # ours against the practitioners' pipeline, from the first update on
+        ratio = as_curve(losses["landscape"])[1:] / as_curve(losses["encoder_init"])[1:]
+        block["worst_ratio_to_encoder_init_from_1"] = float(ratio.max())
+        block["worst_step_to_encoder_init_from_1"] = 1 + int(ratio.argmax())
     for name in losses:
         if name == "baseline":
             continue
@@ -470,10 +474,11 @@ Development runs (test and validation frames, 2 CPU cores; they chose the recipe
   ours is lower on average. A start candidate at x = 0 does not help: its loss at step 0 is far higher, so it is
   never chosen.
 
-What would close the rest: a start whose error is a small fraction of the prior's modelling error (today it is
-about 1.7x the best reachable loss in distribution for pose parameters), which needs far more varied motion capture than 511
-distinct frames; several start hypotheses for 2D keypoints (depth flips) scored after a few steps; and the
-paper's scale of fitting (N = 40,960 per round) for Eq. 3's Θ, which at ours no longer improves with rounds.
+What would close the rest: a start whose error is a small fraction of the prior's modelling error (today its
+loss is about 1.7x the best reachable one in distribution, pose parameters), which needs far more varied motion
+capture than 511 distinct frames; several start hypotheses for 2D keypoints (depth flips) scored after a few
+steps; and the paper's scale of fitting (N = 40,960 per round) for Eq. 3's Θ, which at ours no longer improves
+with rounds.
 """
 
 
@@ -523,6 +528,10 @@ def _markdown(summary: dict) -> str:
                          "; worst mean-loss ratio to the baseline "
                          f"from step 5 on {stats['worst_ratio_from_5']:.3f}"
                          f"{format_interval(stats.get('worst_ratio_from_5_ci95'))} (step {stats['worst_step_from_5']})")
+        if "worst_ratio_to_encoder_init_from_1" in block:
+            lines.append(f"- landscape against encoder_init: worst mean-loss ratio from step 1 on "
+                         f"{block['worst_ratio_to_encoder_init_from_1']:.3f} (step "
+                         f"{block['worst_step_to_encoder_init_from_1']})")
         long = block.get(f"baseline_at_{LONG_STEPS}")
         if long is not None:
             lines += ["", f"The baseline continued to {LONG_STEPS} steps reaches {long:.4g} (at step 200: "

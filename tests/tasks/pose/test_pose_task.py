@@ -106,6 +106,8 @@ def test_short_comparison_reports_both_modes_with_intervals(short_block):
     # The learned start: the practitioners' pipeline is reported beside ours, and its pass is timed.
     assert "encoder_init" in block["methods"] and block["encoder_init"][0] < block["baseline"][0]
     assert block["landscape"][-1] <= block["encoder_init"][-1]
+    assert block["worst_ratio_to_encoder_init_from_1"] > 0
+    assert 1 <= block["worst_step_to_encoder_init_from_1"] <= 20
     assert block["start_ms"]["landscape"] > 0 and block["start_ms"]["landscape_pure"] == 0
 
 
