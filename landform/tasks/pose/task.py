@@ -460,25 +460,21 @@ Development runs (test and validation frames, 2 CPU cores; they chose the recipe
   parameters, test frames) at step 64 to 86 depending on the step sizes; 200 rounds at 43 to 47; hidden 512
   instead of 256 gave 44 to 51, no gain for twice the cost. The validation score stops improving after about
   50 rounds, so more rounds of the same do not help.
-- A longer-trained start (9,000 steps against 3,000, 3D joints) lowered the start loss from 0.00195 to 0.00156
-  and the step to the baseline's step-200 loss from 50 to 38-40; training it on observations with less joint
-  noise (up to 0.05 rad) made it worse (0.00229). The shipped one trains 6,000 steps; 12,000 (pose parameters,
-  with its own anchored Θ) lowered the test start from 0.0114 to 0.0110 and the step to the baseline's
-  step-200 loss from 49 to 42 (128 test frames), for twice the training time.
-- It is not only generalization: on fresh draws of Θ's own training observations the default mode is at
-  0.0091 at step 20 against the baseline's 0.0087 at step 200 (pose parameters). From E's guess, 20 steps
-  through this Θ do not get within 5% of the optimum that the baseline needs 200 steps to approach.
-- 2D keypoints in distribution: the end-point gap comes from six consecutive test frames of one clip (indices
-  123-128 of the test split) where descent from the start ends in another local minimum than the baseline's
-  descent from the mean pose (loss 0.0014-0.0017 against 0.0006-0.0013 at step 200); over the other frames
-  ours is lower on average. A start candidate at x = 0 does not help: its loss at step 0 is far higher, so it is
-  never chosen.
+- A longer-trained start helps most: for 3D joints 9,000 steps against 3,000 lowered the start loss from 0.00195
+  to 0.00156 and the step to the baseline's step-200 loss from 50 to 38-40. Training it on observations with
+  less joint noise (up to 0.05 rad) made it worse (0.00229). From 6,000 to 12,000 steps (the shipped start,
+  each with its own anchored Θ; 128 test frames) the step went from 49 to 42 (pose parameters) and 42 to 36
+  (3D joints), and 2D keypoints in distribution went from ending 2.7% above the baseline at step 200 (six
+  consecutive frames of one clip, indices 123-128 of the test split, ended in another local minimum than the
+  baseline's descent from the mean pose: 0.0014-0.0017 against 0.0006-0.0013) to 24.9% below it.
+- It is not only generalization: on fresh draws of Θ's own training observations the default mode (6,000-step
+  start) was at 0.0091 at step 20 against the baseline's 0.0087 at step 200 (pose parameters). From E's guess,
+  20 steps through this Θ do not get within 5% of the optimum that the baseline needs 200 steps to approach.
 
 What would close the rest: a start whose error is a small fraction of the prior's modelling error (today its
-loss is about 1.7x the best reachable one in distribution, pose parameters), which needs far more varied motion
-capture than 511 distinct frames; several start hypotheses for 2D keypoints (depth flips) scored after a few
-steps; and the paper's scale of fitting (N = 40,960 per round) for Eq. 3's Θ, which at ours no longer improves
-with rounds.
+loss is about 1.6x the best reachable one in distribution, pose parameters), which needs far more varied motion
+capture than 511 distinct frames (a start trained longer still helps a little); and the paper's scale of
+fitting (N = 40,960 per round) for Eq. 3's Θ, which at ours no longer improves with rounds.
 """
 
 
