@@ -1,8 +1,10 @@
-"""Trainers of the pose task's zoo entries: the VAE prior (F) and one Θ per observation model.
+"""Trainers of the pose task's zoo entries: the VAE prior (F) and, per observation model, Eq. 3's Θ, the
+learned start E and the default mode's Θ anchored at E.
 
-``landform zoo train pose-vae`` then ``landform zoo train pose-theta-pose_params`` (and
-``-joints_3d``, ``-keypoints_2d``). Checkpoints go to runs/<name>/ (safetensors + json) and a rerun
-resumes from them; the zoo entry is written only when training is complete.
+``landform zoo train pose-vae``, then for each loss (``pose_params``, ``joints_3d``, ``keypoints_2d``)
+``pose-theta-LOSS``, ``pose-encoder-LOSS`` and ``pose-theta-anchored-LOSS`` in that order (``TRAINERS``
+lists them so). Checkpoints go to runs/<name>/ (safetensors + json) and a rerun resumes from them; the
+zoo entry is written only when training is complete.
 """
 
 from __future__ import annotations
@@ -304,18 +306,24 @@ def training_observations(kind: str, vae: PoseVAE, cfg: dict, *, device: str = "
     return draw
 
 
-def load_encoder(kind: str, device: str | torch.device = "cpu", directory: Path | None = None) -> ObservationEncoder:
-    """The shipped learned start for loss ``kind`` (float32, eval mode, frozen), checked to fit the shipped VAE."""
-    name = encoder_name(kind)
+def _load_checked(name: str, directory: Path | None) -> tuple[dict[str, torch.Tensor], dict]:
+    """A pose zoo entry's float32 weights and config, refused if missing or fitted on another VAE."""
     try:
         state, config = zoo.load(name, directory)
     except LandformError as error:
         raise LandformError(f"{error}; train it with `landform zoo train {name}`") from None
     if config.get("vae") != vae_fingerprint(directory):
-        raise LandformError(f"{name} was trained on another pose-vae; retrain it with `landform zoo train {name}`")
+        raise LandformError(f"{name} was fitted on another pose-vae; retrain it with `landform zoo train {name}`")
+    return {k: v.float() for k, v in state.items()}, config
+
+
+def load_encoder(kind: str, device: str | torch.device = "cpu", directory: Path | None = None) -> ObservationEncoder:
+    """The shipped learned start for loss ``kind`` (float32, eval mode, frozen), checked to fit the shipped VAE."""
+    name = encoder_name(kind)
+    state, config = _load_checked(name, directory)
     encoder = ObservationEncoder(tuple(config["observation_shape"]), config["latent_dim"], config["hidden"],
                                  config["layers"])
-    zoo.load_module_state(encoder, {k: v.float() for k, v in state.items()}, str(zoo.path(name, directory)))
+    zoo.load_module_state(encoder, state, str(zoo.path(name, directory)))
     return encoder.to(device).eval().requires_grad_(False)
 
 
@@ -324,15 +332,10 @@ def load_theta(kind: str, device: str | torch.device = "cpu", directory: Path | 
     """The shipped Θ for loss ``kind`` (Eq. 3's, or with ``anchored`` the default mode's x = E(y) + Θ(z);
     float16 storage, returned as float32, eval mode), checked to be fitted on the shipped VAE."""
     name = theta_name(kind, anchored)
-    try:
-        state, config = zoo.load(name, directory)
-    except LandformError as error:
-        raise LandformError(f"{error}; train it with `landform zoo train {name}`") from None
-    if config.get("vae") != vae_fingerprint(directory):
-        raise LandformError(f"{name} was fitted on another pose-vae; retrain it with `landform zoo train {name}`")
+    state, config = _load_checked(name, directory)
     mapping = Mapping(config["z_dim"], tuple(config["x_shape"]), hidden=config["hidden"],
                       additive=bool(config.get("additive", False)))
-    zoo.load_module_state(mapping, {k: v.float() for k, v in state.items()}, str(zoo.path(name, directory)))
+    zoo.load_module_state(mapping, state, str(zoo.path(name, directory)))
     return mapping.to(device).eval().requires_grad_(False)
 
 
