@@ -462,11 +462,13 @@ Development runs (test and validation frames, 2 CPU cores; they chose the recipe
   50 rounds, so more rounds of the same do not help.
 - A longer-trained start helps most: for 3D joints 9,000 steps against 3,000 lowered the start loss from 0.00195
   to 0.00156 and the step to the baseline's step-200 loss from 50 to 38-40. Training it on observations with
-  less joint noise (up to 0.05 rad) made it worse (0.00229). From 6,000 to 12,000 steps (the shipped start,
-  each with its own anchored Θ; 128 test frames) the step went from 49 to 42 (pose parameters) and 42 to 36
+  less joint noise (up to 0.05 rad) made it worse (0.00229). From 6,000 to 12,000 steps (each start with its
+  own anchored Θ; 128 test frames) the step went from 49 to 42 (pose parameters) and 42 to 36
   (3D joints), and 2D keypoints in distribution went from ending 2.7% above the baseline at step 200 (six
   consecutive frames of one clip, indices 123-128 of the test split, ended in another local minimum than the
   baseline's descent from the mean pose: 0.0014-0.0017 against 0.0006-0.0013) to 24.9% below it.
+  Doubling again to 24,000 steps (shipped) moved it less: in distribution 42 to 41, 36 to 34 and 44 to 44
+  steps (pose parameters, 3D joints, 2D keypoints), out of distribution 33 to 29, 37 to 30 and 51 to 45.
 - Cheaper steps: a smaller anchored Θ (hidden 128 instead of 256; 128 test frames) makes a step cost 1.19x the
   baseline's instead of 1.31x, but needs more steps to the baseline's step-200 loss (pose parameters 42 and 41
   in and out of distribution against 42 and 33; 3D joints 43 and 39 against 36 and 37), so that time is the
@@ -478,7 +480,7 @@ Development runs (test and validation frames, 2 CPU cores; they chose the recipe
 
 What would close the rest: a start whose error is a small fraction of the prior's modelling error (today its
 loss is about 1.6x the best reachable one in distribution, pose parameters), which needs far more varied motion
-capture than 511 distinct frames (a start trained longer still helps a little); and the paper's scale of
+capture than 511 distinct frames (training the start longer has almost stopped helping); and the paper's scale of
 fitting (N = 40,960 per round) for Eq. 3's Θ, which at ours no longer improves with rounds.
 """
 

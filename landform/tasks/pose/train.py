@@ -39,7 +39,7 @@ THETA_SETTINGS = {"z_dim": 128, "hidden": 256, "lr_z": 0.1, "lr": 0.005, "weight
                   "prior_fraction": 0.25, "mix_fraction": 0.5, "rotation_noise": 0.2, "hinge_noise": 0.2}
 # The learned start E(y): an MLP trained through the frozen decoder on Θ's training observations (its loss,
 # plus a small latent term E(F(x)) ≈ x on prior samples that keeps its guesses where the decoder was trained).
-ENCODER_SETTINGS = {"hidden": 512, "layers": 3, "steps": 12000, "batch_size": 256, "lr": 1e-3, "latent_weight": 0.01,
+ENCODER_SETTINGS = {"hidden": 512, "layers": 3, "steps": 24000, "batch_size": 256, "lr": 1e-3, "latent_weight": 0.01,
                     "prior_batch": 128, "checkpoint_every": 1000}
 # The default mode's Θ, anchored at the learned start: x = E(y) + Θ(z) (+ δ at inference), Algorithm 1 with
 # T = 20 (the horizon it is judged at: it refines a guess that is already close), N = 512, 200 rounds.
