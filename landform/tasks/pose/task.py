@@ -86,10 +86,6 @@ class PoseModels:
         return cls(vae, theta, load_encoder(kind, device, directory), anchored,
                    rates=theta_rates(kind, directory, anchored=True))
 
-    @property
-    def latent_dim(self) -> int:
-        return self.vae.latent_dim
-
     def for_mask(self, kind: str, mask: torch.Tensor | None) -> PoseModels:
         """The models to use on observations with ``mask``: the learned start only saw whole bodies, so where
         joints are hidden the default mode is x = Θ(z) + δ with Eq. 3's Θ (and its own step sizes)."""
@@ -135,7 +131,7 @@ def observe(kind: str, vae: PoseVAE, poses: torch.Tensor) -> torch.Tensor:
 def theta_rates(kind: str, directory: Path | None = None, *, anchored: bool = False) -> tuple[float, float]:
     """The default mode's step sizes (on z, on δ) chosen for the shipped Θ of ``kind`` on the validation frames."""
     try:
-        config = Mapping.config_of((Path(directory) if directory else zoo.ZOO_DIR) / theta_name(kind, anchored))
+        config = Mapping.config_of(zoo.path(theta_name(kind, anchored), directory))
     except LandformError:
         return LR_Z, LR_X
     return float(config.get("default_lr_z", LR_Z)), float(config.get("lr_x", LR_X))

@@ -21,7 +21,7 @@ from landform.compare import sweep_lr
 from landform.errors import LandformError
 from landform.fitting import checkpoint_state
 from landform.metrics import speedup_at, step_reached
-from landform.report import format_interval
+from landform.report import format_interval, markdown_table
 from landform.tasks import runs_dir
 from landform.tasks.pose.data import UPPER_JOINTS, jitter_poses, joint_mask, load_splits
 from landform.tasks.pose.kinematics import Kinematics
@@ -249,7 +249,7 @@ def train_encoder(kind: str, *, device: str = "cpu", seed: int = 0, resume: bool
 
 
 def _encoder_card(kind: str, cfg: dict, metrics: dict[str, float], seconds: float, split: str) -> str:
-    rows = "\n".join(f"| {name} | {value:.4g} |" for name, value in metrics.items())
+    table = markdown_table(["split", f"mean {kind} loss"], [[name, value] for name, value in metrics.items()])
     return f"""# {encoder_name(kind)}: the learned start for the pose task, {kind} loss
 
 Reproduce: `landform zoo train {encoder_name(kind)}` (needs `pose-vae`; seed 0, CPU, 1 thread; {seconds:.0f} s).
@@ -267,9 +267,7 @@ Data and split (the same as pose-vae): {split}
 
 Loss of F(E(y)) per split (no descent):
 
-| split | mean {kind} loss |
-|---|---|
-{rows}
+{table}
 """
 
 
@@ -459,18 +457,16 @@ def choose_default_rates(obs, mapping: Mapping, val_y: torch.Tensor, *, seed: in
 
 def _evaluation_table(evaluation: dict) -> str:
     """The card's evaluation table: every method against the baseline, per split."""
-    columns = ("split", "frames", "baseline lr", "baseline @200", "default @200", "pure @200",
+    columns = ["split", "frames", "baseline lr", "baseline @200", "default @200", "pure @200",
                "speedup at 20 (default)", "speedup at 20 (pure)", "default reaches baseline @200 at step",
-               "worst ratio from step 5", "wall-clock speedup at 20")
-    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-    for name, block in evaluation.items():
-        pure = block["methods"]["landscape_pure"]
-        lines.append(f"| {name} | {block['count']} | {block['baseline_lr']} | {block['baseline'][-1]:.4g} | "
-                     f"{block['landscape'][-1]:.4g} | {block['landscape_pure'][-1]:.4g} | "
-                     f"{block['speedup_at_20']:.2f}{format_interval(block.get('speedup_at_20_ci95'))} | "
-                     f"{pure['speedup_at_20']:.2f} | {block['steps_to_baseline_200']} | "
-                     f"{block['worst_ratio_from_5']:.3f} | {block['wallclock_speedup_at_20']:.2f} |")
-    return "\n".join(lines)
+               "worst ratio from step 5", "wall-clock speedup at 20"]
+    rows = [[name, str(block["count"]), str(block["baseline_lr"]), f"{block['baseline'][-1]:.4g}",
+             f"{block['landscape'][-1]:.4g}", f"{block['landscape_pure'][-1]:.4g}",
+             f"{block['speedup_at_20']:.2f}{format_interval(block.get('speedup_at_20_ci95'))}",
+             f"{block['methods']['landscape_pure']['speedup_at_20']:.2f}", str(block["steps_to_baseline_200"]),
+             f"{block['worst_ratio_from_5']:.3f}", f"{block['wallclock_speedup_at_20']:.2f}"]
+            for name, block in evaluation.items()]
+    return markdown_table(columns, rows)
 
 
 def _rate_choices(rate_selection: dict) -> str:
@@ -570,30 +566,21 @@ def _vae_trainer(*, device: str = "cpu", seed: int = 0, resume: bool = True, pro
     train_vae(device=device, seed=seed, resume=resume, progress=progress, directory=zoo_dir, run=run_dir)
 
 
-def _theta_trainer(kind: str, anchored: bool = False):
+def _trainer(train, name: str, kind: str, **fixed):
+    """The ``zoo train`` entry point of one pose zoo entry: ``train(kind, **fixed)`` with the CLI's options."""
     def trainer(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
                 run_dir: Path | None = None, zoo_dir: Path | None = None) -> None:
-        train_theta(kind, anchored=anchored, device=device, seed=seed, resume=resume, progress=progress,
-                    directory=zoo_dir, run=run_dir)
+        train(kind, **fixed, device=device, seed=seed, resume=resume, progress=progress, directory=zoo_dir,
+              run=run_dir)
 
-    trainer.__doc__ = f"Fit and ship {theta_name(kind, anchored)}."
-    return trainer
-
-
-def _encoder_trainer(kind: str):
-    def trainer(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                run_dir: Path | None = None, zoo_dir: Path | None = None) -> None:
-        train_encoder(kind, device=device, seed=seed, resume=resume, progress=progress, directory=zoo_dir,
-                      run=run_dir)
-
-    trainer.__doc__ = f"Train and ship {encoder_name(kind)}."
+    trainer.__doc__ = f"Train and ship {name}."
     return trainer
 
 
 # In dependency order: the VAE, then per loss the Eq. 3 Θ, the learned start, and the Θ anchored at it.
 TRAINERS = {VAE_NAME: _vae_trainer,
-            **{name: trainer for kind in LOSS_NAMES
-               for name, trainer in ((theta_name(kind), _theta_trainer(kind)),
-                                     (encoder_name(kind), _encoder_trainer(kind)),
-                                     (theta_name(kind, anchored=True), _theta_trainer(kind, anchored=True)))}}
+            **{name: _trainer(train, name, kind, **fixed) for kind in LOSS_NAMES
+               for name, train, fixed in ((theta_name(kind), train_theta, {}),
+                                          (encoder_name(kind), train_encoder, {}),
+                                          (theta_name(kind, True), train_theta, {"anchored": True}))}}
 
