@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,10 +34,14 @@ class Problem:
 
 
 def load_problem(spec: str) -> Problem:
-    """Build a Problem from ``"package.module:factory"``: the factory is called with no arguments."""
+    """Build a Problem from ``"package.module:factory"``: the factory is called with no arguments. The
+    module is found on the usual import path and, as ``python -m`` would, in the current directory (the
+    ``landform`` console script alone would not look there)."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise LandformError(f"--problem must look like package.module:factory, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:

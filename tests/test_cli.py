@@ -148,7 +148,8 @@ def test_fit_refuses_to_overwrite_a_theta_saved_without_a_fit(tmp_path, capsys):
 
 
 def test_a_user_problem_factory_plugs_in(tmp_path, monkeypatch):
-    """The README's `--problem package.module:factory` with a real user package, through the console script."""
+    """The README's `--problem package.module:factory` with a real user package in the working directory, through
+    the console script, exactly as written (no PYTHONPATH)."""
     package = tmp_path / "mypkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -161,7 +162,7 @@ def test_a_user_problem_factory_plugs_in(tmp_path, monkeypatch):
         "    def draw(offset):\n"
         "        return lambda n, g: forward(torch.randn(n, 3, generator=g) + offset)\n"
         "    return landform.Problem(forward, loss, (3,), draw(1.0), draw(1.5), name='mine')\n")
-    env = {**ENV, "PYTHONPATH": str(tmp_path)}
+    env = {key: value for key, value in ENV.items() if key != "PYTHONPATH"}  # found from the working directory
     spec = "mypkg.models:make_problem"
 
     def landform_cli(*argv):
