@@ -16,6 +16,7 @@ random state and buffer, so a resume with the same K continues exactly).
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import math
 import time
@@ -138,50 +139,58 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
             start_round = saved_round or 0
         model = torch.nn.parallel.DistributedDataParallel(
             mapping, device_ids=[device.index] if device.type == "cuda" else None) if ctx.active else None
-        good_state = copy.deepcopy(mapping.state_dict())
-        bar = tqdm(range(start_round, rounds), initial=start_round, total=rounds, disable=not (progress and ctx.leader),
-                   desc=f"fit ({method})", delay=1.0)
-        for round_index in bar:
-            if method == "random":
-                break
-            started = time.perf_counter()
-            y = draw_observations(observations, local_trajectories, generator).to(device)
-            base_value = resolve_base(base, y, device)
-            z = initial_variable(init, (local_trajectories, mapping.z_dim), init_scale=init_scale,
-                                 seed=int(torch.randint(2**31, (1,), generator=generator)), device=device)
-            faults: list[str] | None = [] if ctx.active else None  # with K processes, all must stop together
-            try:
-                if method == "buffer":
-                    record = _buffer_round(mapping, forward, loss, y, base_value, z, state.buffer, theta_optimizer,
-                                           generator, steps=steps, lr_z=lr_z, batch_size=local_batch, model=model,
-                                           faults=faults)
-                else:
-                    record = _online_round(mapping, forward, loss, y, base_value, z, theta_optimizer,
-                                           steps=steps, lr_z=lr_z, model=model, faults=faults)
-            except _NonFinite as stop:
-                faults = [str(stop)]
-            if ctx.any(bool(faults)):
-                mapping.load_state_dict(good_state)
-                where = faults[0] if faults else "on another process"
-                if ctx.active and faults:
-                    where += f" (process {ctx.rank})"
-                raise LandformError(f"non-finite loss in round {round_index + 1}, {where}"
-                                    f"{_kept(checkpoint, saved_round)}")
-            if not all(torch.isfinite(p).all() for p in mapping.parameters()):
-                mapping.load_state_dict(good_state)
-                raise LandformError(f"non-finite weights after round {round_index + 1}"
-                                    f"{_kept(checkpoint, saved_round)}")
+        try:
             good_state = copy.deepcopy(mapping.state_dict())
-            record = _combine(ctx, record)
-            record.update(round=round_index + 1, seconds=time.perf_counter() - started)
-            result.history.append(record)
-            bar.set_postfix(loss=f"{record['loss_last']:.4g}", refresh=False)  # shown with the bar, after its delay
-            if checkpoint is not None:
-                _save(checkpoint, state, result.history, round_index + 1)
-                saved_round = round_index + 1
-        if checkpoint is not None and saved_round is None:  # "random", or nothing left to run: save Θ once
-            _save(checkpoint, state, result.history, start_round)
-    del model  # DDP holds the process group: drop it before leaving the group
+            bar = tqdm(range(start_round, rounds), initial=start_round, total=rounds,
+                       disable=not (progress and ctx.leader), desc=f"fit ({method})", delay=1.0)
+            for round_index in bar:
+                if method == "random":
+                    break
+                started = time.perf_counter()
+                y = draw_observations(observations, local_trajectories, generator).to(device)
+                base_value = resolve_base(base, y, device)
+                z = initial_variable(init, (local_trajectories, mapping.z_dim), init_scale=init_scale,
+                                     seed=int(torch.randint(2**31, (1,), generator=generator)), device=device)
+                faults: list[str] | None = [] if ctx.active else None  # with K processes, all must stop together
+                try:
+                    if method == "buffer":
+                        record = _buffer_round(mapping, forward, loss, y, base_value, z, state.buffer, theta_optimizer,
+                                               generator, steps=steps, lr_z=lr_z, batch_size=local_batch, model=model,
+                                               faults=faults)
+                    else:
+                        record = _online_round(mapping, forward, loss, y, base_value, z, theta_optimizer,
+                                               steps=steps, lr_z=lr_z, model=model, faults=faults)
+                except _NonFinite as stop:
+                    faults = [str(stop)]
+                if ctx.any(bool(faults)):
+                    mapping.load_state_dict(good_state)
+                    where = faults[0] if faults else "on another process"
+                    if ctx.active and faults:
+                        where += f" (process {ctx.rank})"
+                    raise LandformError(f"non-finite loss in round {round_index + 1}, {where}"
+                                        f"{_kept(checkpoint, saved_round)}")
+                if not all(torch.isfinite(p).all() for p in mapping.parameters()):
+                    mapping.load_state_dict(good_state)
+                    raise LandformError(f"non-finite weights after round {round_index + 1}"
+                                        f"{_kept(checkpoint, saved_round)}")
+                good_state = copy.deepcopy(mapping.state_dict())
+                record = _combine(ctx, record)
+                record.update(round=round_index + 1, seconds=time.perf_counter() - started)
+                result.history.append(record)
+                bar.set_postfix(loss=f"{record['loss_last']:.4g}", refresh=False)  # shown with the bar, after its delay
+                if checkpoint is not None:
+                    _save(checkpoint, state, result.history, round_index + 1)
+                    saved_round = round_index + 1
+            if checkpoint is not None and saved_round is None:  # "random", or nothing left to run: save Θ once
+                _save(checkpoint, state, result.history, start_round)
+        finally:
+            # DDP and its backward passes leave reference cycles behind: left to the cyclic collector, they
+            # may be freed only as the interpreter exits, when a gloo worker thread that drops its last work
+            # can no longer take the GIL and aborts the process ("terminate called without an active
+            # exception"). Free them now, while every rank is still in the group.
+            if model is not None:
+                model = None
+                gc.collect()
     distributed.release()
     return result
 
