@@ -77,6 +77,11 @@ def load(name: str, directory: Path | None = None) -> tuple[dict[str, torch.Tens
     return load_pair(path(name, directory))
 
 
+def half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float16 storage for a shipped state dict (halves its size; loaders convert back to float32)."""
+    return {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
+
+
 def save(name: str, state: dict[str, torch.Tensor], config: dict[str, Any], card_text: str,
          directory: Path | None = None) -> Path:
     """Write zoo entry ``name``: weights, config and model card, into ``directory`` (default: the package's

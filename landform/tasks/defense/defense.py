@@ -38,7 +38,6 @@ from landform.tasks.defense.models import (
     IMAGE_SHAPE,
     RobustModel,
     entry_file,
-    half,
     load_model,
     model_name,
     theta_name,
@@ -217,7 +216,7 @@ def train_theta(recipe: str, *, device: str = "cpu", seed: int = 0, resume: bool
               "baseline": {"lr": baseline_lr, "steps": cfg["baseline_steps"], "init_std": BASELINE_INIT,
                            "loss_sweep": sweep},
               "loss_first_round": history[0]["collect_curve"], "loss_last_round": history[-1]["collect_curve"]}
-    zoo.save(name, half(mapping.state_dict()), config, _theta_card(name, recipe, cfg, config),
+    zoo.save(name, zoo.half(mapping.state_dict()), config, _theta_card(name, recipe, cfg, config),
              directory=Path(zoo_dir) if zoo_dir is not None else None)
     return mapping
 

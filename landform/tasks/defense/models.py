@@ -94,11 +94,6 @@ def theta_name(recipe: str) -> str:
     return f"defense-{recipe}-theta"
 
 
-def half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """float16 storage (halves the shipped size; loaders convert back to float32)."""
-    return {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
-
-
 def entry_file(recipe: str, name: str, zoo_dir: str | Path | None = None) -> Path:
     """The weights file of zoo entry ``name`` (the robust model of ``recipe`` or its Θ): in ``zoo_dir`` if it
     holds it, else the package's zoo; a one-line error for an unknown recipe or a missing entry."""

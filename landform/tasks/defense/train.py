@@ -23,7 +23,7 @@ from landform.errors import LandformError
 from landform.tasks import runs_dir
 from landform.tasks.defense import attack
 from landform.tasks.defense.data import load_split
-from landform.tasks.defense.models import ARCHITECTURE, RECIPES, RobustModel, half, model_name, theta_name
+from landform.tasks.defense.models import ARCHITECTURE, RECIPES, RobustModel, model_name, theta_name
 from landform.zoo import load_optimizer_tensors, load_pair, optimizer_tensors, save_pair
 
 CLASSIFIER_SETTINGS = {"train_size": 55000, "epochs": 8, "batch_size": 128, "lr": 2e-3, "eps": 0.1,
@@ -213,7 +213,7 @@ def train_robust(recipe: str, *, device: str = "cpu", seed: int = 0, resume: boo
                    ssl_loss_last_batch=round(last, 4))
     config = {"kind": "defense.RobustModel", "recipe": recipe, "architecture": model.architecture,
               "views": model.views, "settings": cfg, "metrics": metrics}
-    zoo.save(name, half(model.state_dict()), config, _model_card(name, recipe, cfg, model, metrics),
+    zoo.save(name, zoo.half(model.state_dict()), config, _model_card(name, recipe, cfg, model, metrics),
              directory=Path(zoo_dir) if zoo_dir is not None else None)
     return model
 

@@ -58,11 +58,6 @@ def encoder_name(kind: str) -> str:
     return f"pose-encoder-{kind}"
 
 
-def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """float16 storage (halves the shipped size; loaders convert back to float32)."""
-    return {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
-
-
 def train_vae(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
               settings: dict | None = None, directory: Path | None = None, run: Path | None = None) -> PoseVAE:
     """Train the VAE on the training split (reconstruction of pose parameters and FK joints + KL)."""
@@ -108,7 +103,7 @@ def train_vae(*, device: str = "cpu", seed: int = 0, resume: bool = True, progre
     originals = [name for name, _ in splits.sources["train"] if "mirrored" not in name]
     pca["distinct_frames"], pca["clips"] = len(originals), len(set(originals))
     config["pca_explained_variance"] = pca
-    zoo.save(VAE_NAME, _half(vae.state_dict()), config, _vae_card(cfg, metrics, elapsed, splits.describe(), pca),
+    zoo.save(VAE_NAME, zoo.half(vae.state_dict()), config, _vae_card(cfg, metrics, elapsed, splits.describe(), pca),
              directory=directory)
     return vae
 
@@ -243,7 +238,7 @@ def train_encoder(kind: str, *, device: str = "cpu", seed: int = 0, resume: bool
             metrics[split] = float(obs.loss(obs.forward(encoder(y)), y).mean())
     config = {**encoder.config(), "loss": kind, "training": cfg, "seed": seed, "train_seconds": round(elapsed, 1),
               "vae": vae_fingerprint(directory), "start_loss": metrics}
-    zoo.save(encoder_name(kind), _half(encoder.state_dict()), config,
+    zoo.save(encoder_name(kind), zoo.half(encoder.state_dict()), config,
              _encoder_card(kind, cfg, metrics, elapsed, splits.describe()), directory=directory)
     return encoder
 
@@ -398,7 +393,7 @@ def train_theta(kind: str, *, anchored: bool = False, device: str = "cpu", seed:
     if anchored:
         config["encoder"] = zoo.fingerprint(encoder_name(kind), directory)
     card = _anchored_card if anchored else _theta_card
-    zoo.save(name, _half(mapping.state_dict()), config,
+    zoo.save(name, zoo.half(mapping.state_dict()), config,
              card(kind, cfg, seconds, evaluation, splits.describe(), vae.latent_dim, best[1], (lr_z, lr_x),
                   rate_selection),
              directory=directory)
