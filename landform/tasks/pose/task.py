@@ -189,11 +189,6 @@ def wallclock_speedup(baseline: torch.Tensor, ours: torch.Tensor, seconds: tuple
     return steps_to_reach(b, target) * seconds[0] / (max(own, 1.0) * seconds[1] + start)
 
 
-def _wallclock_of_means(baseline: torch.Tensor, ours: torch.Tensor, *, seconds: tuple[float, float],
-                        start: float) -> float:
-    return wallclock_speedup(baseline, ours, seconds, start=start)
-
-
 def summary_block(comparison: Comparison, seconds: dict[str, float], *, kind: str, bootstrap: int = 1000,
                   seed: int = 0, start_seconds: dict[str, float] | None = None) -> dict:
     """``compare``'s summary with the measured time per step, plus the pose report's own checks: the
@@ -232,7 +227,7 @@ def summary_block(comparison: Comparison, seconds: dict[str, float], *, kind: st
                                                      for v in steps_ci]
         if bootstrap:
             stats["wallclock_speedup_at_20_ci95"] = bootstrap_ci(
-                functools.partial(_wallclock_of_means, seconds=pair, start=start), base, ours, resamples=bootstrap,
+                functools.partial(wallclock_speedup, seconds=pair, start=start), base, ours, resamples=bootstrap,
                 seed=seed)
             stats["worst_ratio_from_5_ci95"] = bootstrap_ci(lambda b, o: float((o[5:] / b[5:]).max()), base, ours,
                                                             resamples=bootstrap, seed=seed)
