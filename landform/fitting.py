@@ -84,7 +84,8 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
         init: str = "zeros", init_scale: float = 1.0,
         base: Callable[[torch.Tensor], torch.Tensor] | None = None, x_shape: tuple[int, ...] | None = None,
         checkpoint_dir: str | Path | None = None, resume: bool = False, seed: int = 0,
-        device: str | torch.device | None = None, progress: bool = True) -> FitResult:
+        device: str | torch.device | None = None, progress: bool = True,
+        should_stop: Callable[[FitResult], bool] | None = None) -> FitResult:
     """Fit Θ (``mapping``, trained in place) so that few steps on z invert ``forward`` (Algorithm 1).
 
     ``rounds`` is B, ``trajectories`` N, ``steps`` T. The buffer keeps the trajectories of the last
@@ -92,6 +93,8 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
     is committed atomically after every round (``landform.io.Checkpoint``: Θ, the optimizer, the random
     states and the replay buffer), and ``resume=True`` continues from it exactly as if never interrupted;
     a checkpoint whose parts disagree, or whose settings differ, is refused with a LandformError.
+    ``should_stop``, called with the result after every committed round, ends the fit early when it returns True
+    (a time budget, or validation that stopped improving; the recipe of ``landform.recipe`` uses it).
     """
     if method not in METHODS:
         raise LandformError(f"unknown fit method {method!r}; use one of {', '.join(METHODS)}")
@@ -181,6 +184,8 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
                 if checkpoint is not None:
                     _save(checkpoint, state, result.history, round_index + 1)
                     saved_round = round_index + 1
+                if should_stop is not None and ctx.any(bool(should_stop(result))):
+                    break
             if checkpoint is not None and saved_round is None:  # "random", or nothing left to run: save Θ once
                 _save(checkpoint, state, result.history, start_round)
         finally:
