@@ -233,7 +233,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     from landform.paper import reproduce
 
     with _environment(tasks.RUNS_ENV, str(tasks.runs_dir(args.runs_dir))):  # where landform.paper resumes its fits
-        reproduce(args.name, out_root=Path(args.out), quick=args.quick, seed=args.seed, device=args.device)
+        reproduce(args.name, out_root=None if args.out is None else Path(args.out), quick=args.quick, seed=args.seed,
+                  device=args.device)
 
 
 def cmd_zoo(args: argparse.Namespace) -> None:
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     paper = commands.add_parser("reproduce", help="regenerate one of the paper's tables or figures (or all)")
     paper.add_argument("name", choices=("table2", "table3", "table4", "table5", "table6", "fig3", "fig8", "all"))
     paper.add_argument("--quick", action="store_true", help="tiny settings (seconds): checks that it runs")
-    paper.add_argument("--out", default="report/paper", help="report root (default: report/paper/)")
+    paper.add_argument("--out", help="report root (default: report/paper/; with --quick RUNS/paper-quick/)")
     runs_dir(paper)
     common(paper)
 

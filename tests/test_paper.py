@@ -1,6 +1,7 @@
 """Every reproduction of the paper suite runs on tiny settings and writes its report (keys, not numbers)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,18 @@ def test_unknown_reproduction_is_one_line(capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "table9"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_quick_run_goes_to_the_runs_folder_and_never_replaces_a_full_report(tmp_path, monkeypatch, capsys):
+    from landform.paper import default_root
+
+    monkeypatch.setenv("LANDFORM_RUNS", str(tmp_path / "runs"))
+    assert default_root(quick=True) == tmp_path / "runs" / "paper-quick"
+    assert default_root(quick=False) == Path("report/paper")
+    (tmp_path / "table3").mkdir()
+    (tmp_path / "table3" / "summary.json").write_text(json.dumps({"title": "Table 3", "quick": False}))
+    with pytest.raises(LandformError, match="holds a full report"):
+        reproduce("table3", out_root=tmp_path, quick=True, progress=False)
+    assert main(["reproduce", "table3", "--quick", "--out", str(tmp_path)]) == 2  # before computing anything
+    assert "holds a full report" in capsys.readouterr().err
+    assert json.loads((tmp_path / "table3" / "summary.json").read_text())["quick"] is False

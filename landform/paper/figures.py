@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from landform.compare import SWEEP_LRS, compare
-from landform.paper import Budget, register
+from landform.paper.registry import Budget, register
 from landform.paper.tables import _finish, _image_sets
 from landform.report import markdown_table, plot_curves, save_figure
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset

@@ -15,7 +15,7 @@ import torch
 from landform.compare import SWEEP_LRS, Method, compare
 from landform.fitting import fit
 from landform.mapping import Mapping
-from landform.paper import Budget, register
+from landform.paper.registry import Budget, register
 from landform.report import format_interval, markdown_table, write_json, write_text
 from landform.synthetic import synthetic_problem
 from landform.tasks.images.data import (

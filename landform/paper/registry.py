@@ -1,0 +1,55 @@
+"""What a reproduction is: a function of a ``Budget`` (the real run or ``--quick``) and an output folder,
+registered by name in ``REPRODUCTIONS``. The reproductions (``figures``, ``tables``) import this module and
+``landform.paper`` imports them, so neither needs the other's package module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much each reproduction computes: the real run or ``--quick``."""
+
+    quick: bool
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    @property
+    def images(self) -> int:  # evaluation images per split
+        return 4 if self.quick else 32
+
+    @property
+    def steps(self) -> int:  # inversion steps
+        return 5 if self.quick else 200
+
+    @property
+    def fit_rounds(self) -> int:  # Algorithm 1 rounds of an image-task fit
+        return 1 if self.quick else 30
+
+    @property
+    def fit_trajectories(self) -> int:
+        return 4 if self.quick else 64
+
+    @property
+    def fit_steps(self) -> int:
+        return 3 if self.quick else 20
+
+    @property
+    def seeds(self) -> tuple[int, ...]:  # one fit per seed wherever a table fits Θ (each fit takes minutes)
+        return (self.seed,) if self.quick else (self.seed, self.seed + 1, self.seed + 2)
+
+
+Reproduction = Callable[[Budget, Path], dict]
+REPRODUCTIONS: dict[str, Reproduction] = {}
+
+
+def register(name: str) -> Callable[[Reproduction], Reproduction]:
+    """Add a reproduction to ``REPRODUCTIONS`` under ``name``."""
+    def add(function: Reproduction) -> Reproduction:
+        REPRODUCTIONS[name] = function
+        return function
+    return add
