@@ -5,8 +5,9 @@ through pose parameters, 3D joints (forward kinematics) or 2D keypoints (pinhole
 """
 
 from landform.tasks import Task, register
-from landform.tasks.pose.task import compare_inputs, demo, invert_inputs
+from landform.tasks.pose.report import demo
 from landform.tasks.pose.train import TRAINERS
+from landform.tasks.pose.user import compare_inputs, invert_inputs
 
 __all__ = ["TRAINERS", "compare_inputs", "demo", "invert_inputs"]
 

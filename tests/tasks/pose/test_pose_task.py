@@ -11,19 +11,13 @@ import torch
 
 from landform.errors import LandformError
 from landform.tasks.pose import TRAINERS, compare_inputs, invert_inputs
+from landform.tasks.pose.evaluate import check_targets, evaluate_split, methods
 from landform.tasks.pose.kinematics import KEYPOINTS, Kinematics, PinholeCamera
+from landform.tasks.pose.load import PoseModels, load_encoder, load_theta
 from landform.tasks.pose.model import load_vae
-from landform.tasks.pose.task import (
-    PoseModels,
-    check_targets,
-    evaluate_split,
-    load_theta,
-    methods,
-    pose_problem,
-    read_observation,
-    split_poses,
-)
-from landform.tasks.pose.train import load_encoder, train_encoder
+from landform.tasks.pose.problem import pose_problem, split_poses
+from landform.tasks.pose.train import train_encoder
+from landform.tasks.pose.user import read_observation
 
 
 @pytest.fixture(scope="module")
