@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from landform import distributed
 from landform.errors import LandformError
@@ -42,6 +41,7 @@ from landform.io import (
     tensors_from_bytes,
 )
 from landform.mapping import Mapping
+from landform.progress import progress_bar
 
 Observations = torch.Tensor | Callable[[int, torch.Generator], torch.Tensor]
 METHODS = ("buffer", "online", "random")
@@ -144,8 +144,8 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
             mapping, device_ids=[device.index] if device.type == "cuda" else None) if ctx.active else None
         try:
             good_state = copy.deepcopy(mapping.state_dict())
-            bar = tqdm(range(start_round, rounds), initial=start_round, total=rounds,
-                       disable=not (progress and ctx.leader), desc=f"fit ({method})", delay=1.0)
+            bar = progress_bar(range(start_round, rounds), enabled=progress and ctx.leader, initial=start_round,
+                               total=rounds, desc=f"fit ({method})")
             for round_index in bar:
                 if method == "random":
                     break

@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from landform.errors import LandformError
 from landform.mapping import Mapping
+from landform.progress import progress_bar
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -260,7 +260,7 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
             return total
 
         start = time.perf_counter()
-        for step in tqdm(range(steps), disable=not progress, desc="invert", leave=False, delay=1.0):
+        for step in progress_bar(range(steps), enabled=progress, desc="invert", leave=False):
             if mode == "residual" and warmup and delta is not None:
                 opt.param_groups[1]["lr"] = lr_x * min(1.0, step / warmup)
             if mode == "handoff" and step == handoff and handoff > 0:

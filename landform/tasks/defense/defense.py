@@ -145,13 +145,13 @@ def attacked_pool(model: RobustModel, size: int, *, steps: int, eps: float = att
                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Attacked images of ``split`` (train: to fit Θ; val: to pick the baseline's lr): L2 PGD at ε with
     ``steps`` steps of 2.5ε/steps, a cheaper attack than the test attack, on a seeded subset."""
-    from tqdm.auto import tqdm
+    from landform.progress import progress_bar
 
     x, y = load_split(split)
     index = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 77))[:size]
     x, y = x[index].to(device), y[index].to(device)
     parts = []
-    for i in tqdm(range(0, size, 256), disable=not progress, desc=f"attack pool ({split})"):
+    for i in progress_bar(range(0, size, 256), enabled=progress, desc=f"attack pool ({split})"):
         parts.append(attack.pgd(model, x[i:i + 256], y[i:i + 256], norm="l2", eps=eps, step=2.5 * eps / steps,
                                 steps=steps, seed=seed + i))
     return torch.cat(parts), y.cpu()

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from landform import zoo
 from landform.compare import Method, compare, summarize_methods
 from landform.errors import LandformError
 from landform.metrics import bootstrap_ci
+from landform.progress import progress_bar
 from landform.report import summary_table, write_json, write_text
 from landform.tasks import runs_dir
 from landform.tasks.common import load_gray28
@@ -324,7 +324,7 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
             entry_file(recipe, name)
     started = time.perf_counter()
     rows, images = {}, {}
-    with tqdm(total=PARTS_PER_MODEL * len(recipes), disable=not progress, desc="demo defense") as bar:
+    with progress_bar(total=PARTS_PER_MODEL * len(recipes), enabled=progress, desc="demo defense") as bar:
         for recipe in recipes:
             result = evaluate(recipe, n=n, subset=min(subset, n), seed=seed, device=device, bar=bar)
             rows[model_name(recipe)], images[recipe] = result["row"], result["images"]

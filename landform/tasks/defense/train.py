@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from landform import zoo
 from landform.errors import LandformError
+from landform.progress import progress_bar
 from landform.tasks import runs_dir
 from landform.tasks.defense import attack
 from landform.tasks.defense.data import load_split
@@ -121,7 +121,8 @@ def train_classifier(recipe: str, model: RobustModel, cfg: dict, run: Path, *, d
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(epoch * per_epoch):
                 schedule.step()
-    bar = tqdm(total=total, initial=epoch * per_epoch, disable=not progress, desc=f"{model_name(recipe)} ({recipe})")
+    bar = progress_bar(total=total, enabled=progress, initial=epoch * per_epoch,
+                     desc=f"{model_name(recipe)} ({recipe})")
     while epoch < cfg["epochs"]:
         started = time.perf_counter()
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
@@ -168,7 +169,7 @@ def train_ssl_head(model: RobustModel, cfg: dict, run: Path, *, device: str = "c
         meta = _load_checkpoint(run, model.ssl, "ssl", optimizer)
         epoch, elapsed, last = meta["epoch"], meta["seconds"], meta["loss"]
     n, bs = x_train.shape[0], cfg["ssl_batch_size"]
-    bar = tqdm(total=cfg["ssl_epochs"], initial=epoch, disable=not progress, desc="SSL branch")
+    bar = progress_bar(total=cfg["ssl_epochs"], enabled=progress, initial=epoch, desc="SSL branch")
     while epoch < cfg["ssl_epochs"]:
         started = time.perf_counter()
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + 500 + epoch))

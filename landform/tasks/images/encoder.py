@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as functional
 from torch import nn
-from tqdm.auto import tqdm
 
 from landform import zoo
 from landform.errors import LandformError
+from landform.progress import progress_bar
 from landform.tasks.images.data import load_fashion_mnist
 from landform.tasks.images.generator import W_DIM, load_generator
 from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
@@ -70,7 +70,7 @@ def train_encoder(*, device: str = "cpu", seed: int = 0, resume: bool = True, pr
     optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
     sampler = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
-    for iteration in tqdm(range(iterations), disable=not progress, desc="encoder"):
+    for iteration in progress_bar(range(iterations), enabled=progress, desc="encoder"):
         real = images[torch.randint(images.shape[0], (batch_size,), generator=sampler)].to(device)
         with torch.no_grad():
             w = generator.sample_w(batch_size, sampler)

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
-from tqdm.auto import tqdm
 
 from landform import zoo
+from landform.progress import progress_bar
 from landform.tasks import runs_dir
 from landform.tasks.images.data import load_fashion_mnist
 from landform.zoo import load_pair, save_pair
@@ -122,7 +122,7 @@ def train_generator(*, device: str = "cpu", seed: int = 0, resume: bool = True, 
         torch.set_rng_state(tensors["rng.torch"])
         start, elapsed = meta["iteration"], meta["seconds"]
     started = time.perf_counter() - elapsed
-    bar = tqdm(range(start, iterations), initial=start, total=iterations, disable=not progress, desc="GAN")
+    bar = progress_bar(range(start, iterations), enabled=progress, initial=start, total=iterations, desc="GAN")
     for iteration in bar:
         real = images[torch.randint(images.shape[0], (batch_size,), generator=sampler)].to(device)
         noise = torch.randn(batch_size, NOISE_DIM, generator=sampler).to(device)

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from landform import Mapping, fit, invert, zoo
 from landform.compare import DEFAULT_MODE, DEFAULT_WARMUP, SWEEP_LRS, Comparison, Method, compare
 from landform.errors import LandformError
 from landform.metrics import step_reached
 from landform.problem import Problem
+from landform.progress import progress_bar
 from landform.report import format_interval, plot_curves, summary_table, write_curves_csv, write_json, write_text
 from landform.tasks import runs_dir
 from landform.tasks.images.data import (
@@ -237,7 +237,7 @@ def spectrum(models: ImageModels, tuned: list[Method], *, count: int, steps: int
     for name, block in (splits or {}).items():
         rows[name] = _spectrum_row(block)
     sets = spectrum_sets(count, seed) if sets is None else sets
-    for name, images in tqdm(sets.items(), desc="spectrum", disable=not progress, leave=False):
+    for name, images in progress_bar(sets.items(), enabled=progress, desc="spectrum", leave=False):
         methods = [m for m in tuned if m.name in SPECTRUM_METHODS]
         comparison = compare(models.problem(), images, methods, steps=steps, seed=seed, device=device)
         rows[name] = _spectrum_row(comparison.summary)
@@ -265,7 +265,7 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
     datasets = {"in_distribution": seeded_subset(load_fashion_mnist("test")[0], count, seed),
                 "ood": seeded_subset(load_mnist(), count, seed)}
     val = seeded_subset(load_fashion_mnist("val")[0], val_count, seed)
-    stages = tqdm(total=4, desc="images demo", disable=not progress)
+    stages = progress_bar(total=4, enabled=progress, desc="images demo")
     summary: dict = {}
     panels, hlines, csv_curves, tuned = {}, {}, {}, None
     for split, images in datasets.items():

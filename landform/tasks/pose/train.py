@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from landform import Mapping, fit, invert, zoo
 from landform.compare import sweep_lr
 from landform.errors import LandformError
 from landform.fitting import checkpoint_state
 from landform.metrics import speedup_at, step_reached
+from landform.progress import progress_bar
 from landform.tasks import runs_dir
 from landform.tasks.pose.cards import anchored_card, encoder_card, theta_card, vae_card
 from landform.tasks.pose.data import jitter_poses, load_splits
@@ -65,7 +65,7 @@ def train_vae(*, device: str = "cpu", seed: int = 0, resume: bool = True, progre
         step, elapsed = _restore(run, cfg, vae, optimizer, schedule, generator)
     vae.train()
     started = time.perf_counter()
-    bar = tqdm(range(step, cfg["steps"]), initial=step, total=cfg["steps"], disable=not progress, desc=VAE_NAME)
+    bar = progress_bar(range(step, cfg["steps"]), enabled=progress, initial=step, total=cfg["steps"], desc=VAE_NAME)
     for step in bar:
         index = torch.randint(train.shape[0], (cfg["batch_size"],), generator=generator)
         pose = jitter_poses(train[index.to(device)], generator, rotation_std=cfg["rotation_noise"],
@@ -161,8 +161,8 @@ def train_encoder(kind: str, *, device: str = "cpu", seed: int = 0, resume: bool
     if resume and (run / "state.safetensors").exists():
         step, elapsed = _restore(run, cfg, encoder, optimizer, schedule, generator)
     started = time.perf_counter()
-    bar = tqdm(range(step, cfg["steps"]), initial=step, total=cfg["steps"], disable=not progress,
-               desc=encoder_name(kind))
+    bar = progress_bar(range(step, cfg["steps"]), enabled=progress, initial=step, total=cfg["steps"],
+                       desc=encoder_name(kind))
     for step in bar:
         y = observations(cfg["batch_size"], generator)
         fitted = obs.loss(obs.forward(encoder(y)), y).mean()
