@@ -102,3 +102,15 @@ def test_the_check_finds_a_cycle_and_follows_deferred_imports():
     assert names == ["import y", "from z import w"]
     graph = import_graph()
     assert "landform.inference" in graph["landform.fitting"]  # the graph sees the package's real imports
+
+
+def test_no_module_but_the_helper_imports_tqdm():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path == PACKAGE / "progress.py":
+            continue
+        for node in _runtime_imports(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if any(name == "tqdm" or name.startswith("tqdm.") for name in names):
+                offenders.append(str(path.relative_to(PACKAGE.parent)))
+    assert not offenders, f"use landform.progress.progress_bar instead of tqdm in {offenders}"
