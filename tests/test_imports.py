@@ -1,6 +1,7 @@
 """The package's import graph has no cycle: a module never needs, directly or through others, a module that
-needs it. Every import counts, also one deferred into a function (it hides a cycle, it does not remove it);
-only imports under ``if TYPE_CHECKING:`` are left out, since they never run."""
+needs it. Every import counts, also one deferred into a function (it hides a cycle, it does not remove it),
+and importing P.Q also runs P's ``__init__`` (except where P is a package the importer is inside: it is being
+initialized already); only imports under ``if TYPE_CHECKING:`` are left out, since they never run."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
 
 def import_graph() -> dict[str, set[str]]:
     """Module -> the package's modules it imports (``from a import b`` is an edge to ``a.b`` where that is a
-    module, else to ``a``)."""
+    module, else to ``a``), and the packages whose ``__init__`` that import runs."""
     modules = _modules()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
@@ -63,6 +64,10 @@ def import_graph() -> dict[str, set[str]]:
                     graph[name].add(target)
                 elif source in modules:
                     graph[name].add(source)
+        for target in list(graph[name]):
+            parts = target.split(".")
+            graph[name].update(package for package in (".".join(parts[:i]) for i in range(2, len(parts)))
+                               if package in modules and not name.startswith(package + "."))
         graph[name].discard(name)
     return graph
 

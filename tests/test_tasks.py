@@ -272,40 +272,6 @@ def test_tasks_import_no_other_task_and_the_core_imports_no_task():
     assert not problems, problems
 
 
-def test_the_package_has_no_import_cycle():
-    """Module-level imports only (those in functions run later); importing P.Q also runs P's __init__,
-    except where P is a package the importer is itself inside (it is being initialized already)."""
-    modules = _modules()
-    graph = {}
-    for name, path in modules.items():
-        _, at_import = _imports(name, path, modules)
-        edges = set()
-        for target in at_import:
-            parts = target.split(".")
-            for i in range(2, len(parts) + 1):
-                prefix = ".".join(parts[:i])
-                if prefix in modules and prefix != name and (i == len(parts) or not name.startswith(prefix + ".")):
-                    edges.add(prefix)
-        graph[name] = edges
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(nxt):], nxt]))
-            if nxt not in state:
-                visit(nxt)
-        stack.pop()
-        state[node] = 2
-
-    for node in sorted(graph):
-        if node not in state:
-            visit(node)
-
-
 def test_every_module_imports_first_in_a_fresh_interpreter():
     """Each module imported first, alone, in a fresh landform (a fork after the third-party libraries are
     loaded once, so this takes seconds, not a torch import per module)."""
