@@ -1,0 +1,615 @@
+"""``landform demo landform.tasks.defense.adaptive:TASK --out report/defense``: the defense under adaptive
+attacks (issue 21; Tramèr et al. 2020, Croce et al. 2022), written to report/defense/adaptive/.
+
+The defended classifier is a function of a batch (the contrastive loss takes its negatives from the other
+images of the chunk), so every attack and every evaluation runs on the same fixed chunks of ``CHUNK`` test
+images, and an attack's examples are scored by the deployed defense on their whole chunk.
+
+Per robust model, on ``ADAPTIVE_SIZE`` seeded test images (the first of the ``MAIN_SIZE`` images of the
+non-adaptive table):
+
+- transfer attacks (computed on the undefended classifier): torchattacks PGD-L2 and AutoAttack (standard);
+  AutoAttack's accuracy on the undefended classifier is the bar (``autoattack_no_defense``);
+- APGD-CE and APGD-DLR (torchattacks, the attacks of AutoAttack's version for randomized defenses) on the
+  composite model, with gradients through the defense's unrolled step (``landform.unroll``, second order):
+  with the start's draw fixed to the deployed one (the attacker knows the seed), and with expectation over
+  transformation (``EOT_DRAWS`` fresh draws of the random start and of the views per gradient);
+- BPDA: APGD-CE where the defense's step is the identity on the backward pass;
+- per image the worst of all of them (``adaptive_worst``); beside every number the same-norm noise control.
+
+The baseline (Mao et al.'s 40-step reversal) is attacked with the transfer attacks and BPDA (its 40 steps
+are too long to unroll on this machine). The non-adaptive table (PGD-L2 transfer, ours after 1 step against
+the baseline's 40) runs on ``MAIN_SIZE`` images. Attacks are cached per chunk under runs/defense-adaptive/;
+the seconds each evaluation took are recorded (1 CPU thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from landform import zoo
+from landform.errors import LandformError
+from landform.metrics import bootstrap_ci
+from landform.report import markdown_table, write_json, write_text
+from landform.tasks import Task, runs_dir
+from landform.tasks.defense import attack
+from landform.tasks.defense.data import eval_subset
+from landform.tasks.defense.defense import defended_logits, load_theta, reverse
+from landform.tasks.defense.models import SHIPPED, entry_file, load_model, model_name, theta_name
+
+MAIN_SIZE = 1000
+ADAPTIVE_SIZE = 500
+CHUNK = 100  # as the demo's: the defense's negatives are the other images of the chunk
+EOT_DRAWS = 20
+# APGD steps per attack: through the step with the draw fixed, BPDA on ours, EOT (x EOT_DRAWS gradients each),
+# BPDA on the baseline (each of its gradients runs the baseline's 40 steps).
+STEPS = {"fixed_draw": 10, "bpda": 10, "eot": 1, "baseline_bpda": 2}
+# An attack is not started once this many seconds have passed in a model's evaluation (the report then says
+# which were not run): the shared 2-core machine this was written on ran every job many times slower.
+ATTACK_BUDGET_S = 3300
+BASELINE_STEPS = 40
+PGD_STEPS = 50
+EVAL_SEED = 0  # the deployed defense's draw (the demo's seed)
+
+
+# ------------------------------------------------------------------------------------------ the composite
+class Defended(nn.Module):
+    """Defense + classifier as one module (what the attacks see): logits of the classifier on the defended
+    images, chunk by chunk. ``seed`` fixes the defense's draw (random start z0 or r0, and the views); ``None``
+    draws a fresh one at every call (what EOT averages over). ``bpda``: the defense is the identity on the
+    backward pass (Athalye et al. 2018); else the gradient goes through the unrolled steps."""
+
+    def __init__(self, model, mapping, *, lr: float, steps: int, seed: int | None, bpda: bool = False,
+                 draw_seed: int = 1) -> None:
+        super().__init__()
+        self.model, self.mapping, self.lr, self.steps = model, mapping, lr, steps
+        self.seed, self.bpda = seed, bpda
+        self.draws = torch.Generator().manual_seed(draw_seed)
+        self.calls = 0
+
+    def _seed(self) -> int:
+        if self.seed is not None:
+            return self.seed
+        return int(torch.randint(2**31 - 1, (1,), generator=self.draws))
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        out = []
+        for chunk in a.split(CHUNK):
+            self.calls += 1
+            seed = self._seed()
+            if self.bpda or not torch.is_grad_enabled():
+                with torch.enable_grad():
+                    defended = reverse(self.model, chunk.detach(), mapping=self.mapping, steps=self.steps,
+                                       lr=self.lr, seed=seed).x.detach()
+                out.append(self.model(chunk + (defended - chunk).detach()))
+            else:
+                out.append(defended_logits(self.model, self.mapping, chunk, lr=self.lr, steps=self.steps, seed=seed))
+        return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------------------------- numbers
+def _acc(correct: torch.Tensor, seed: int = 0) -> dict:
+    ci = bootstrap_ci(lambda c: float(c[0]), correct.double()[None], seed=seed)
+    return {"accuracy": float(correct.double().mean()), "ci95": ci, "count": int(correct.numel())}
+
+
+def _diff(first: torch.Tensor, second: torch.Tensor, seed: int = 0) -> dict:
+    ci = bootstrap_ci(lambda a, b: float(a[0] - b[0]), first.double()[None], second.double()[None], seed=seed)
+    return {"value": float(first.double().mean() - second.double().mean()), "ci95": ci, "count": int(first.numel())}
+
+
+def _noise_like(r: torch.Tensor, seed: int) -> torch.Tensor:
+    noise = torch.randn(r.shape, generator=torch.Generator().manual_seed(seed)).to(r)
+    return noise * (r.flatten(1).norm(dim=1) / noise.flatten(1).norm(dim=1).clamp_min(1e-12)).view(-1, 1, 1, 1)
+
+
+@torch.no_grad()
+def _predict(model, x: torch.Tensor) -> torch.Tensor:
+    return model(x).argmax(1)
+
+
+def _scored(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, seed: int) -> dict:
+    """The deployed defense on attacked images ``a`` (chunks of CHUNK): per-image correctness, and the noise
+    control's (a + Gaussian noise of each image's reversal norm). Each chunk cached (runs/defense-adaptive/scores)
+    by its images, labels, the weights and the defense's settings."""
+    parts = [_scored_chunk(model, mapping, a[i:i + CHUNK], y[i:i + CHUNK], lr=lr, steps=steps, seed=seed)
+             for i in range(0, a.shape[0], CHUNK)]
+    out = {k: torch.cat([p[k] for p in parts]) for k in ("_correct", "_noise", "_undefended")}
+    sizes = [p["_correct"].numel() for p in parts]
+    out["reversal_norm"] = sum(p["reversal_norm"] * n for p, n in zip(parts, sizes, strict=True)) / sum(sizes)
+    return out
+
+
+def _scored_chunk(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, seed: int) -> dict:
+    digest = hashlib.sha256(a.detach().cpu().numpy().tobytes())
+    digest.update(y.cpu().numpy().tobytes())
+    for part in (list(model.state_dict().values()) + ([] if mapping is None else list(mapping.state_dict().values()))):
+        digest.update(part.detach().cpu().numpy().tobytes())
+    digest.update(json.dumps({"lr": lr, "steps": steps, "seed": seed, "mapping": mapping is not None}).encode())
+    path = runs_dir() / "defense-adaptive" / "scores" / f"{digest.hexdigest()[:24]}.safetensors"
+    if path.exists():
+        try:
+            tensors, meta = zoo.load_pair(path)
+            return {**{k: v.bool() for k, v in tensors.items()}, "reversal_norm": float(meta["reversal_norm"])}
+        except (LandformError, KeyError):
+            pass
+    with torch.enable_grad():
+        defended = torch.cat([reverse(model, c, mapping=mapping, steps=steps, lr=lr, seed=seed).x
+                              for c in a.split(CHUNK)])
+    r = defended - a
+    result = {"_correct": (_predict(model, defended) == y).cpu(),
+              "_noise": (_predict(model, (a + _noise_like(r, seed + 7)).clamp(0, 1)) == y).cpu(),
+              "_undefended": (_predict(model, a) == y).cpu()}
+    norm = float(r.flatten(1).norm(dim=1).mean())
+    zoo.save_pair(path, {k: v.to(torch.uint8) for k, v in result.items()}, {"reversal_norm": norm})
+    return {**result, "reversal_norm": norm}
+
+
+def _block(scored: dict, seconds: float | None = None) -> dict:
+    out = {**_acc(scored["_correct"]), "noise": _acc(scored["_noise"]), "undefended": _acc(scored["_undefended"]),
+           "minus_noise": _diff(scored["_correct"], scored["_noise"]), "reversal_norm": scored["reversal_norm"]}
+    if seconds is not None:
+        out["seconds"] = round(seconds, 1)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- cache
+def _cache_path(recipe: str, label: str, settings: dict, index: int) -> Path:
+    digest = hashlib.sha256(zoo.fingerprint(model_name(recipe)).encode())
+    digest.update(zoo.fingerprint(theta_name(recipe)).encode())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return runs_dir() / "defense-adaptive" / f"{recipe}-{label}-{index}-{digest.hexdigest()[:16]}.safetensors"
+
+
+def _chunked_attack(recipe: str, label: str, settings: dict, x: torch.Tensor, y: torch.Tensor, make,
+                    log=None) -> tuple[torch.Tensor, float]:
+    """``make(x_chunk, y_chunk)`` on every chunk of CHUNK images, each cached (a crash loses one chunk); returns
+    the examples and the seconds they took (the cached chunks' recorded seconds included)."""
+    parts, seconds = [], 0.0
+    for index, start in enumerate(range(0, x.shape[0], CHUNK)):
+        path = _cache_path(recipe, label, settings, index)
+        xc, yc = x[start:start + CHUNK], y[start:start + CHUNK]
+        if path.exists():
+            try:
+                tensors, meta = zoo.load_pair(path)
+                if tensors["x"].shape == xc.shape:
+                    parts.append(tensors["x"])
+                    seconds += float(meta.get("seconds", 0.0))
+                    continue
+            except LandformError:
+                pass
+        started = time.perf_counter()
+        x_adv = make(xc, yc).detach().cpu()
+        took = time.perf_counter() - started
+        zoo.save_pair(path, {"x": x_adv}, {**settings, "seconds": took})
+        parts.append(x_adv)
+        seconds += took
+        if log is not None:
+            log(f"{recipe} {label} chunk {index}: {took:.0f} s")
+    return torch.cat(parts), seconds
+
+
+def _seeded(seed: int, run):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return run()
+
+
+# ------------------------------------------------------------------------------------------------- model
+def evaluate(recipe: str, *, main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SIZE, eot: int = EOT_DRAWS,
+             steps: dict | None = None, baseline_steps: int = BASELINE_STEPS, seed: int = 0,
+             budget_s: float = ATTACK_BUDGET_S, log=None) -> dict:
+    """Every number of one robust model (see the module docstring)."""
+    import torchattacks
+
+    n_steps = {**STEPS, **(steps or {})}
+    begun = time.perf_counter()
+    model = load_model(recipe)
+    mapping, theta = load_theta(recipe)
+    lr_z, base_lr = theta["settings"]["lr_z"], theta["baseline"]["lr"]
+    x, y = eval_subset(main_size, seed=seed)
+    eps = attack.L2_EPS
+    ours = {"mapping": mapping, "lr": lr_z, "steps": 1}
+    base = {"mapping": None, "lr": base_lr, "steps": baseline_steps}
+    row: dict = {"main_images": main_size, "adaptive_images": size, "seconds": {}}
+    secs = row["seconds"]
+
+    def timed(label: str, run):
+        started = time.perf_counter()
+        value = run()
+        secs[label] = round(time.perf_counter() - started, 1)
+        if log is not None:
+            log(f"{recipe} {label}: {secs[label]} s")
+        return value
+
+    # The non-adaptive table on main_size images: PGD-L2 transfer, ours 1 step against the baseline's 40.
+    pgd_settings = {"tool": "torchattacks.PGDL2", "eps": eps, "alpha": eps / 4, "steps": PGD_STEPS, "seed": seed}
+    x_pgd, secs["attack_pgd_transfer"] = _chunked_attack(
+        recipe, "pgd", pgd_settings, x, y,
+        lambda xc, yc: _seeded(seed, lambda: torchattacks.PGDL2(model, eps=eps, alpha=eps / 4, steps=PGD_STEPS,
+                                                                random_start=True)(xc, yc)), log)
+    clean_ok = (_predict(model, x) == y).cpu()
+    pgd_ours = timed("score_pgd_ours", lambda: _scored(model, mapping, x_pgd, y, lr=lr_z, steps=1, seed=EVAL_SEED))
+    pgd_base = timed("score_pgd_baseline", lambda: _scored(model, None, x_pgd, y, lr=base_lr, steps=baseline_steps,
+                                                            seed=EVAL_SEED))
+    clean_ours = timed("score_clean_ours", lambda: _scored(model, mapping, x, y, lr=lr_z, steps=1, seed=EVAL_SEED))
+    row["clean"] = _acc(clean_ok)
+    row["clean_with_defense"] = _acc(clean_ours["_correct"])
+    row["clean_drop"] = _diff(clean_ok, clean_ours["_correct"])
+    row["pgd_transfer"] = {"no_defense": _acc(pgd_ours["_undefended"]), "ours_1": _block(pgd_ours),
+                           "baseline_40": _block(pgd_base)}
+    row["ours1_minus_baseline40"] = _diff(pgd_ours["_correct"], pgd_base["_correct"])
+    row["ours1_minus_no_defense"] = _diff(pgd_ours["_correct"], pgd_ours["_undefended"])
+
+    # The adaptive evaluation on the first `size` images.
+    xs, ys = x[:size], y[:size]
+    aa_settings = {"tool": "torchattacks.AutoAttack", "version": "standard", "norm": "L2", "eps": eps, "seed": seed}
+    x_aa, secs["attack_autoattack_no_defense"] = _chunked_attack(
+        recipe, "autoattack", aa_settings, xs, ys,
+        lambda xc, yc: _seeded(seed, lambda: torchattacks.AutoAttack(model, norm="L2", eps=eps, version="standard",
+                                                                     n_classes=10, seed=seed)(xc, yc)), log)
+    adaptive: dict[str, dict] = {}
+    scored_ours: dict[str, dict] = {"pgd_transfer": {k: (v[:size] if k.startswith("_") else v)
+                                                     for k, v in pgd_ours.items()}}
+    scored_base: dict[str, dict] = {"pgd_transfer": {k: (v[:size] if k.startswith("_") else v)
+                                                     for k, v in pgd_base.items()}}
+    scored_ours["autoattack_transfer"] = _scored(model, mapping, x_aa, ys, lr=lr_z, steps=1, seed=EVAL_SEED)
+    scored_base["autoattack_transfer"] = _scored(model, None, x_aa, ys, lr=base_lr, steps=baseline_steps,
+                                                 seed=EVAL_SEED)
+    row["autoattack_no_defense"] = _acc(scored_ours["autoattack_transfer"]["_undefended"])
+
+    def apgd(composite, loss: str, draws: int, steps: int):
+        def make(xc, yc):
+            return torchattacks.APGD(composite, norm="L2", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss,
+                                     eot_iter=draws)(xc, yc)
+        return make
+
+    runs = [  # (label, defense, composite, loss, EOT draws, steps), in order; each attacks the images left
+        ("apgd_ce_fixed_draw", "ours", Defended(model, mapping, lr=lr_z, steps=1, seed=EVAL_SEED), "ce", 1,
+         n_steps["fixed_draw"]),
+        ("apgd_dlr_fixed_draw", "ours", Defended(model, mapping, lr=lr_z, steps=1, seed=EVAL_SEED), "dlr", 1,
+         n_steps["fixed_draw"]),
+        ("bpda_apgd_ce", "ours", Defended(model, mapping, lr=lr_z, steps=1, seed=EVAL_SEED, bpda=True), "ce", 1,
+         n_steps["bpda"]),
+        ("apgd_ce_eot", "ours", Defended(model, mapping, lr=lr_z, steps=1, seed=None), "ce", eot, n_steps["eot"]),
+        ("apgd_dlr_eot", "ours", Defended(model, mapping, lr=lr_z, steps=1, seed=None), "dlr", eot, n_steps["eot"]),
+        ("bpda_apgd_ce", "baseline", Defended(model, None, lr=base_lr, steps=baseline_steps, seed=EVAL_SEED,
+                                              bpda=True), "ce", 1, n_steps["baseline_bpda"]),
+    ]
+    state = {}
+    for which, scored in (("ours", scored_ours), ("baseline", scored_base)):
+        first = scored["pgd_transfer"]["_correct"] & scored["autoattack_transfer"]["_correct"]
+        # The example that broke each image so far (it fills the image's slot when its chunk is attacked again).
+        held = torch.where(scored["pgd_transfer"]["_correct"].view(-1, 1, 1, 1), x_aa, x_pgd[:size])
+        state[which] = {"robust": first.clone(), "noise": (scored["pgd_transfer"]["_noise"]
+                                                           & scored["autoattack_transfer"]["_noise"]), "held": held}
+        adaptive[which] = {label: {**_block(scored[label]), "robust_after": _acc(first)}
+                           for label in ("pgd_transfer", "autoattack_transfer")}
+    for label, which, composite, loss, draws, steps in runs:
+        settings = {"tool": "torchattacks.APGD", "loss": loss, "eot_iter": draws, "steps": steps, "eps": eps,
+                    "norm": "L2", "seed": seed, "defense": which, "defense_steps": composite.steps,
+                    "bpda": composite.bpda, "draw": "fixed" if composite.seed is not None else "fresh per call"}
+        st = state[which]
+        left = st["robust"].clone()
+        if time.perf_counter() - begun > budget_s:
+            adaptive[which][label] = {"not_run": f"time budget ({budget_s} s) spent before it started",
+                                      "settings": settings}
+            if log is not None:
+                log(f"{recipe} {which} {label}: not run (time budget)")
+            continue
+
+        parts, took = [], 0.0
+        for index, begin in enumerate(range(0, size, CHUNK)):
+            mask = left[begin:begin + CHUNK]
+            held = st["held"][begin:begin + CHUNK].clone()
+            if mask.any():
+                key = {**settings, "attacked": hashlib.sha256(mask.numpy().tobytes()).hexdigest()[:12]}
+                x_adv, seconds = _chunked_attack(recipe, f"{which}-{label}-c{index}", key,
+                                                 xs[begin:begin + CHUNK][mask], ys[begin:begin + CHUNK][mask],
+                                                 apgd(composite, loss, draws, steps), log)
+                held[mask] = x_adv
+                took += seconds
+            parts.append(held)
+        x_adv = torch.cat(parts)
+        defense = ours if which == "ours" else base
+        result = _scored(model, defense["mapping"], x_adv, ys, lr=defense["lr"], steps=defense["steps"],
+                         seed=EVAL_SEED)
+        broke = st["robust"] & ~result["_correct"]
+        st["held"][broke] = x_adv[broke]
+        st["robust"] &= result["_correct"]
+        st["noise"] &= result["_noise"]
+        adaptive[which][label] = {**_block(result, took), "attacked_images": int(left.sum()),
+                                  "robust_after": _acc(st["robust"]), "settings": settings}
+
+    for which in ("ours", "baseline"):
+        blocks, st = adaptive[which], state[which]
+        blocks["worst"] = {**_acc(st["robust"]), "noise": _acc(st["noise"]),
+                           "minus_noise": _diff(st["robust"], st["noise"]),
+                           "attacks": [k for k, b in blocks.items() if "not_run" not in b],
+                           "not_run": [k for k, b in blocks.items() if "not_run" in b]}
+        blocks["worst_minus_autoattack_no_defense"] = _diff(
+            st["robust"], scored_ours["autoattack_transfer"]["_undefended"])
+    row["adaptive"] = adaptive
+    row["adaptive_worst"] = {k: adaptive["ours"]["worst"][k] for k in ("accuracy", "ci95", "count")}
+    row["adaptive_worst_baseline"] = {k: adaptive["baseline"]["worst"][k] for k in ("accuracy", "ci95", "count")}
+    row["targets"] = {
+        "adaptive_worst_at_least_autoattack_no_defense_plus_5":
+            row["adaptive_worst"]["accuracy"] >= row["autoattack_no_defense"]["accuracy"] + 0.05,
+        "clean_drop_at_most_1_point": row["clean_drop"]["value"] <= 0.01}
+    return row
+
+
+# ----------------------------------------------------------------------------------------------- remedies
+REMEDY_SIZE = 100
+REMEDY_SCORE_SEED = 987_654  # the randomized defense's draw when scored (not one the attacker's EOT draws)
+
+
+def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_steps: int = STEPS["eot"],
+             seed: int = 0, log=None) -> dict:
+    """The literature's cheapest remedies, on the first ``size`` images: the defense with a fresh random start
+    (and fresh views) at every call, which the attacker can only average (EOT), after 1 step (attacked through
+    the unrolled step and with BPDA) and after 5 steps (BPDA: unrolling 5 second-order steps with 20 draws per
+    gradient is beyond this machine). Attacks run in order on the images still robust, after the transfer
+    attacks; the fixed-draw deployed defense (attacked through its step, the draw known) on the same images
+    beside them."""
+    import torchattacks
+
+    model = load_model(recipe)
+    mapping, theta = load_theta(recipe)
+    lr_z = theta["settings"]["lr_z"]
+    x, y = eval_subset(size, seed=seed)
+    eps = attack.L2_EPS
+    x_pgd, _ = _chunked_attack(
+        recipe, "pgd", {"tool": "torchattacks.PGDL2", "eps": eps, "alpha": eps / 4, "steps": PGD_STEPS, "seed": seed},
+        x, y, lambda xc, yc: _seeded(seed, lambda: torchattacks.PGDL2(model, eps=eps, alpha=eps / 4, steps=PGD_STEPS,
+                                                                      random_start=True)(xc, yc)), log)
+    x_aa, _ = _chunked_attack(
+        recipe, "autoattack", {"tool": "torchattacks.AutoAttack", "version": "standard", "norm": "L2", "eps": eps,
+                               "seed": seed},
+        x, y, lambda xc, yc: _seeded(seed, lambda: torchattacks.AutoAttack(
+            model, norm="L2", eps=eps, version="standard", n_classes=10, seed=seed)(xc, yc)), log)
+    variants = {  # name: (defense steps, scoring draw, attacks: (label, bpda, loss, EOT draws, APGD steps))
+        "fixed_draw_1_step": (1, EVAL_SEED, [("apgd_ce", False, "ce", 1, STEPS["fixed_draw"]),
+                                             ("apgd_dlr", False, "dlr", 1, STEPS["fixed_draw"])]),
+        "fresh_draw_1_step": (1, REMEDY_SCORE_SEED, [("apgd_ce_eot", False, "ce", eot, eot_steps),
+                                                     ("apgd_dlr_eot", False, "dlr", eot, eot_steps),
+                                                     ("bpda_apgd_ce_eot", True, "ce", eot, eot_steps)]),
+        "fresh_draw_5_steps": (5, REMEDY_SCORE_SEED, [("bpda_apgd_ce_eot", True, "ce", eot, eot_steps)]),
+    }
+    out = {"images": size, "autoattack_no_defense": _acc((_predict(model, x_aa) == y).cpu())}
+    for name, (steps, score_seed, runs) in variants.items():
+        fixed = name.startswith("fixed")
+        started = time.perf_counter()
+        first = {label: _scored(model, mapping, a, y, lr=lr_z, steps=steps, seed=score_seed)
+                 for label, a in (("pgd_transfer", x_pgd), ("autoattack_transfer", x_aa))}
+        robust = first["pgd_transfer"]["_correct"] & first["autoattack_transfer"]["_correct"]
+        noise = first["pgd_transfer"]["_noise"] & first["autoattack_transfer"]["_noise"]
+        held = torch.where(first["pgd_transfer"]["_correct"].view(-1, 1, 1, 1), x_aa, x_pgd)
+        blocks = {label: {**_block(b), "robust_after": _acc(robust)} for label, b in first.items()}
+        for label, bpda, loss, draws, n in runs:
+            composite = Defended(model, mapping, lr=lr_z, steps=steps, seed=EVAL_SEED if fixed else None, bpda=bpda)
+            settings = {"tool": "torchattacks.APGD", "loss": loss, "eot_iter": draws, "steps": n, "eps": eps,
+                        "norm": "L2", "seed": seed, "defense": f"ours-{name}", "bpda": bpda,
+                        "attacked": hashlib.sha256(robust.numpy().tobytes()).hexdigest()[:12]}
+            left = robust.clone()
+            x_adv = held.clone()
+            took = 0.0
+            if left.any():
+                adv, took = _chunked_attack(recipe, f"remedy-{name}-{label}", settings, x[left], y[left],
+                                            lambda xc, yc, c=composite, loss=loss, d=draws, n=n: torchattacks.APGD(
+                                                c, norm="L2", eps=eps, steps=n, n_restarts=1, seed=seed, loss=loss,
+                                                eot_iter=d)(xc, yc), log)
+                x_adv[left] = adv
+            result = _scored(model, mapping, x_adv, y, lr=lr_z, steps=steps, seed=score_seed)
+            broke = robust & ~result["_correct"]
+            held[broke] = x_adv[broke]
+            robust &= result["_correct"]
+            noise &= result["_noise"]
+            blocks[label] = {**_block(result, took), "attacked_images": int(left.sum()),
+                             "robust_after": _acc(robust), "settings": settings}
+        clean = _scored(model, mapping, x, y, lr=lr_z, steps=steps, seed=score_seed)
+        blocks["worst"] = {**_acc(robust), "noise": _acc(noise), "minus_noise": _diff(robust, noise)}
+        blocks["worst_minus_autoattack_no_defense"] = _diff(robust, (_predict(model, x_aa) == y).cpu())
+        blocks["clean_with_defense"] = _acc(clean["_correct"])
+        blocks["seconds"] = round(time.perf_counter() - started, 1)
+        out[name] = blocks
+        if log is not None:
+            log(f"{recipe} remedy {name}: worst {blocks['worst']['accuracy']:.3f} ({blocks['seconds']} s)")
+    return out
+
+
+def _remedy_worker(recipe: str, kwargs: dict, threads: int, progress: bool) -> dict:
+    torch.set_num_threads(threads)
+    return remedies(recipe, **kwargs, log=(lambda line: print(line, flush=True)) if progress else None)
+
+
+def demo_remedies(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True,
+                  recipes: tuple[str, ...] = SHIPPED, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS,
+                  eot_steps: int = STEPS["eot"]) -> dict:
+    """Write OUT/summary.json and OUT/summary.md: the remedies (``remedies``) per model; CPU only."""
+    if device != "cpu":
+        raise LandformError("the adaptive evaluation runs on the CPU (--device cpu)")
+    if size < 1:
+        raise LandformError(f"the remedies need at least 1 image, got {size}")
+    for recipe in recipes:
+        for name in (model_name(recipe), theta_name(recipe)):
+            entry_file(recipe, name)
+    started = time.perf_counter()
+    threads = torch.get_num_threads()
+    kwargs = {"size": size, "eot": eot, "eot_steps": eot_steps, "seed": seed}
+    if len(recipes) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(len(recipes), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {r: pool.submit(_remedy_worker, r, kwargs, threads, progress) for r in recipes}
+            rows = {model_name(r): f.result() for r, f in futures.items()}
+    else:
+        rows = {model_name(r): _remedy_worker(r, kwargs, threads, progress) for r in recipes}
+    summary = {"settings": {"eps": attack.L2_EPS, **kwargs, "score_seed": REMEDY_SCORE_SEED, "chunk": CHUNK},
+               "threads": threads, "processes": len(recipes), "models": rows,
+               "seconds": round(time.perf_counter() - started, 1)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "summary.json", summary)
+    header = ["model", "variant", "attack", "accuracy", "its noise control", "robust after", "attacked", "seconds"]
+    rows_md = []
+    for name, r in rows.items():
+        for variant, blocks in r.items():
+            if not isinstance(blocks, dict) or "worst" not in blocks:
+                continue
+            for label, b in blocks.items():
+                if isinstance(b, dict) and "robust_after" in b:
+                    rows_md.append([name, variant, label, _pct(b), _pct(b["noise"]), _pct(b["robust_after"]),
+                                    b.get("attacked_images", ""), b.get("seconds", "")])
+            w = blocks["worst"]
+            rows_md.append([name, variant, "**worst of all**", _pct(w), _pct(w["noise"]), "", "", blocks["seconds"]])
+    header2 = ["model", "AutoAttack, no defense", *[f"{v}: worst" for v in ("fixed_draw_1_step", "fresh_draw_1_step",
+                                                                             "fresh_draw_5_steps")],
+               *[f"{v}: clean" for v in ("fixed_draw_1_step", "fresh_draw_1_step", "fresh_draw_5_steps")]]
+    rows2 = [[name, _pct(r["autoattack_no_defense"]),
+              *[_pct(r[v]["worst"]) for v in ("fixed_draw_1_step", "fresh_draw_1_step", "fresh_draw_5_steps")],
+              *[_pct(r[v]["clean_with_defense"]) for v in ("fixed_draw_1_step", "fresh_draw_1_step",
+                                                           "fresh_draw_5_steps")]]
+             for name, r in rows.items()]
+    text = "\n".join([
+        "# Defense under adaptive attacks: the remedies tried (issue 21)", "",
+        f"The first {size} of the adaptive evaluation's images (one chunk). Variants of ours: the deployed draw "
+        "fixed (as shipped; the attacker knows it and differentiates through the unrolled step), a fresh random "
+        "start and fresh views at every call (the attacker averages gradients over "
+        f"{eot} draws, EOT, {eot_steps} APGD steps, through the unrolled step or with BPDA), and the same after 5 "
+        f"steps (BPDA with EOT only). A randomized variant is scored with a draw of its own (seed "
+        f"{REMEDY_SCORE_SEED}). Attacks in order on the images still robust after the transfer attacks "
+        "(torchattacks PGD-L2 and AutoAttack on the undefended classifier). Accuracies in %, [95% bootstrap "
+        f"interval]. {len(recipes)} worker process(es) of {threads} thread(s).", "",
+        markdown_table(header2, rows2), "", markdown_table(header, rows_md), "",
+        f"Job time: {summary['seconds']} s.", ""])
+    write_text(out / "summary.md", text)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------------- demo
+def _worker(recipe: str, kwargs: dict, threads: int, progress: bool) -> dict:
+    torch.set_num_threads(threads)
+    return evaluate(recipe, **kwargs, log=(lambda line: print(line, flush=True)) if progress else None)
+
+
+def _pct(block: dict | None) -> str:
+    if block is None:
+        return "n/a"
+    value = block.get("accuracy", block.get("value"))
+    text = f"{100 * value:+.1f}" if "value" in block else f"{100 * value:.1f}"
+    low, high = block.get("ci95") or (None, None)
+    if low is not None and high is not None:
+        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    return text
+
+
+def _markdown(s: dict) -> str:
+    c = s["settings"]
+    lines = [
+        "# Defense under adaptive attacks (issue 21)", "",
+        f"Fashion-MNIST, L2 ε = {c['eps']}; the non-adaptive table on {c['main_size']} seeded test images, the "
+        f"adaptive evaluation on the first {c['adaptive_size']} of them, in fixed chunks of {CHUNK} (the "
+        "defense's contrastive negatives come from the chunk). Accuracies in %, [95% bootstrap interval over "
+        "images]; differences paired. Every defended number is scored by the deployed defense (ours: 1 step, "
+        f"draw seed {EVAL_SEED}; baseline: Mao et al.'s {c['baseline_steps']} steps), its noise control (the "
+        "attacked image plus Gaussian noise of the reversal's L2 norm) beside it. Attacks: torchattacks APGD "
+        f"(L2, 1 restart) on the composite model, through the unrolled step (`landform.unroll`, second order) "
+        f"with the draw fixed ({c['apgd_steps']['fixed_draw']} steps), or with EOT over {c['eot']} fresh draws "
+        f"per gradient ({c['apgd_steps']['eot']} steps); BPDA (identity backward, APGD-CE, "
+        f"{c['apgd_steps']['bpda']} steps on ours, {c['apgd_steps']['baseline_bpda']} on the baseline); transfer "
+        "attacks (torchattacks PGD-L2, 50 steps, and AutoAttack standard, on the undefended classifier). Worst: per "
+        f"image, wrong under any attack. {s['processes']} worker process(es) (one per model) of {s['threads']} CPU "
+        "thread(s) each; seconds per attack on all images.", "",
+        "## Targets", ""]
+    header = ["model", "clean", "clean + ours 1", "clean drop", "AutoAttack, no defense", "adaptive worst (ours 1)",
+              "worst − AutoAttack no defense", "adaptive worst (baseline 40)"]
+    rows = []
+    for name, r in s["models"].items():
+        a = r["adaptive"]
+        rows.append([name, _pct(r["clean"]), _pct(r["clean_with_defense"]), _pct(r["clean_drop"]),
+                     _pct(r["autoattack_no_defense"]), _pct(r["adaptive_worst"]),
+                     _pct(a["ours"]["worst_minus_autoattack_no_defense"]), _pct(r["adaptive_worst_baseline"])])
+    lines += [markdown_table(header, rows), ""]
+    for name, r in s["models"].items():
+        lines.append(f"- {name}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in r["targets"].items()))
+    lines += ["", "## Every attack", ""]
+    header = ["model", "defense", "attack", "accuracy", "its noise control", "minus noise", "undefended on "
+              "these images", "‖r‖", "seconds"]
+    rows = []
+    for name, r in s["models"].items():
+        for which, blocks in r["adaptive"].items():
+            for label, b in blocks.items():
+                if label in ("worst", "worst_minus_autoattack_no_defense"):
+                    continue
+                if "not_run" in b:
+                    rows.append([name, which, label, "not run: " + b["not_run"], "", "", "", "", ""])
+                    continue
+                rows.append([name, which, label, _pct(b), _pct(b["noise"]), _pct(b["minus_noise"]),
+                             _pct(b["undefended"]), f"{b['reversal_norm']:.2f}", b.get("seconds", "")])
+            w = blocks["worst"]
+            rows.append([name, which, "**worst of all**", _pct(w), _pct(w["noise"]), _pct(w["minus_noise"]), "", "",
+                         ""])
+    lines += [markdown_table(header, rows), "",
+              "Seconds: an attack's own time (the transfer attacks' are under `seconds` in summary.json).", "",
+              f"## Non-adaptive table (torchattacks PGD-L2 transfer, {c['main_size']} images)", ""]
+    header = ["model", "no defense", "ours 1", "its noise", "baseline 40", "its noise", "ours 1 − baseline 40",
+              "ours 1 − no defense"]
+    rows = []
+    for name, r in s["models"].items():
+        p = r["pgd_transfer"]
+        rows.append([name, _pct(p["no_defense"]), _pct(p["ours_1"]), _pct(p["ours_1"]["noise"]),
+                     _pct(p["baseline_40"]), _pct(p["baseline_40"]["noise"]), _pct(r["ours1_minus_baseline40"]),
+                     _pct(r["ours1_minus_no_defense"])])
+    lines += [markdown_table(header, rows), "", f"Job time: {s['seconds']} s.", ""]
+    return "\n".join(lines)
+
+
+def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True, recipes: tuple[str, ...] = SHIPPED,
+         main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SIZE, eot: int = EOT_DRAWS, steps: dict | None = None,
+         baseline_steps: int = BASELINE_STEPS) -> dict:
+    """Write OUT/summary.json and OUT/summary.md (see the module docstring); CPU only."""
+    if device != "cpu":
+        raise LandformError("the adaptive evaluation runs on the CPU (--device cpu)")
+    if size > main_size or size < 1:
+        raise LandformError(f"the adaptive images ({size}) must be between 1 and the main images ({main_size})")
+    for recipe in recipes:
+        for name in (model_name(recipe), theta_name(recipe)):
+            entry_file(recipe, name)
+    started = time.perf_counter()
+    n_steps = {**STEPS, **(steps or {})}
+    kwargs = {"main_size": main_size, "size": size, "eot": eot, "steps": n_steps, "baseline_steps": baseline_steps,
+              "seed": seed}
+    threads = torch.get_num_threads()
+    if len(recipes) > 1:  # one worker process per model, each on `threads` threads
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(len(recipes), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {r: pool.submit(_worker, r, kwargs, threads, progress) for r in recipes}
+            rows = {model_name(r): f.result() for r, f in futures.items()}
+    else:
+        rows = {model_name(r): _worker(r, kwargs, threads, progress) for r in recipes}
+    summary = {"settings": {"eps": attack.L2_EPS, "main_size": main_size, "adaptive_size": size, "eot": eot,
+                            "apgd_steps": n_steps, "baseline_steps": baseline_steps,
+                            "chunk": CHUNK, "eval_seed": EVAL_SEED, "seed": seed},
+               "threads": threads, "processes": len(recipes), "models": rows,
+               "seconds": round(time.perf_counter() - started, 1)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", _markdown(summary))
+    return summary
+
+
+TASK = Task("adaptive", "the defense under adaptive attacks (issue 21): writes OUT/adaptive",
+            demo=f"{__name__}:demo", options=())
+REMEDIES = Task("adaptive_remedies", "remedies tried against the adaptive attacks (issue 21): writes "
+                 "OUT/adaptive_remedies", demo=f"{__name__}:demo_remedies", options=())
