@@ -19,7 +19,15 @@ from landform.errors import LandformError
 from landform.metrics import step_reached
 from landform.problem import Problem
 from landform.progress import progress_bar
-from landform.report import format_interval, plot_curves, summary_table, write_curves_csv, write_json, write_text
+from landform.report import (
+    format_interval,
+    markdown_table,
+    plot_curves,
+    summary_table,
+    write_curves_csv,
+    write_json,
+    write_text,
+)
 from landform.tasks import runs_dir
 from landform.tasks.images.data import (
     HELD_OUT_PHOTOS,
@@ -344,6 +352,11 @@ def plot_spectrum(path: Path, block: dict) -> None:
     save_figure(figure, path)
 
 
+def _improvement(value: float | None, interval: list | None) -> str:
+    """A spectrum cell: the improvement in percent with its interval, empty where there is none."""
+    return "" if value is None else f"{100 * value:.1f}%{format_interval(interval, percent=True)}"
+
+
 def summary_markdown(summary: dict) -> str:
     """The human-readable report: one table per split from the shared renderer, then the spectrum."""
     settings = summary["settings"]
@@ -362,16 +375,12 @@ def summary_markdown(summary: dict) -> str:
                   f"- ours started at E(y) + Θ(0) for {block['landscape_start_counts'][0]} images and at the mean w "
                   f"for {block['landscape_start_counts'][1]}", ""]
     rows = summary["spectrum"]["rows"]
+    table = [[name, str(row["count"]), _improvement(row["improvement_at_200"], row["improvement_at_200_ci95"]),
+              _improvement(row["pure_improvement_at_200"], row["pure_improvement_at_200_ci95"]),
+              f"{row['speedup_at_20']:.1f} / {row['pure_speedup_at_20'] or 0:.1f}"] for name, row in rows.items()]
     lines += ["## Data spectrum (paper Tables 4 and 5)", "",
               "Improvement at the last step over the baseline [95% bootstrap interval over images]:", "",
-              "| data | images | default mode | pure Eq. 3 | speedup at 20 (default / pure) |", "|---|---|---|---|---|"]
-    for name, row in rows.items():
-        pure = row["pure_improvement_at_200"]
-        pure_text = "" if pure is None else \
-            f"{100 * pure:.1f}%{format_interval(row['pure_improvement_at_200_ci95'], percent=True)}"
-        lines.append(f"| {name} | {row['count']} | {100 * row['improvement_at_200']:.1f}%"
-                     f"{format_interval(row['improvement_at_200_ci95'], percent=True)} | " + pure_text
-                     + f" | {row['speedup_at_20']:.1f} / {row['pure_speedup_at_20'] or 0:.1f} |")
+              markdown_table(["data", "images", "default mode", "pure Eq. 3", "speedup at 20 (default / pure)"], table)]
     lines += ["", "Figures: curves.png (Fig. 3a), process_*.png (Fig. 4), encoder_vs_ours_*.png (Fig. 7), "
               "spectrum.png (Tables 4, 5), completions.png (Figs. 6, 9).", ""]
     return "\n".join(lines)
