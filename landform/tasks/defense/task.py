@@ -32,7 +32,7 @@ from landform.compare import Method, compare, summarize_methods
 from landform.errors import LandformError
 from landform.metrics import bootstrap_ci
 from landform.progress import progress_bar
-from landform.report import summary_table, write_json, write_text
+from landform.report import markdown_table, summary_table, write_json, write_text
 from landform.tasks import runs_dir
 from landform.tasks.common import load_gray28
 from landform.tasks.defense import attack
@@ -384,59 +384,54 @@ def _markdown(s: dict) -> str:
         "bound). Baseline: Adam on r from "
         f"N(0, {d['baseline_init_std']}²), lr chosen on its own Eq. 7 loss; ours: Adam on z with r = Θ(z).", "",
         "## The precondition: does the SSL loss see the attack?", "",
-        "| model | clean | no defense | SSL gap (attacked − clean) | share with gap > 0 | view vote: clean "
-        "| view vote: attacked |", "|---|---|---|---|---|---|---|"]
-    for name, r in s["models"].items():
-        gap, vote = r["ssl_gap_ci95"], r["view_vote"]
-        lines.append(f"| {name} | {_pct(r['clean'])} | {_pct(r['no_defense'])} | {r['ssl_gap']:.3f} "
-                     f"[{gap[0]:.3f}, {gap[1]:.3f}] | {100 * r['ssl_gap_positive_fraction']:.0f}% | "
-                     f"{_pct(vote['clean'], False)} | {_pct(vote['attacked'], False)} |")
+        markdown_table(["model", "clean", "no defense", "SSL gap (attacked − clean)", "share with gap > 0",
+                        "view vote: clean", "view vote: attacked"],
+                       [[name, _pct(r["clean"]), _pct(r["no_defense"]),
+                         f"{r['ssl_gap']:.3f} [{r['ssl_gap_ci95'][0]:.3f}, {r['ssl_gap_ci95'][1]:.3f}]",
+                         f"{100 * r['ssl_gap_positive_fraction']:.0f}%", _pct(r["view_vote"]["clean"], False),
+                         _pct(r["view_vote"]["attacked"], False)] for name, r in s["models"].items()])]
     lines += ["", "View vote: the accuracy of the majority prediction over the SSL views (the best a view-consistency "
               "objective could restore, if the views themselves are classified).", "",
               "## Robust accuracy under the main attack", "",
-              "| model | no defense | baseline 1 | baseline 5 | baseline 20 | baseline 40 | ours 1 | ours 5 "
-              "| ours 40 |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in s["models"].items():
-        b, o = r["baseline_steps"], r["landscape_steps"]
-        lines.append(f"| {name} | {_pct(r['no_defense'], False)} | " + " | ".join(_pct(b[t], False) for t in b)
-                     + f" | {_pct(o['1'], False)} | {_pct(o['5'], False)} | {_pct(o['40'], False)} |")
-    lines += ["", "Noise control (x_adv + Gaussian noise of the same L2 norm as each image's reversal vector):", "",
-              "| model | ours 1 | its noise | ours 1 − noise | ‖r‖ ours 1 | baseline 40 | its noise | baseline 40 − "
-              "noise | ‖r‖ baseline 40 |", "|---|---|---|---|---|---|---|---|---|"]
+              markdown_table(["model", "no defense", "baseline 1", "baseline 5", "baseline 20", "baseline 40", "ours 1",
+                              "ours 5", "ours 40"],
+                             [[name, _pct(r["no_defense"], False),
+                               *(_pct(b, False) for b in r["baseline_steps"].values()),
+                               *(_pct(r["landscape_steps"][t], False) for t in ("1", "5", "40"))]
+                              for name, r in s["models"].items()]),
+              "", "Noise control (x_adv + Gaussian noise of the same L2 norm as each image's reversal vector):", ""]
+    noise = []
     for name, r in s["models"].items():
         o, b = r["landscape_steps"]["1"], r["baseline_steps"]["40"]
-        lines.append(f"| {name} | {_pct(o)} | {_pct(o['noise'])} | {_pct(o['minus_noise'])} | "
-                     f"{o['reversal_norm']:.2f} | {_pct(b)} | {_pct(b['noise'])} | {_pct(b['minus_noise'])} | "
-                     f"{b['reversal_norm']:.2f} |")
-    lines += ["", "| model | ours 1 − no defense | ours 1 − baseline 40 | baseline 40 − no defense | clean "
-              "| clean + ours 1 | clean drop | clean + baseline 40 (subset; clean on it) |",
-              "|---|---|---|---|---|---|---|---|"]
-    for name, r in s["models"].items():
-        lines.append(f"| {name} | {_pct(r['landscape_1_minus_no_defense'])} | "
-                     f"{_pct(r['landscape_1_minus_baseline_40'])} "
-                     f"| {_pct(r['baseline_40_minus_no_defense'])} | {_pct(r['clean'], False)} | "
-                     f"{_pct(r['clean_with_defense'], False)} | {_pct(r['clean_drop'])} | "
-                     f"{_pct(r['clean_with_baseline_40'], False)} ({_pct(r['clean_subset'], False)}) |")
+        noise.append([name, _pct(o), _pct(o["noise"]), _pct(o["minus_noise"]), f"{o['reversal_norm']:.2f}", _pct(b),
+                      _pct(b["noise"]), _pct(b["minus_noise"]), f"{b['reversal_norm']:.2f}"])
+    lines += [markdown_table(["model", "ours 1", "its noise", "ours 1 − noise", "‖r‖ ours 1", "baseline 40",
+                              "its noise", "baseline 40 − noise", "‖r‖ baseline 40"], noise), ""]
+    lines.append(markdown_table(
+        ["model", "ours 1 − no defense", "ours 1 − baseline 40", "baseline 40 − no defense", "clean", "clean + ours 1",
+         "clean drop", "clean + baseline 40 (subset; clean on it)"],
+        [[name, _pct(r["landscape_1_minus_no_defense"]), _pct(r["landscape_1_minus_baseline_40"]),
+          _pct(r["baseline_40_minus_no_defense"]), _pct(r["clean"], False), _pct(r["clean_with_defense"], False),
+          _pct(r["clean_drop"]), f"{_pct(r['clean_with_baseline_40'], False)} ({_pct(r['clean_subset'], False)})"]
+         for name, r in s["models"].items()]))
     lines += ["", "Eq. 7 loss (mean over images) per step, the core's comparison (`landform.compare`):", ""]
     for name, r in s["models"].items():
         lines += [f"**{name}**", "", summary_table(r["loss"]), ""]
-    lines += ["## torchattacks AutoAttack (standard, L2, ε = 1.6) and the adaptive attack", "",
-              "| model | AutoAttack: no defense | ours 1 | its noise | baseline 40 | its noise "
-              "| adaptive through ours 1 | worst of transfer and adaptive |", "|---|---|---|---|---|---|---|---|"]
+    autoattack = []
     for name, r in s["models"].items():
         aa, ad = r["torchattacks"]["autoattack"], r["adaptive"]
-        lines.append(f"| {name} | {_pct(aa['no_defense'])} | {_pct(aa['landscape_1'])} | "
-                     f"{_pct(aa['landscape_1']['noise'])} | {_pct(aa['baseline_40'])} | "
-                     f"{_pct(aa['baseline_40']['noise'])} | {_pct(ad['adaptive_only'])} | "
-                     f"{_pct(ad['worst_of_both'])} |")
-    lines += ["", f"## Attack budget sweep (torchattacks PGD-L2, {m} images)", "",
-              "| model | ε | no defense | ours 1 | its noise | baseline 40 | its noise |",
-              "|---|---|---|---|---|---|---|"]
-    for name, r in s["models"].items():
-        for e, block in r["epsilon_sweep"].items():
-            lines.append(f"| {name} | {e} | {_pct(block['no_defense'])} | {_pct(block['landscape_1'])} | "
-                         f"{_pct(block['landscape_1']['noise'])} | {_pct(block['baseline_40'])} | "
-                         f"{_pct(block['baseline_40']['noise'])} |")
+        autoattack.append([name, _pct(aa["no_defense"]), _pct(aa["landscape_1"]), _pct(aa["landscape_1"]["noise"]),
+                           _pct(aa["baseline_40"]), _pct(aa["baseline_40"]["noise"]), _pct(ad["adaptive_only"]),
+                           _pct(ad["worst_of_both"])])
+    lines += ["## torchattacks AutoAttack (standard, L2, ε = 1.6) and the adaptive attack", "",
+              markdown_table(["model", "AutoAttack: no defense", "ours 1", "its noise", "baseline 40", "its noise",
+                              "adaptive through ours 1", "worst of transfer and adaptive"], autoattack),
+              "", f"## Attack budget sweep (torchattacks PGD-L2, {m} images)", "",
+              markdown_table(["model", "ε", "no defense", "ours 1", "its noise", "baseline 40", "its noise"],
+                             [[name, e, _pct(block["no_defense"]), _pct(block["landscape_1"]),
+                               _pct(block["landscape_1"]["noise"]), _pct(block["baseline_40"]),
+                               _pct(block["baseline_40"]["noise"])]
+                              for name, r in s["models"].items() for e, block in r["epsilon_sweep"].items()])]
     lines += ["", "## Targets (measured, per model)", ""]
     for name, r in s["models"].items():
         lines.append(f"- {name}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in r["targets"].items()))
