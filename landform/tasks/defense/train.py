@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from landform import zoo
 from landform.errors import LandformError
 from landform.progress import progress_bar
+from landform.report import markdown_table
 from landform.tasks import runs_dir
 from landform.tasks.defense import attack
 from landform.tasks.defense.data import load_split
@@ -247,6 +248,9 @@ def _model_card(name: str, recipe: str, cfg: dict, model: RobustModel, m: dict) 
     robust = m["robust_eval_images"]
     l2 = f"L2 PGD-{ROBUST_EVAL['l2_steps']}, ε = {attack.L2_EPS}, step {attack.L2_STEP} ({robust} images)"
     linf = f"L∞ PGD-{ROBUST_EVAL['linf_steps']}, ε = {attack.LINF_EPS}, step {attack.LINF_STEP} ({robust} images)"
+    accuracies = markdown_table(["metric", "accuracy"],
+                                [[f"clean ({m['eval_images']} test images)", f"{m['clean']:.3f}"],
+                                 [l2, f"{m['robust_l2']:.3f}"], [linf, f"{m['robust_linf']:.3f}"]])
     return f"""# {name}
 
 Robust Fashion-MNIST classifier for the test-time defense (paper §4.3), recipe: {title}, plus a contrastive
@@ -274,11 +278,7 @@ kornia views
 - Training time (1 CPU thread, shared machine): classifier {m['classifier_seconds']} s, SSL branch \
 {m['ssl_seconds']} s.
 
-| metric | accuracy |
-|---|---|
-| clean ({m['eval_images']} test images) | {m['clean']:.3f} |
-| {l2} | {m['robust_l2']:.3f} |
-| {linf} | {m['robust_linf']:.3f} |
+{accuracies}
 
 The clean accuracy is a few points below the ~85% usual for robust Fashion-MNIST CNNs at L∞ ε = 0.1, which
 train for tens of epochs on GPUs: {cfg['epochs']} epochs fit the CPU budget (the previous 3-epoch models reached
