@@ -56,9 +56,46 @@ def _task_options(args: argparse.Namespace, task: tasks.Task) -> dict:
     return {name: getattr(args, name) for name in given}
 
 
+PAPER_ONLY = {"method": "buffer", "init": "zeros", "buffer_rounds": 1, "batch_size": 256, "weight_decay": 0.1,
+              "additive": False}  # fit options of --recipe paper alone, with their defaults
+FAST_TIME = "8m"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m`` or ``1.5h``; a one-line error for anything else."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and seconds != float("inf")):
+        raise LandformError(f"--time must be a positive duration such as 90s, 10m or 1h, got {text!r}")
+    return seconds
+
+
+def _prepare_fit(args: argparse.Namespace) -> None:
+    """Fill in the defaults of ``fit`` for its recipe, and refuse the options the recipe does not use."""
+    if args.recipe == "fast":
+        given = [name for name, default in PAPER_ONLY.items() if getattr(args, name) != default]
+        if given:
+            raise LandformError(f"{', '.join(map(_flag, given))} apply to --recipe paper (the fast recipe runs "
+                                "Algorithm 1 with its replay buffer, anchored at the learned start)")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise LandformError("the fast recipe runs in one process; under torchrun use --recipe paper")
+        args.rounds = 300 if args.rounds is None else args.rounds
+        args.seconds = parse_duration(args.time or FAST_TIME)
+    else:
+        args.rounds = 60 if args.rounds is None else args.rounds
+        args.hidden = 1024 if args.hidden is None else args.hidden
+        args.seconds = parse_duration(args.time) if args.time else None
+
+
 def prepare(args: argparse.Namespace) -> None:
     """Before the checks of ``landform.guard`` (and before torch): refuse the options a ``--task`` does not
     use, fill in the defaults of the others, and refuse options that do nothing where they are given."""
+    if args.command == "fit":
+        _prepare_fit(args)
     if args.command in ("invert", "compare"):
         if args.task is not None:
             _task_options(args, tasks.get(args.task))
@@ -67,8 +104,11 @@ def prepare(args: argparse.Namespace) -> None:
             raise LandformError(f"input files ({args.inputs[0]}, ...) are for a task: add --task NAME, or give "
                                 "observations with --observations FILE")
         for name, value in PROBLEM_DEFAULTS.items():
-            if hasattr(args, name) and getattr(args, name) is None:
-                setattr(args, name, value)
+            if hasattr(args, name):
+                setattr(args, f"{name}_given", getattr(args, name) is not None)
+                if getattr(args, name) is None:
+                    setattr(args, name, value)
+        args.mode_given = args.mode is not None
     elif args.command == "zoo" and args.action != "train":
         for name in ("runs_dir", "install", "restart"):
             if getattr(args, name):
@@ -92,7 +132,7 @@ def _observations(args: argparse.Namespace, problem, split: str) -> torch.Tensor
 
 def cmd_fit(args: argparse.Namespace) -> None:
     import math
-    import os
+    import time
 
     from landform import Mapping, accel, fit
     from landform.io import Checkpoint
@@ -101,6 +141,15 @@ def cmd_fit(args: argparse.Namespace) -> None:
     problem = guard.load_problem(args.problem, args.device, args.autocast)
     x_dim = math.prod(problem.x_shape)
     accel.pin_seeds(args.seed, args.device)
+    if args.recipe == "fast":
+        from landform.recipe import learn
+
+        landscape = learn(problem, out, seconds=args.seconds, rounds=args.rounds, hidden=args.hidden,
+                          z_dim=args.z_dim, trajectories=args.trajectories, steps=args.steps, lr=args.lr,
+                          lr_z=args.lr_z, resume=args.resume, seed=args.seed, device=args.device, progress=True)
+        print(f"wrote {out / 'landscape.safetensors'} ({landscape.record['seconds']:.0f} s); use --mapping {out}")
+        return
+    deadline = None if args.seconds is None else time.perf_counter() + args.seconds
     mapping = Mapping(args.z_dim or x_dim, problem.x_shape, hidden=args.hidden, additive=args.additive)
     # Under torchrun, fit joins the process group (and leaves it when done): every rank fits, rank 0 alone
     # writes and prints.
@@ -108,7 +157,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
                  trajectories=args.trajectories, steps=args.steps, lr_z=args.lr_z, lr=args.lr,
                  weight_decay=args.weight_decay, batch_size=args.batch_size, method=args.method,
                  buffer_rounds=args.buffer_rounds, init=args.init, base=problem.base, x_shape=problem.x_shape,
-                 checkpoint_dir=out, resume=args.resume, seed=args.seed, device=args.device, progress=True)
+                 checkpoint_dir=out, resume=args.resume, seed=args.seed, device=args.device, progress=True,
+                 should_stop=None if deadline is None else lambda _: time.perf_counter() > deadline)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     last = result.history[-1] if result.history else None
@@ -130,6 +180,10 @@ def cmd_invert(args: argparse.Namespace) -> None:
     from landform.report import write_curves_csv
 
     problem = guard.load_problem(args.problem, args.device, args.autocast)
+    landscape = _landscape(args)
+    if landscape is not None:
+        invert_landscape(args, problem, landscape)
+        return
     mapping = Mapping.load(args.mapping) if args.mapping else None
     y = _observations(args, problem, "test")
     mask = guard.check_mask(_load_tensor(args.mask, "mask"), y) if args.mask else None
@@ -153,6 +207,46 @@ def cmd_invert(args: argparse.Namespace) -> None:
           f"wrote {out / 'inversion.safetensors'}")
 
 
+def _landscape(args: argparse.Namespace):
+    """The Landscape (the fast recipe's artifact) that ``--mapping`` names, or None for a plain Θ; the options
+    its tuned settings replace are refused."""
+    from landform.recipe import Landscape, artifact_path
+
+    if not args.mapping or artifact_path(args.mapping) is None:
+        return None
+    given = [name for name in ("mode", "lr", "init") if getattr(args, f"{name}_given", False)]
+    if given:
+        raise LandformError(f"{', '.join(map(_flag, given))}: {args.mapping} is a landscape fitted with its own "
+                            "start and tuned step sizes, which it uses (compare reports Eq. 3 beside it)")
+    landscape = Landscape.load(args.mapping)
+    print(f"using {args.mapping}: {landscape.describe()}", file=sys.stderr)
+    return landscape
+
+
+def invert_landscape(args: argparse.Namespace, problem, landscape) -> None:
+    """``invert`` with a Landscape: its start, its anchored Θ and its tuned settings."""
+    from landform.io import save_pair
+    from landform.report import write_curves_csv
+
+    y = _observations(args, problem, "test")
+    mask = guard.check_mask(_load_tensor(args.mask, "mask"), y) if args.mask else None
+    steps = args.steps if getattr(args, "steps_given", False) else landscape.settings.steps
+    result = landscape.invert(y, problem, steps=steps, optimizer=args.optimizer, mask=mask, seed=args.seed,
+                              device=args.device, progress=True)
+    guard.check_finite_losses(result.losses)
+    out = Path(args.out)
+    tensors = {"x": result.x, "losses": result.losses, "y_hat": result.y_hat}
+    if result.z is not None:
+        tensors["z"] = result.z
+    save_pair(out / "inversion.safetensors", tensors,
+              {"steps": steps, "optimizer": args.optimizer, "landscape": landscape.describe(),
+               "seconds_per_step": result.seconds_per_step, "mapping": args.mapping})
+    write_curves_csv(out / "curve.csv", {"loss": result.losses})
+    print(f"inverted {y.shape[0]} observations: mean loss {result.losses[0].mean():.4g} -> "
+          f"{result.losses[-1].mean():.4g} in {steps} steps ({result.seconds_per_step * 1e3:.2f} ms/step); "
+          f"wrote {out / 'inversion.safetensors'}")
+
+
 def print_table(title: str, block: dict) -> None:
     """The comparison table the CLI prints: the report renderer's table, at the CLI's steps."""
     from landform.report import summary_table
@@ -163,21 +257,25 @@ def print_table(title: str, block: dict) -> None:
 
 def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: int, steps: int, seed: int,
                     device: str | None, optimizer: str = "adam", mode: str | None = None, lr: float = 0.1,
-                    observations: torch.Tensor | None = None) -> dict:
+                    observations: torch.Tensor | None = None, landscape=None) -> dict:
     """Run ``landform.compare`` on a Problem and write curves.csv, curves.png and summary.json to ``out``."""
     import torch
 
     from landform import Mapping, compare
     from landform.compare import DEFAULT_MODE, default_methods
     from landform.problem import load_problem
+    from landform.recipe import landscape_methods, problem_with_start
     from landform.report import plot_curves, write_curves_csv, write_json
 
     problem = load_problem(problem_spec)
-    mapping = Mapping.load(mapping_path)
     y = observations if observations is not None else \
         problem.test_observations(count, torch.Generator().manual_seed(seed))
     y_val = problem.train_observations(count, torch.Generator().manual_seed(seed + 7919))
-    methods = default_methods(problem, mapping, mode=mode or DEFAULT_MODE, lr_z=lr)
+    if landscape is not None:
+        problem = problem_with_start(problem, landscape)
+        methods = landscape_methods(landscape)
+    else:
+        methods = default_methods(problem, Mapping.load(mapping_path), mode=mode or DEFAULT_MODE, lr_z=lr)
     result = compare(problem, y, methods, y_val=y_val, steps=steps, optimizer=optimizer, seed=seed,
                      device=device, progress=True)
     curves = {name: r.losses for name, r in result.results.items()}
@@ -202,7 +300,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     observations = _observations(args, None, "test") if args.observations else None
     compare_problem(args.problem, args.mapping, Path(args.out), count=args.count, steps=args.steps,
                     seed=args.seed, device=args.device, optimizer=args.optimizer, mode=args.mode, lr=args.lr,
-                    observations=observations)
+                    observations=observations, landscape=_landscape(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -289,7 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--problem", default=DEFAULT_PROBLEM, help="package.module:factory -> Problem")
     fit_parser.add_argument("--out", required=True, help="checkpoint directory (resumable)")
     fit_parser.add_argument("--resume", action="store_true", help="continue the fit in --out")
-    fit_parser.add_argument("--rounds", type=int, default=60, help="B, rounds of collect + train")
+    fit_parser.add_argument("--recipe", default="fast", choices=("fast", "paper"),
+                            help="fast (default): a learned start, an anchored Θ sized to F's cost and tuned "
+                                 "inference settings, all in one artifact; paper: the paper's plain Θ (Eq. 3)")
+    fit_parser.add_argument("--time", default=None,
+                            help="the fit's time budget, e.g. 10m, 90s or 1h (default 8m with --recipe fast, "
+                                 "none with paper); the fast recipe also stops when validation stops improving")
+    fit_parser.add_argument("--rounds", type=int, default=None,
+                            help="B, rounds of collect + train (default 60 with --recipe paper; with fast, at most "
+                                 "300, fewer when validation stops improving)")
     fit_parser.add_argument("--trajectories", type=int, default=256, help="N, trajectories per round")
     fit_parser.add_argument("--steps", type=int, default=20, help="T, steps per trajectory")
     fit_parser.add_argument("--lr-z", type=float, default=0.1,
@@ -302,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--buffer-rounds", type=int, default=1, help="rounds of trajectories replayed")
     fit_parser.add_argument("--method", default="buffer", help="buffer (Algorithm 1) | online | random")
     fit_parser.add_argument("--init", default="zeros", help="z0: zeros (the paper's) or gaussian")
-    fit_parser.add_argument("--hidden", type=int, default=1024, help="Θ's hidden width")
+    fit_parser.add_argument("--hidden", type=int, default=None,
+                            help="Θ's hidden width (default 1024 with --recipe paper; with fast, sized to F's cost)")
     fit_parser.add_argument("--z-dim", type=int, default=None, help="dimension of Z (default: that of X)")
     fit_parser.add_argument("--additive", action="store_true", help="x = base + Θ(z) (needs Problem.base)")
     fit_parser.add_argument("--autocast", default=None, choices=("bf16", "fp16"),

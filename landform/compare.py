@@ -8,6 +8,8 @@ writes the summary block every report shares, with 95% bootstrap intervals over 
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -25,6 +27,7 @@ from landform.metrics import (
     speedup_at,
     step_reached,
     steps_to_reach,
+    wallclock_speedup,
 )
 from landform.problem import Problem
 
@@ -49,10 +52,12 @@ def sweep_lr(forward, loss, y_val: torch.Tensor, *, lrs: Sequence[float] = SWEEP
 
 
 def method_stats(reference: torch.Tensor, losses: torch.Tensor, *, seconds_per_step: float | None = None,
-                 reference_seconds: float | None = None, bootstrap: int = 1000, seed: int = 0) -> dict:
+                 reference_seconds: float | None = None, start_seconds: float = 0.0, bootstrap: int = 1000,
+                 seed: int = 0) -> dict:
     """How a method's per-example losses compare with the reference's ([steps + 1, n] tables of the same
     examples): speedup at 20, improvement at the end, steps (and seconds) to reach the reference's step-20
-    and final loss, each headline with a 95% bootstrap interval over examples."""
+    and final loss, and the wall-clock speedup to the reference's step-20 loss, each headline with a 95%
+    bootstrap interval over examples. ``start_seconds`` (a learned start's pass) is added to every time."""
     ref, own = torch.as_tensor(reference, dtype=torch.float64), torch.as_tensor(losses, dtype=torch.float64)
     last = min(200, own.shape[0] - 1)
     k = min(20, last)
@@ -62,9 +67,13 @@ def method_stats(reference: torch.Tensor, losses: torch.Tensor, *, seconds_per_s
              "steps_to_baseline_20": step_reached(own_curve, float(ref_curve[k])),
              "steps_to_baseline_200": step_reached(own_curve, float(ref_curve[last]))}
     if seconds_per_step is not None:
-        stats["seconds_to_baseline_20"] = seconds_to_reach(own_curve, float(ref_curve[k]), seconds_per_step)
-        stats["seconds_to_baseline_200"] = seconds_to_reach(own_curve, float(ref_curve[last]), seconds_per_step)
+        for key, target in (("seconds_to_baseline_20", ref_curve[k]), ("seconds_to_baseline_200", ref_curve[last])):
+            seconds = seconds_to_reach(own_curve, float(target), seconds_per_step)
+            stats[key] = None if seconds is None else seconds + start_seconds
+        stats["start_seconds"] = start_seconds
         if reference_seconds is not None:
+            pair = (reference_seconds, seconds_per_step)
+            stats["wallclock_speedup_at_20"] = wallclock_speedup(ref_curve, own_curve, pair, k, start_seconds)
             stats["baseline_seconds_to_own_20"] = seconds_to_reach(ref_curve, float(ref_curve[k]),
                                                                    reference_seconds)
             stats["baseline_seconds_to_own_200"] = seconds_to_reach(ref_curve, float(ref_curve[last]),
@@ -76,13 +85,17 @@ def method_stats(reference: torch.Tensor, losses: torch.Tensor, *, seconds_per_s
                                                         resamples=bootstrap, seed=seed)
         stats["steps_to_baseline_200_ci95"] = bootstrap_ci(
             lambda b, o: steps_to_reach(o, float(b[last])), ref, own, resamples=bootstrap, seed=seed)
+        if "wallclock_speedup_at_20" in stats:
+            stats["wallclock_speedup_at_20_ci95"] = bootstrap_ci(
+                functools.partial(wallclock_speedup, seconds=pair, k=k, start=start_seconds), ref, own,
+                resamples=bootstrap, seed=seed)
     return stats
 
 
 def summarize_methods(losses: dict[str, torch.Tensor], *, steps: Sequence[int] = REPORT_STEPS,
                       seconds_per_step: dict[str, float] | None = None, reference: str = "baseline",
                       headline: str = "landscape", bootstrap: int = 1000, seed: int = 0,
-                      extra: dict | None = None) -> dict:
+                      extra: dict | None = None, start_seconds: dict[str, float] | None = None) -> dict:
     """The summary block every report shares, for any number of methods.
 
     ``losses`` maps a method's name to its [steps + 1, n] per-example losses (or a 1-D mean curve). Each
@@ -101,7 +114,7 @@ def summarize_methods(losses: dict[str, torch.Tensor], *, steps: Sequence[int] =
         if name == reference:
             continue
         stats = method_stats(ref, table, seconds_per_step=seconds.get(name), reference_seconds=seconds.get(reference),
-                             bootstrap=bootstrap, seed=seed)
+                             start_seconds=(start_seconds or {}).get(name, 0.0), bootstrap=bootstrap, seed=seed)
         if name == headline:
             block.update(stats)
         else:
@@ -210,6 +223,18 @@ def default_methods(problem: Problem, mapping: Mapping, *, mode: str = DEFAULT_M
     return methods
 
 
+def start_pass_seconds(base: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, repeats: int = 3) -> float:
+    """Seconds of a start's pass over ``y`` (a learned encoder's, or a defense's), the fastest of ``repeats``:
+    added to every time-to-quality of the methods that start there."""
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        with torch.no_grad():
+            base(y)
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
 def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_val: torch.Tensor | None = None,
             steps: int = 200, optimizer: str = "adam", mask: torch.Tensor | None = None,
             snapshots: Sequence[int] = (), seed: int = 0, device: str | None = None, progress: bool = False,
@@ -222,7 +247,7 @@ def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_v
         raise LandformError(f"methods need distinct names and one named {reference!r}, got {names}")
     methods = sorted(methods, key=lambda m: m.name != reference)  # the reference first: others may take its lr
     common = {"optimizer": optimizer, "seed": seed, "device": device, "mask": mask}
-    results, lrs, sweeps, seconds, chosen = {}, {}, {}, {}, {}
+    results, lrs, sweeps, seconds, chosen, starts = {}, {}, {}, {}, {}, {}
     for method in methods:
         rates = method.lr if isinstance(method.lr, tuple) else (method.lr,)
         x_rates = method.lr_x if isinstance(method.lr_x, tuple) else (method.lr_x,)
@@ -244,13 +269,16 @@ def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_v
                                                        snapshots=tuple(snapshots), progress=progress,
                                                        reference_lr=lrs.get(reference), **common)
         seconds[method.name] = results[method.name].seconds_per_step
+        if method.use_base and problem.base is not None:
+            starts[method.name] = start_pass_seconds(problem.base, y)
     summary = summarize_methods({name: r.losses for name, r in results.items()}, steps=report_steps,
                                 seconds_per_step=seconds, reference=reference, headline=headline,
-                                bootstrap=bootstrap, seed=seed,
+                                bootstrap=bootstrap, seed=seed, start_seconds=starts,
                                 extra={"lr": lrs, "optimizer": optimizer,
                                        "lr_x": {m.name: (lrs[reference] if m.lr_x == "baseline" else m.lr_x)
                                                 for m in chosen.values() if m.mapping is not None and m.mode != "pure"},
                                        "evaluations": {name: r.evaluations for name, r in results.items()},
+                                       "start_ms": {name: round(1e3 * value, 3) for name, value in starts.items()},
                                        "lr_sweep": {name: {str(k): v for k, v in sweep.items()}
                                                     for name, sweep in sweeps.items()}})
     summary["baseline_lr"] = lrs[reference]

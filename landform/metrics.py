@@ -85,6 +85,19 @@ def bootstrap_ci(statistic, *per_example: torch.Tensor, resamples: int = 1000, s
 _NEVER = torch.finfo(torch.float64).max
 
 
+def wallclock_speedup(baseline: Curve, ours: Curve, seconds: tuple[float, float], k: int = 20,
+                      start: float = 0.0) -> float:
+    """(seconds the baseline needs to reach its own step-k loss) / (seconds ours needs to reach it: its
+    ``start`` (a learned start's pass) plus its steps, at least one), at ``seconds`` = (baseline's, ours) per
+    step; 0 if ours never gets there."""
+    b, o = as_curve(baseline), as_curve(ours)
+    target = float(b[k])
+    own = steps_to_reach(o, target)
+    if math.isinf(own):
+        return 0.0
+    return steps_to_reach(b, target) * seconds[0] / (max(own, 1.0) * seconds[1] + start)
+
+
 def seconds_to_reach(curve: Curve, target: float, seconds_per_step: float) -> float | None:
     """Wall-clock time-to-quality: steps to reach ``target`` times the seconds one step costs (None: never)."""
     step = steps_to_reach(curve, target)

@@ -144,7 +144,11 @@ def summary_table(block: dict, steps: list[int] | None = None) -> str:
         lines.append(
             f"- {method}: speedup at 20 {values['speedup_at_20']:.2f}x"
             f"{format_interval(values.get('speedup_at_20_ci95'))}; "
-            f"improvement at step {block.get('final_step', 200)} {100 * values['improvement_at_200']:.1f}%"
+            + (f"wall-clock speedup to the baseline's step-20 loss {values['wallclock_speedup_at_20']:.1f}x"
+               f"{format_interval(values.get('wallclock_speedup_at_20_ci95'))}"
+               + (" (start's pass included)" if values.get("start_seconds") else "") + "; "
+               if "wallclock_speedup_at_20" in values else "")
+            + f"improvement at step {block.get('final_step', 200)} {100 * values['improvement_at_200']:.1f}%"
             f"{format_interval(values.get('improvement_at_200_ci95'), percent=True)}; "
             "reaches the baseline's final loss "
             f"at step {values.get('steps_to_baseline_200')}"

@@ -1,0 +1,473 @@
+"""The fast-inversion recipe, learned from a ``Problem`` alone: what ``landform fit`` does by default.
+
+1. **A learned start** E(y) (``landform.start``), trained through the frozen F on training observations,
+   unless the Problem brings its own ``base``.
+2. **An anchored Θ**: Algorithm 1 (``landform.fit``) fits x = E(y) + Θ(z) around the start's guess, with
+   Θ's width sized to F's cost (its pass may cost at most ``THETA_SHARE`` of F's), early-stopped on
+   validation observations.
+3. **Tuned inference**: on validation observations that the fit holds out, the step sizes on z and δ, the
+   warm-up, whether Θ pays for its cost at all, and the number of steps after which more steps stop paying;
+   chosen by wall-clock time to reach the swept baseline's losses, among settings that stay at or below the
+   baseline at every step.
+
+Everything inversion needs is one artifact, ``DIR/landscape.safetensors`` + ``landscape.json`` (atomic,
+checked on load), beside the resumable Θ checkpoint of ``fit``: ``Landscape.load(DIR)`` gives an object
+whose ``invert(y, problem)`` uses the tuned settings. ``recipe="paper"`` is the paper's plain Θ (Eq. 3),
+fitted by ``landform.fit`` alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from landform.compare import SWEEP_LRS, Method
+from landform.errors import LandformError
+from landform.fitting import FitResult, fit
+from landform.inference import InversionResult, invert
+from landform.io import load_pair, save_pair, write_json
+from landform.mapping import Mapping, expected_shapes, validate_config
+from landform.metrics import steps_to_reach
+from landform.problem import Problem
+from landform.start import StartEncoder, StartTraining, observation_pool, train_start
+
+RECIPES = ("fast", "paper")
+ARTIFACT = "landscape"
+START_FILE = "start"
+THETA_SHARE = 0.3  # Θ's forward + backward may cost at most this share of F's
+THETA_WIDTHS = (64, 128, 256, 512, 1024)
+HORIZON = 20  # T: Θ is fitted, and judged, over the first 20 steps
+REPORT_HORIZON = 200
+TUNE_COUNT = 64
+POOL_SIZE = 8192
+VALIDATION_SIZE = 512
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a Landscape inverts: descent on x = E(y) + Θ(z) + δ (``use_theta``) or on x = E(y) + δ, with Adam
+    step sizes ``lr_z`` on z and ``lr_x`` on δ, δ's step ramped up over ``warmup`` steps; ``steps`` is where
+    more steps stopped paying on the validation observations (the default of ``invert``)."""
+
+    use_theta: bool
+    lr_z: float
+    lr_x: float
+    warmup: int
+    steps: int
+
+    def describe(self) -> str:
+        moved = f"z (lr {self.lr_z:g}) and δ (lr {self.lr_x:g}, warm-up {self.warmup})" if self.use_theta \
+            else f"δ (lr {self.lr_x:g}; Θ did not pay for its cost)"
+        return f"x = E(y) + {'Θ(z) + ' if self.use_theta else ''}δ, Adam on {moved}, {self.steps} steps"
+
+
+@dataclass
+class Landscape:
+    """Everything inversion needs: the learned start (None: the Problem's own ``base``), the anchored Θ and
+    the tuned settings, plus what the fit measured (``record``)."""
+
+    start: StartEncoder | None
+    mapping: Mapping
+    settings: InferenceSettings
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def start_of(self, problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The start E(y) used with ``problem``: the learned one, or the Problem's own base."""
+        if self.start is not None:
+            return self.start
+        if problem.base is None:
+            raise LandformError("this landscape was fitted on a Problem's own base (start), and this Problem "
+                                "has none")
+        return problem.base
+
+    def invert(self, y: torch.Tensor, problem: Problem, *, steps: int | None = None, **kwargs: Any) -> InversionResult:
+        """Invert ``y`` for ``problem`` with the tuned settings (``steps`` defaults to the tuned number; other
+        keywords go to ``landform.invert``: optimizer, mask, seed, device, progress, ...)."""
+        method = self.method()
+        return method.run(problem_with_start(problem, self), y, method.lr,
+                          steps=self.settings.steps if steps is None else steps, **kwargs)
+
+    def method(self, name: str = "landscape") -> Method:
+        """The tuned inference as a ``compare`` method (run it on ``problem_with_start(problem, self)``)."""
+        s = self.settings
+        if not s.use_theta:
+            return Method(name, lr=s.lr_x, use_base=True)
+        return Method(name, mapping=self.mapping, mode="residual", lr=s.lr_z, lr_x=s.lr_x, warmup=s.warmup,
+                      use_base=True)
+
+    def save(self, directory: str | Path) -> Path:
+        """``DIR/landscape.safetensors`` and ``.json``, each written atomically (the JSON holds the weights'
+        hash, so halves of two saves are refused)."""
+        tensors = {f"theta.{k}": v for k, v in self.mapping.state_dict().items()}
+        if self.start is not None:
+            tensors.update({f"start.{k}": v for k, v in self.start.state_dict().items()})
+        config = {"kind": "landform.Landscape", "mapping": self.mapping.config(),
+                  "start": None if self.start is None else self.start.config(),
+                  "settings": asdict(self.settings), "record": self.record}
+        return save_pair(Path(directory) / f"{ARTIFACT}.safetensors", tensors, config)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Landscape:
+        """The Landscape saved in directory ``path`` (or at ``path``.safetensors), every part checked."""
+        weights = artifact_path(path)
+        if weights is None:
+            raise LandformError(f"no landscape in {path} (fit it with `landform fit --out {path}`)")
+        config_path = weights.with_suffix(".json")
+        from landform.io import read_json
+        config = read_json(config_path, "landscape config")
+        if config.get("kind") != "landform.Landscape":
+            raise LandformError(f"{config_path} is not a landform Landscape config")
+        mapping_config = validate_config(config.get("mapping"), config_path)
+        start = None if config.get("start") is None else StartEncoder.from_config(config["start"], str(config_path))
+        expected = {f"theta.{k}": v for k, v in expected_shapes(mapping_config).items()}
+        if start is not None:
+            expected.update({f"start.{k}": tuple(v.shape) for k, v in start.state_dict().items()})
+        state, _ = load_pair(weights, expected=expected, floating=True, finite=True)
+        mapping = Mapping._build(mapping_config, {k[6:]: v for k, v in state.items() if k.startswith("theta.")},
+                                 weights)
+        if start is not None:
+            start.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("start.")})
+            start.eval().requires_grad_(False)
+        settings = _settings(config.get("settings"), config_path)
+        return cls(start=start, mapping=mapping.eval(), settings=settings, record=config.get("record") or {})
+
+    def describe(self) -> str:
+        """One line: what inversion with this landscape uses."""
+        start = f"learned start ({self.start.describe()})" if self.start is not None else "the Problem's base"
+        return f"{start} + anchored Θ (hidden {self.mapping.hidden}); {self.settings.describe()}"
+
+
+def artifact_path(path: str | Path) -> Path | None:
+    """The landscape weights named by ``path`` (a directory holding one, or the file), None if there is none."""
+    path = Path(path)
+    candidate = path / f"{ARTIFACT}.safetensors" if path.is_dir() else path
+    if candidate.name == f"{ARTIFACT}.safetensors" and candidate.with_suffix(".json").exists():
+        return candidate
+    return None
+
+
+def landscape_methods(landscape: Landscape, lrs: tuple[float, ...] = SWEEP_LRS) -> list[Method]:
+    """What ``compare`` runs for a Landscape: the baseline (descent on x from 0, lr swept), the practitioners'
+    pipeline (descent on x from the learned start, its own swept lr: ``encoder_init``), the landscape's tuned
+    inference, and the paper's Eq. 3 on its Θ (z alone, x = E(y) + Θ(z): ``landscape_pure``)."""
+    return [Method("baseline", lr=lrs), Method("encoder_init", lr=lrs, use_base=True), landscape.method(),
+            Method("landscape_pure", mapping=landscape.mapping, mode="pure", lr=0.1, use_base=True)]
+
+
+def problem_with_start(problem: Problem, landscape: Landscape) -> Problem:
+    """``problem`` whose ``base`` is the landscape's start (what its methods add Θ(z) and δ to)."""
+    start = landscape.start_of(problem)
+
+    def base(y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return start(y)
+    return replace(problem, base=base)
+
+
+def _settings(value: Any, source: Path) -> InferenceSettings:
+    try:
+        settings = InferenceSettings(use_theta=bool(value["use_theta"]), lr_z=float(value["lr_z"]),
+                                     lr_x=float(value["lr_x"]), warmup=int(value["warmup"]), steps=int(value["steps"]))
+    except (KeyError, TypeError, ValueError):
+        raise LandformError(f"{source}: the landscape's settings need use_theta, lr_z, lr_x, warmup and steps") \
+            from None
+    if not all(math.isfinite(v) and v > 0 for v in (settings.lr_z, settings.lr_x)) or settings.warmup < 0 \
+            or settings.steps < 0:
+        raise LandformError(f"{source}: the landscape's settings are out of range ({value})")
+    return settings
+
+
+# ------------------------------------------------------------------------------------------------ costs
+
+def seconds_per_pass(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, repeats: int = 5,
+                     backward: bool = True) -> float:
+    """The fastest of ``repeats`` forward (+ backward, with respect to the input) passes of ``function``."""
+    best = math.inf
+    for _ in range(repeats):
+        x = inputs.detach().clone().requires_grad_(backward)
+        began = time.perf_counter()
+        with torch.set_grad_enabled(backward):
+            out = function(x)
+            if backward:
+                torch.autograd.grad(out.float().sum(), x)
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+START_SHARE = 1.0  # the start's pass may cost at most one of F's forward + backward passes
+START_CHOICES = (("conv", 32), ("conv", 16), ("mlp", 512), ("mlp", 256), ("mlp", 128))  # richest first
+
+
+def sized_models(problem: Problem, y: torch.Tensor, z_dim: int, *, hidden: int | None = None,
+                 device: torch.device | str = "cpu") -> tuple[StartEncoder, int, dict]:
+    """The start and Θ's width sized to F's cost on a batch: the richest start whose pass costs at most
+    START_SHARE of F's forward + backward pass (a conv net only for image observations), and the widest Θ
+    (of THETA_WIDTHS, unless ``hidden`` fixes it) whose pass costs at most THETA_SHARE of it; and the costs."""
+    batch = y.shape[0]
+    f_seconds = seconds_per_pass(problem.forward, torch.zeros(batch, *problem.x_shape, device=device))
+    costs: dict[str, Any] = {"batch": batch, "forward_ms_per_batch": round(1e3 * f_seconds, 3), "start_ms": {},
+                             "theta_ms_per_batch": {}}
+    start = None
+    for architecture, size in START_CHOICES:
+        if architecture == "conv" and not (y.dim() == 4 and min(y.shape[2:]) >= 8):
+            continue
+        candidate = StartEncoder(tuple(y.shape[1:]), problem.x_shape, architecture=architecture,
+                                 hidden=size if architecture == "mlp" else 256, channels=size).to(device)
+        seconds = seconds_per_pass(candidate, y, backward=False)
+        costs["start_ms"][f"{architecture}-{size}"] = round(1e3 * seconds, 3)
+        start = candidate
+        if seconds <= START_SHARE * f_seconds:
+            break
+    width = THETA_WIDTHS[0] if hidden is None else hidden
+    for candidate_width in THETA_WIDTHS if hidden is None else ():
+        theta = Mapping(z_dim, problem.x_shape, hidden=candidate_width).to(device)
+        seconds = seconds_per_pass(theta, torch.zeros(batch, z_dim, device=device))
+        costs["theta_ms_per_batch"][str(candidate_width)] = round(1e3 * seconds, 3)
+        if seconds <= THETA_SHARE * f_seconds:
+            width = candidate_width
+    return start, width, costs
+
+
+# --------------------------------------------------------------------------------------------- the fit
+
+@dataclass
+class Budget:
+    """A wall-clock budget shared by the recipe's phases."""
+
+    seconds: float
+    began: float = field(default_factory=time.perf_counter)
+
+    def used(self) -> float:
+        return time.perf_counter() - self.began
+
+    def until(self, share: float) -> float:
+        """Seconds left until ``share`` of the budget is used (at least 1)."""
+        return max(1.0, share * self.seconds - self.used())
+
+
+def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, rounds: int = 300,
+          hidden: int | None = None, z_dim: int | None = None, trajectories: int = 256, steps: int = HORIZON,
+          lr: float = 1e-3, lr_z: float = 0.1, start_steps: int = 20000, resume: bool = False, seed: int = 0,
+          device: str | torch.device | None = None, progress: bool = True,
+          log: Callable[[str], None] = print) -> Landscape:
+    """Learn the whole recipe for ``problem`` within about ``seconds`` and save it in ``directory``.
+
+    The start trains for at most 40% of the budget, Θ until 80% (both stop earlier on a validation plateau),
+    and the rest tunes the inference settings. With ``resume`` a saved start is reused and Θ's fit continues
+    from its last committed round. A budget makes the result depend on the machine's speed; without one
+    (``seconds=inf``) the fit stops on plateaus alone and a seed reproduces it.
+    """
+    directory = Path(directory)
+    device = torch.device(device or "cpu")
+    budget = Budget(seconds)
+    generator = torch.Generator().manual_seed(seed)
+    pool = observation_pool(problem.train_observations, generator, POOL_SIZE + VALIDATION_SIZE)
+    held = min(VALIDATION_SIZE, pool.shape[0] // 4)
+    train, val = pool[:-held], pool[-held:]
+    x_dim = math.prod(problem.x_shape)
+    z_dim = z_dim or max(x_dim, 32)
+    encoder, width, costs = sized_models(problem, train[:256].to(device), z_dim, hidden=hidden, device=device)
+    log(f"fit: {train.shape[0]} training and {held} held-out observations; F's pass "
+        f"{costs['forward_ms_per_batch']:.2f} ms per {costs['batch']}: start {encoder.describe()}, Θ hidden {width}")
+    start, start_record = _learned_start(problem, directory, encoder, train, val, budget, max_steps=start_steps,
+                                         resume=resume, seed=seed, device=device, progress=progress, log=log)
+    base = start if start is not None else problem.base
+    mapping = Mapping(z_dim, problem.x_shape, hidden=width, additive=True)
+    with torch.no_grad():  # Θ starts close to 0: the anchored start begins as the learned start's guess
+        mapping.net[-1].weight.mul_(0.1)
+        mapping.net[-1].bias.zero_()
+    selector = _ThetaSelector(problem, base, val[:TUNE_COUNT], budget, lr_z=lr_z, steps=steps, seed=seed,
+                              device=device)
+    fitted = fit(mapping, problem.forward, problem.loss, train, rounds=rounds, trajectories=trajectories,
+                 steps=steps, lr_z=lr_z, lr=lr, weight_decay=0.1, batch_size=256, base=base,
+                 x_shape=problem.x_shape, checkpoint_dir=directory, resume=resume, seed=seed, device=device,
+                 progress=progress, should_stop=selector)
+    selector.restore_best(mapping)
+    log(f"fit: Θ {len(fitted.history)} rounds, the best at round {selector.best_round} ({selector.stopped}); "
+        f"{budget.used():.0f} s so far")
+
+    landscape = Landscape(start=start, mapping=mapping.eval(), settings=InferenceSettings(True, lr_z, 0.1, 0, 200))
+    settings, tuning = tune(problem_with_start(problem, landscape), landscape, val[-TUNE_COUNT:], warmup=steps,
+                            seed=seed, device=device)
+    landscape.settings = settings
+    landscape.record = {"recipe": "fast", "seconds": round(budget.used(), 1), "budget_seconds": seconds,
+                        "observations": {"train": int(train.shape[0]), "held_out": held},
+                        "costs": costs, "start": start_record,
+                        "theta": {"rounds": len(fitted.history), "best_round": selector.best_round,
+                                  "stopped": selector.stopped, "validation": selector.curve,
+                                  "trajectories": trajectories, "steps": steps, "lr": lr, "lr_z": lr_z},
+                        "tuning": tuning}
+    landscape.save(directory)
+    log(f"fit: {landscape.describe()} ({budget.used():.0f} s)")
+    return landscape
+
+
+def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, train: torch.Tensor, val: torch.Tensor,
+                   budget: Budget, *, max_steps: int, resume: bool, seed: int, device: torch.device, progress: bool,
+                   log: Callable[[str], None]) -> tuple[StartEncoder | None, dict]:
+    """The Problem's own base if it has one, else a saved start (on resume) or a newly trained one."""
+    if problem.base is not None:
+        log("fit: the Problem brings its own start (base); no start is trained")
+        return None, {"kind": "problem base"}
+    saved = directory / f"{START_FILE}.safetensors"
+    if resume and saved.exists():
+        state, config = load_pair(saved, floating=True, finite=True)
+        encoder = StartEncoder.from_config(config.get("start"), str(saved))
+        from landform.io import load_module_state
+        load_module_state(encoder, state, str(saved))
+        log(f"fit: the learned start saved in {saved} is reused")
+        return encoder.to(device).eval().requires_grad_(False), config.get("record", {})
+    training: StartTraining = train_start(encoder, problem.forward, problem.loss, train, val,
+                                          seconds=budget.until(0.4), max_steps=max_steps, seed=seed, device=device,
+                                          progress=progress)
+    record = {"kind": encoder.architecture, **training.as_dict()}
+    save_pair(saved, encoder.state_dict(), {"start": encoder.config(), "record": record})
+    log(f"fit: learned start ({encoder.architecture}) trained {training.steps} steps in {training.seconds:.0f} s "
+        f"({training.stopped}); held-out loss {training.validation[0][1]:.4g} -> "
+        f"{min(v for _, v in training.validation):.4g}")
+    return encoder, record
+
+
+class _ThetaSelector:
+    """``fit``'s ``should_stop``: every few rounds, Θ's mean log loss over the first T steps on held-out
+    observations (Eq. 3 around the start); keeps the best Θ, stops on a plateau or at 80% of the budget."""
+
+    def __init__(self, problem: Problem, base, val: torch.Tensor, budget: Budget, *, lr_z: float, steps: int,
+                 seed: int, device: torch.device, every: int = 5, patience: int = 6) -> None:
+        self.problem, self.base, self.val, self.budget, self.steps = problem, base, val, budget, steps
+        self.lr_z, self.seed, self.device, self.every, self.patience = lr_z, seed, device, every, patience
+        self.best_score, self.best_state, self.best_round, self.stalls = math.inf, None, 0, 0
+        self.curve: list[list[float]] = []
+        self.stopped = "rounds"
+
+    def score(self, mapping: Mapping) -> float:
+        curve = invert(self.problem.forward, self.problem.loss, self.val, mapping=mapping, lr=self.lr_z,
+                       steps=self.steps, seed=self.seed, base=self.base, device=self.device,
+                       allow_nonfinite=True).losses.mean(1)
+        mapping.train()
+        return float(torch.nan_to_num(curve.clamp_min(1e-30).log(), nan=math.inf).mean())
+
+    def __call__(self, result: FitResult) -> bool:
+        done = len(result.history)
+        over = self.budget.until(0.8) <= 1.0
+        if done % self.every and not over:
+            return False
+        value = self.score(result.mapping)
+        self.curve.append([result.history[-1]["round"], value])
+        if value < self.best_score - 1e-3:
+            self.best_score, self.best_round, self.stalls = value, result.history[-1]["round"], 0
+            self.best_state = {k: v.detach().clone() for k, v in result.mapping.state_dict().items()}
+        else:
+            self.stalls += 1
+        if self.stalls >= self.patience:
+            self.stopped = "plateau"
+            return True
+        if over:
+            self.stopped = "time"
+            return True
+        return False
+
+    def restore_best(self, mapping: Mapping) -> None:
+        if self.best_state is not None:
+            mapping.load_state_dict(self.best_state)
+
+
+# ---------------------------------------------------------------------------------------------- tuning
+
+def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup: int = HORIZON, seed: int = 0,
+         device: torch.device | str | None = None) -> tuple[InferenceSettings, dict]:
+    """The inference settings with the shortest wall-clock time to the swept baseline's losses on ``y_val``
+    (``problem.base`` is the landscape's start), among those at or below the baseline at every step from 1."""
+    common = {"steps": REPORT_HORIZON, "seed": seed, "device": device, "allow_nonfinite": True}
+    runs = {lr: invert(problem.forward, problem.loss, y_val, lr=lr, x_shape=problem.x_shape, **common)
+            for lr in SWEEP_LRS}
+    finals = {lr: float(torch.nan_to_num(r.losses.mean(1), nan=math.inf)[-1]) for lr, r in runs.items()}
+    baseline_lr = min(finals, key=finals.get)
+    baseline = runs[baseline_lr]
+    reference = baseline.losses.mean(1).double()
+    began = time.perf_counter()
+    with torch.no_grad():
+        problem.base(y_val)
+    start_seconds = time.perf_counter() - began
+    candidates: list[tuple[InferenceSettings, InversionResult]] = []
+    for factor in (0.5, 1.0, 2.0):
+        lr_x = baseline_lr * factor
+        candidates.append((InferenceSettings(False, 0.1, lr_x, 0, REPORT_HORIZON),
+                           invert(problem.forward, problem.loss, y_val, lr=lr_x, base=problem.base,
+                                  x_shape=problem.x_shape, **common)))
+        for lr_z in (0.1, 0.3) if factor < 2 else ():
+            candidates.append((InferenceSettings(True, lr_z, lr_x, warmup, REPORT_HORIZON),
+                               _run_theta(problem, landscape.mapping, y_val, lr_z, lr_x, warmup, common)))
+    # One step's cost per kind of candidate: the fastest run of that kind (single runs are noisy on a busy machine).
+    cost = {False: min([baseline.seconds_per_step] + [r.seconds_per_step for s, r in candidates if not s.use_theta]),
+            True: min(r.seconds_per_step for s, r in candidates if s.use_theta)}
+    table = {_key(s): _judge(reference, r, cost[s.use_theta], baseline.seconds_per_step, start_seconds)
+             for s, r in candidates}
+    best = min(candidates, key=lambda c: _rank(table[_key(c[0])]))[0]
+    if best.use_theta:  # the warm-up: Θ alone for its T steps, or δ moving from the first step
+        no_warmup = replace(best, warmup=0)
+        result = _run_theta(problem, landscape.mapping, y_val, best.lr_z, best.lr_x, 0, common)
+        table[_key(no_warmup)] = _judge(reference, result, cost[True], baseline.seconds_per_step, start_seconds)
+        candidates.append((no_warmup, result))
+        best = min((best, no_warmup), key=lambda s: _rank(table[_key(s)]))
+    curve = dict((_key(s), r) for s, r in candidates)[_key(best)].losses.mean(1).double()
+    enough = _steps_that_pay(curve)
+    settings = replace(best, steps=enough)
+    return settings, {"baseline_lr": baseline_lr, "baseline_final": {str(k): v for k, v in finals.items()},
+                      "count": int(y_val.shape[0]), "start_ms": round(1e3 * start_seconds, 3),
+                      "candidates": table, "chosen": _key(best), "steps_that_pay": enough}
+
+
+def _run_theta(problem: Problem, mapping: Mapping, y: torch.Tensor, lr_z: float, lr_x: float, warmup: int,
+               common: dict) -> InversionResult:
+    return invert(problem.forward, problem.loss, y, mapping=mapping, mode="residual", lr=lr_z, lr_x=lr_x,
+                  warmup=warmup, base=problem.base, x_shape=problem.x_shape, **common)
+
+
+def _key(settings: InferenceSettings) -> str:
+    if not settings.use_theta:
+        return f"start+delta lr_x={settings.lr_x:g}"
+    return f"theta lr_z={settings.lr_z:g} lr_x={settings.lr_x:g} warmup={settings.warmup}"
+
+
+TARGET_STEPS = (1, 2, 5, 10, 20, 50, 100, 200)
+
+
+def _judge(reference: torch.Tensor, result: InversionResult, seconds_per_step: float, baseline_seconds: float,
+           start_seconds: float) -> dict:
+    """A candidate's worst ratio to the baseline from step 1 and its wall-clock time to the baseline's loss at
+    each of TARGET_STEPS (its start's pass included), against the baseline's own time."""
+    curve = torch.nan_to_num(result.losses.mean(1).double(), nan=math.inf)
+    worst = float((curve[1:] / reference[1:].clamp_min(1e-30)).max())
+    seconds = []
+    for k in TARGET_STEPS:
+        reached = steps_to_reach(curve, float(reference[k]))
+        seconds.append(math.inf if math.isinf(reached) else start_seconds + max(reached, 1) * seconds_per_step)
+    log_time = sum(math.log(s / (k * baseline_seconds)) for s, k in zip(seconds, TARGET_STEPS, strict=True))
+    return {"worst_ratio_from_1": worst, "log_time_ratio": log_time / len(TARGET_STEPS),
+            "ms_per_step": round(1e3 * seconds_per_step, 3), "loss_at_200": float(curve[-1])}
+
+
+def _rank(judged: dict) -> tuple[float, float]:
+    """Settings at or below the baseline everywhere first, then the fastest; else the least far above it."""
+    if judged["worst_ratio_from_1"] <= 1.0:
+        return (0.0, judged["log_time_ratio"])
+    return (1.0, judged["worst_ratio_from_1"])
+
+
+def _steps_that_pay(curve: torch.Tensor, tolerance: float = 0.01) -> int:
+    """The first step within ``tolerance`` (relative) of the curve's best loss: where more steps stop paying."""
+    best = float(curve.min())
+    reached = torch.nonzero(curve <= best * (1 + tolerance) + 1e-30)
+    return max(1, int(reached[0, 0])) if len(reached) else int(curve.shape[0] - 1)
+
+
+def write_record(directory: str | Path, landscape: Landscape) -> Path:
+    """The fit's record as plain JSON beside the artifact (``fit.json``), for reading without loading weights."""
+    return write_json(Path(directory) / "fit.json", landscape.record)

@@ -1,0 +1,186 @@
+"""A learned start: an encoder y -> x trained through the frozen forward model (amortized inversion).
+
+``StartEncoder`` picks its architecture from the observations' shape (a small conv net for images
+``[C, H, W]``, an MLP for anything else, flattened) and is trained by ``train_start`` to minimize the
+Problem's own loss ``L(F(E(y)), y)`` on training observations: no ground-truth x is needed, only F. Its
+last layer starts at zero, so an untrained start is the baseline's start (x = 0). The recipe
+(``landform.recipe``) anchors Θ at its guess: x = E(y) + Θ(z).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from landform.errors import LandformError
+from landform.inference import Forward, Loss, check_forward_output, check_loss_values
+from landform.progress import progress_bar
+
+ARCHITECTURES = ("mlp", "conv")
+MAX_POOL_BYTES = 256 * 2**20  # training observations kept in memory at once
+
+
+class StartEncoder(nn.Module):
+    """y [B, *y_shape] -> x [B, *x_shape]; observations are standardized with statistics of the training set."""
+
+    def __init__(self, y_shape: tuple[int, ...], x_shape: tuple[int, ...], *, architecture: str | None = None,
+                 hidden: int = 256, channels: int = 32) -> None:
+        super().__init__()
+        self.y_shape, self.x_shape = tuple(int(s) for s in y_shape), tuple(int(s) for s in x_shape)
+        self.architecture = architecture or ("conv" if len(self.y_shape) == 3 and min(self.y_shape[1:]) >= 8
+                                             else "mlp")
+        if self.architecture not in ARCHITECTURES:
+            raise LandformError(f"unknown start architecture {self.architecture!r}; use one of "
+                                f"{', '.join(ARCHITECTURES)}")
+        if self.architecture == "conv" and len(self.y_shape) != 3:
+            raise LandformError(f"a conv start needs image observations [C, H, W], got {list(self.y_shape)}")
+        self.hidden, self.channels = int(hidden), int(channels)
+        x_dim, y_dim = math.prod(self.x_shape), math.prod(self.y_shape)
+        if self.architecture == "conv":
+            c = self.channels
+            self.body = nn.Sequential(
+                nn.Conv2d(self.y_shape[0], c, 3, 2, 1), nn.LeakyReLU(0.2),
+                nn.Conv2d(c, 2 * c, 3, 2, 1), nn.LeakyReLU(0.2),
+                nn.Conv2d(2 * c, 4 * c, 3, 2, 1), nn.LeakyReLU(0.2),
+                nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(4 * c * 16, self.hidden), nn.LeakyReLU(0.2))
+            stats_shape: tuple[int, ...] = (1,)
+        else:
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(y_dim, self.hidden), nn.LeakyReLU(0.2),
+                                      nn.Linear(self.hidden, self.hidden), nn.LeakyReLU(0.2))
+            stats_shape = self.y_shape
+        self.head = nn.Linear(self.hidden, x_dim)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("y_mean", torch.zeros(stats_shape))
+        self.register_buffer("y_scale", torch.ones(stats_shape))
+
+    def standardize_with(self, y: torch.Tensor) -> None:
+        """Set the input statistics from a sample of training observations (per entry for an MLP)."""
+        y = y.detach().float()
+        if self.architecture == "conv":
+            mean, scale = y.mean().reshape(1), y.std().reshape(1)
+        else:
+            mean, scale = y.mean(dim=0), y.std(dim=0)
+        self.y_mean.copy_(mean)
+        self.y_scale.copy_(scale.clamp_min(1e-6 * max(float(scale.max()), 1e-12)).clamp_min(1e-12))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if tuple(y.shape[1:]) != self.y_shape:
+            raise LandformError(f"the learned start takes observations of shape {list(self.y_shape)}, got "
+                                f"{list(y.shape[1:])}")
+        h = self.body((y - self.y_mean) / self.y_scale)
+        return self.head(h).reshape(y.shape[0], *self.x_shape)
+
+    def describe(self) -> str:
+        """Its architecture in a few words."""
+        return f"conv, {self.channels} channels" if self.architecture == "conv" else f"mlp, hidden {self.hidden}"
+
+    def config(self) -> dict[str, Any]:
+        """What ``from_config`` needs to rebuild this module."""
+        return {"kind": "landform.StartEncoder", "y_shape": list(self.y_shape), "x_shape": list(self.x_shape),
+                "architecture": self.architecture, "hidden": self.hidden, "channels": self.channels}
+
+    @classmethod
+    def from_config(cls, config: Any, source: str) -> StartEncoder:
+        """Rebuild an (untrained) encoder from a validated config; one-line errors for a bad one."""
+        if not isinstance(config, dict) or config.get("kind") != "landform.StartEncoder":
+            raise LandformError(f"{source} holds no landform StartEncoder config")
+        try:
+            shapes = [tuple(int(s) for s in config[key]) for key in ("y_shape", "x_shape")]
+            sizes = [int(config[key]) for key in ("hidden", "channels")]
+        except (KeyError, TypeError, ValueError):
+            raise LandformError(f"{source}: the start's config needs y_shape, x_shape, hidden and channels") from None
+        if any(not 1 <= len(s) <= 8 or min(s) < 1 or math.prod(s) > 2**24 for s in shapes) or \
+                any(not 1 <= s <= 2**16 for s in sizes):
+            raise LandformError(f"{source}: the start's sizes are out of range ({config})")
+        return cls(shapes[0], shapes[1], architecture=config.get("architecture"), hidden=sizes[0], channels=sizes[1])
+
+
+@dataclass
+class StartTraining:
+    """How the start was trained: steps, seconds, why it stopped, and its validation loss curve."""
+
+    steps: int
+    seconds: float
+    stopped: str
+    validation: list[tuple[int, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "seconds": round(self.seconds, 2), "stopped": self.stopped,
+                "validation": [[s, v] for s, v in self.validation]}
+
+
+def observation_pool(draw: Callable[[int, torch.Generator], torch.Tensor], generator: torch.Generator,
+                     wanted: int) -> torch.Tensor:
+    """Up to ``wanted`` training observations, fewer when they would take more than MAX_POOL_BYTES."""
+    probe = draw(1, generator)
+    count = max(64, min(wanted, MAX_POOL_BYTES // max(1, probe.numel() * probe.element_size())))
+    return torch.cat([probe, draw(count - 1, generator)])
+
+
+def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torch.Tensor, val: torch.Tensor, *,
+                seconds: float, max_steps: int = 20000, batch_size: int = 128, lr: float = 1e-3,
+                check_every: int = 200, patience: int = 6, seed: int = 0, device: torch.device | str = "cpu",
+                progress: bool = True) -> StartTraining:
+    """Train ``encoder`` (in place) to minimize mean ``loss(F(E(y)), y)`` on ``train``, for at most ``seconds``
+    or ``max_steps``, and stop early when the validation loss has not improved for ``patience`` checks; the
+    encoder ends with the weights of its best check. Adam, its step size halved at every stall."""
+    device = torch.device(device)
+    encoder.to(device).train()
+    encoder.standardize_with(train)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    val = val.to(device)
+
+    def validation_loss() -> float:
+        encoder.eval()
+        with torch.no_grad():
+            values = torch.cat([loss(forward(encoder(chunk)), chunk) for chunk in val.split(512)])
+        encoder.train()
+        return float(values.mean())
+
+    best, best_state, stalls = validation_loss(), _copy_state(encoder), 0
+    curve: list[tuple[int, float]] = [(0, best)]
+    began, stopped, step = time.perf_counter(), "max_steps", 0
+    bar = progress_bar(total=max_steps, desc="learned start")
+    for step in range(1, max_steps + 1):
+        y = train[torch.randint(train.shape[0], (batch_size,), generator=generator)].to(device)
+        y_hat = forward(encoder(y))
+        check_forward_output(y_hat, y)
+        objective = check_loss_values(loss(y_hat, y), y.shape[0]).mean()
+        if not torch.isfinite(objective):
+            raise LandformError(f"the loss turned non-finite while training the learned start (step {step})")
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        bar.update(1)
+        if step % check_every == 0:
+            value = validation_loss()
+            curve.append((step, value))
+            if value < best * (1 - 1e-3):
+                best, best_state, stalls = value, _copy_state(encoder), 0
+            else:
+                stalls += 1
+                for group in optimizer.param_groups:
+                    group["lr"] *= 0.5
+            bar.set_postfix(val=f"{best:.4g}", refresh=False)
+            if stalls >= patience:
+                stopped = "plateau"
+                break
+            if time.perf_counter() - began > seconds:
+                stopped = "time"
+                break
+    bar.close()
+    encoder.load_state_dict(best_state)
+    encoder.eval().requires_grad_(False)
+    return StartTraining(steps=step, seconds=time.perf_counter() - began, stopped=stopped, validation=curve)
+
+
+def _copy_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in module.state_dict().items()}

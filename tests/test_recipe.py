@@ -1,0 +1,164 @@
+"""The fast-inversion recipe in the core: learned start, anchored Θ, tuned settings, one artifact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from landform import LandformError, recipe
+from landform.examples import decoder, renderer
+from landform.recipe import Landscape, artifact_path, landscape_methods, learn
+from landform.start import StartEncoder, train_start
+
+
+@pytest.fixture(scope="module")
+def learned(problem, tmp_path_factory):
+    """The recipe learned on the synthetic problem at tiny settings (seconds)."""
+    directory = tmp_path_factory.mktemp("recipe")
+    torch.manual_seed(0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recipe, "TUNE_COUNT", 16)
+        landscape = learn(problem, directory, seconds=60, rounds=3, trajectories=32, start_steps=300, seed=0,
+                          progress=False, log=lambda _: None)
+    return directory, landscape
+
+
+def test_start_architecture_follows_the_observations_and_begins_at_the_baselines_start():
+    vector = StartEncoder((32,), (16,))
+    image = StartEncoder((1, 16, 16), (8,))
+    assert (vector.architecture, image.architecture) == ("mlp", "conv")
+    y = torch.randn(5, 1, 16, 16)
+    assert torch.equal(image(y), torch.zeros(5, 8))  # zero head: an untrained start is x = 0
+    rebuilt = StartEncoder.from_config(image.config(), "test")
+    assert rebuilt.config() == image.config()
+    with pytest.raises(LandformError, match="observations of shape"):
+        vector(torch.randn(2, 31))
+    with pytest.raises(LandformError, match="no landform StartEncoder"):
+        StartEncoder.from_config({"kind": "other"}, "test")
+
+
+def test_train_start_lowers_the_held_out_loss_through_the_frozen_forward_model(problem):
+    generator = torch.Generator().manual_seed(0)
+    train, val = problem.train_observations(2048, generator), problem.train_observations(128, generator)
+    encoder = StartEncoder(tuple(train.shape[1:]), problem.x_shape, hidden=64)
+    record = train_start(encoder, problem.forward, problem.loss, train, val, seconds=60, max_steps=400,
+                         check_every=100, progress=False)
+    first, best = record.validation[0][1], min(v for _, v in record.validation)
+    assert best < 0.5 * first
+    with torch.no_grad():
+        assert float(problem.loss(problem.forward(encoder(val)), val).mean()) == pytest.approx(best, rel=1e-5)
+
+
+def test_learn_writes_one_artifact_that_reloads_the_same_landscape(learned, problem):
+    directory, landscape = learned
+    assert artifact_path(directory) == directory / "landscape.safetensors"
+    loaded = Landscape.load(directory)
+    assert loaded.settings == landscape.settings
+    y = problem.test_observations(16, torch.Generator().manual_seed(3))
+    assert torch.equal(loaded.start(y), landscape.start(y))
+    z = torch.randn(16, landscape.mapping.z_dim)
+    assert torch.equal(loaded.mapping(z, y[:, :16]), landscape.mapping(z, y[:, :16]))
+    record = json.loads((directory / "landscape.json").read_text())["record"]
+    assert record["theta"]["rounds"] <= 3 and record["costs"]["forward_ms_per_batch"] > 0
+    assert record["tuning"]["chosen"] in record["tuning"]["candidates"]
+
+
+def test_tuned_settings_stay_at_or_below_the_baseline_on_validation(learned):
+    _, landscape = learned
+    tuning = landscape.record["tuning"]
+    chosen = tuning["candidates"][tuning["chosen"]]
+    feasible = [c for c in tuning["candidates"].values() if c["worst_ratio_from_1"] <= 1.0]
+    if feasible:  # the fastest of those at or below the baseline everywhere
+        assert chosen["worst_ratio_from_1"] <= 1.0
+        assert chosen["log_time_ratio"] == min(c["log_time_ratio"] for c in feasible)
+    assert 1 <= landscape.settings.steps <= 200
+
+
+def test_landscape_inverts_with_its_settings_and_beats_plain_descent_early(learned, problem):
+    _, landscape = learned
+    y = problem.test_observations(32, torch.Generator().manual_seed(5))
+    ours = landscape.invert(y, problem, steps=20)
+    plain = landscape_methods(landscape)[0].run(problem, y, 0.1, steps=20)
+    assert ours.losses.shape == (21, 32)
+    assert ours.losses[0].mean() < plain.losses[0].mean()  # the learned start
+    assert ours.losses[20].mean() < plain.losses[20].mean()
+
+
+def test_resume_reuses_the_saved_start(learned, problem, monkeypatch):
+    directory, landscape = learned
+    messages = []
+    monkeypatch.setattr(recipe, "TUNE_COUNT", 16)
+    again = learn(problem, directory, seconds=60, rounds=4, trajectories=32, start_steps=300, resume=True,
+                  progress=False, log=messages.append)
+    assert any("is reused" in m for m in messages)
+    y = problem.test_observations(4, torch.Generator().manual_seed(1))
+    assert torch.equal(again.start(y), landscape.start(y))
+
+
+def test_a_problem_with_its_own_base_keeps_it(problem, tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe, "TUNE_COUNT", 16)
+    base_problem = replace(problem, base=lambda y: torch.zeros(y.shape[0], 16))
+    landscape = learn(base_problem, tmp_path, seconds=30, rounds=2, trajectories=32, progress=False,
+                      log=lambda _: None)
+    assert landscape.start is None
+    assert (tmp_path / "start.safetensors").exists() is False
+    with pytest.raises(LandformError, match="has none"):
+        Landscape.load(tmp_path).invert(problem.test_observations(2, torch.Generator()), problem)
+
+
+def test_a_corrupt_landscape_is_refused_in_one_line(learned, tmp_path):
+    directory, _ = learned
+    for name in ("landscape.safetensors", "landscape.json"):
+        (tmp_path / name).write_bytes((directory / name).read_bytes())
+    config = json.loads((tmp_path / "landscape.json").read_text())
+    config["settings"]["lr_x"] = -1.0
+    (tmp_path / "landscape.json").write_text(json.dumps(config))
+    with pytest.raises(LandformError, match="out of range"):
+        Landscape.load(tmp_path)
+
+
+def test_example_problems_are_well_posed():
+    for module in (decoder, renderer):
+        problem = module.make_problem()
+        y = problem.test_observations(4, torch.Generator().manual_seed(0))
+        x = torch.zeros(4, *problem.x_shape)
+        assert problem.loss(problem.forward(x), y).shape == (4,)
+        assert not torch.equal(y, problem.train_observations(4, torch.Generator().manual_seed(0)))
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "landform", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_cli_fit_compare_invert_with_the_recipe(tmp_path, learned):
+    directory, _ = learned
+    done = _cli("compare", "--mapping", str(directory), "--count", "16", "--steps", "30", "--out",
+                str(tmp_path / "cmp"), "--threads", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "using " in done.stderr and "wall-clock speedup" in done.stdout
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())["test"]
+    assert {"baseline", "encoder_init", "landscape", "landscape_pure"} <= set(summary)
+    assert summary["start_seconds"] > 0 and summary["wallclock_speedup_at_20"] > 0
+    done = _cli("invert", "--mapping", str(directory), "--count", "8", "--out", str(tmp_path / "inv"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "observations" in done.stdout and (tmp_path / "inv" / "inversion.safetensors").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("fit", "--time", "soon"), "--time must be a positive duration"),
+    (("fit", "--method", "online"), "apply to --recipe paper"),
+    (("compare", "--mapping", "{landscape}", "--lr", "0.5"), "tuned step sizes"),
+])
+def test_cli_refuses_what_the_recipe_does_not_use_in_one_line(tmp_path, learned, args, message):
+    directory, _ = learned
+    args = tuple(a.format(landscape=directory) for a in args)
+    done = _cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "landscape.safetensors").exists()
