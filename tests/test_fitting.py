@@ -106,3 +106,37 @@ def test_fit_bad_inputs(problem):
     with pytest.raises(LandformError, match="one value per example"):
         fit(_fresh(), problem.forward, lambda a, b: (a - b).pow(2).mean(), problem.train_observations,
             rounds=1, **SMALL)
+
+
+class _PreparingLoss:
+    """The problem's loss, with ``prepare``: what depends on the observations alone is handed back to every call
+    (here a copy of them, so the fit must equal the plain loss's bit for bit)."""
+
+    def __init__(self, loss):
+        self.loss, self.prepares, self.calls, self.unprepared = loss, 0, 0, 0
+
+    def prepare(self, y):
+        self.prepares += 1
+        return (y.clone(),)
+
+    def __call__(self, y_hat, y, prepared=None):
+        self.calls += 1
+        if prepared is None:
+            self.unprepared += 1
+            prepared = self.prepare(y)
+        assert torch.equal(prepared[0], y)  # the rows go with the observations they were prepared from
+        return self.loss(y_hat, prepared[0])
+
+
+@pytest.mark.parametrize("method,buffer_rounds", [("buffer", 1), ("buffer", 2), ("online", 1)])
+def test_a_loss_that_prepares_its_observations_prepares_them_once_a_round(problem, method, buffer_rounds):
+    plain, prepared = _fresh(), _fresh()
+    loss = _PreparingLoss(problem.loss)
+    options = {"rounds": 3, "method": method, "buffer_rounds": buffer_rounds, **SMALL}
+    fit(plain, problem.forward, problem.loss, problem.train_observations, **options)
+    fit(prepared, problem.forward, loss, problem.train_observations, **options)
+    assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), prepared.parameters(), strict=True))
+    assert loss.unprepared == 0 and loss.calls >= 3 * SMALL["steps"]
+    # one prepare per round for its own observations, plus one per older round kept in the buffer
+    assert loss.prepares == 3 + (sum(min(r, buffer_rounds - 1) for r in range(3)) if method == "buffer" else 0)
+    assert all(p.requires_grad for p in prepared.parameters())  # Θ is frozen only while collecting

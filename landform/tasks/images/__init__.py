@@ -13,9 +13,11 @@ from landform.tasks import Task, register
 
 _EXPORTS = {"compare_inputs": "user", "invert_inputs": "user", "demo": "task", "image_problem": "task",
             "load_models": "task", "train_landscape": "task", "train_anchored_landscape": "task",
+            "train_paper_landscape": "task",
             "train_generator": "generator", "train_encoder": "encoder"}
 _TRAINERS = {"images-generator": "train_generator", "images-encoder": "train_encoder",
-             "images-landscape": "train_landscape", "images-landscape-anchored": "train_anchored_landscape"}
+             "images-landscape": "train_landscape", "images-landscape-anchored": "train_anchored_landscape",
+             "images-landscape-paper": "train_paper_landscape"}
 
 __all__ = ["TRAINERS", "compare_inputs", "demo", "image_problem", "invert_inputs", "load_models"]
 

@@ -9,6 +9,7 @@ over space and summed over layers; we use equal layer weights (LPIPS's learned w
 
 from __future__ import annotations
 
+import copy
 import math
 from functools import lru_cache
 
@@ -135,6 +136,29 @@ def load_efficientnet(device: str = "cpu") -> EfficientNetLite0:
     return network.to(device).eval().requires_grad_(False)
 
 
+@lru_cache(maxsize=4)
+def load_fast_efficientnet(device: str = "cpu") -> EfficientNetLite0:
+    """``load_efficientnet`` for fast fitting: every BatchNorm (eval mode, frozen statistics) folded into the
+    convolution before it, and the weights in channels-last layout (what oneDNN's CPU kernels prefer). The
+    same function up to float rounding (features agree to about 1e-5 relative)."""
+    network = copy.deepcopy(load_efficientnet(device))
+
+    def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Identity:
+        with torch.no_grad():
+            scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale, requires_grad=False)
+        return nn.Identity()
+
+    network._bn0 = fold(network._conv_stem, network._bn0)
+    for block in network._blocks:
+        if block.expand:
+            block._bn0 = fold(block._expand_conv, block._bn0)
+        block._bn1 = fold(block._depthwise_conv, block._bn1)
+        block._bn2 = fold(block._project_conv, block._bn2)
+    return network.to(memory_format=torch.channels_last).eval().requires_grad_(False)
+
+
 def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
     """[B, 1 or 3, H, W] in [0, 1] to 3 channels with ImageNet mean and std."""
     if images.shape[1] == 1:
@@ -145,32 +169,51 @@ def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 class ImageLoss(nn.Module):
-    """Per-example L = perceptual + MSE (Eq. 5), or MSE alone with ``perceptual=False``."""
+    """Per-example L = perceptual + MSE (Eq. 5), or MSE alone with ``perceptual=False``.
+
+    ``fast=True`` runs the perceptual network with its BatchNorms folded into its convolutions, in
+    channels-last layout (``load_fast_efficientnet``): the same loss up to float rounding, about 1.5x faster
+    forward and backward on a CPU; fitting uses it. ``prepare(y)`` computes what depends on the observations
+    alone (their features) once, for ``loss(y_hat, y, prepared)`` to reuse over many steps.
+    """
 
     def __init__(self, perceptual: bool = True, layers: tuple[int, ...] = DEFAULT_LAYERS,
-                 size: int = INPUT_SIZE, device: str | torch.device = "cpu") -> None:
+                 size: int = INPUT_SIZE, device: str | torch.device = "cpu", fast: bool = False) -> None:
         super().__init__()
-        self.use_perceptual, self.layers, self.size = perceptual, tuple(layers), size
-        self.network = load_efficientnet(str(device)) if perceptual else None
+        self.use_perceptual, self.layers, self.size, self.fast = perceptual, tuple(layers), size, bool(fast)
+        loader = load_fast_efficientnet if self.fast else load_efficientnet
+        self.network = loader(str(device)) if perceptual else None
 
     def unit_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Channel-normalized features at each tap (LPIPS-style)."""
         if images.shape[-1] != self.size:
             images = functional.interpolate(images, size=(self.size, self.size), mode="bilinear",
                                             align_corners=False)
+        normalized = imagenet_normalize(images)
+        if self.fast:
+            normalized = normalized.contiguous(memory_format=torch.channels_last)
         return [feature / (feature.pow(2).sum(dim=1, keepdim=True) + 1e-10).sqrt()
-                for feature in self.network.features(imagenet_normalize(images), self.layers)]
+                for feature in self.network.features(normalized, self.layers)]
 
-    def perceptual(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def prepare(self, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The observations' unit features (batch first, no graph): what ``forward`` would compute from ``y``
+        at every call. Rows may be gathered (``[index]``) to go with a gather of ``y``."""
+        if not self.use_perceptual:
+            return ()
+        with torch.no_grad():
+            return tuple(self.unit_features(y))
+
+    def perceptual(self, a: torch.Tensor, b: torch.Tensor,
+                   prepared: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
         """Perceptual distance; the observations' features need no gradient, so they build no graph (this
         halves the backward pass of every inversion and fitting step)."""
-        with torch.no_grad():
-            target = self.unit_features(b)
+        target = self.prepare(b) if prepared is None else prepared
         total = torch.zeros(a.shape[0], device=a.device)
         for fa, fb in zip(self.unit_features(a), target, strict=True):
             total = total + (fa - fb).pow(2).sum(dim=1).mean(dim=(1, 2))
         return total
 
-    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, y_hat: torch.Tensor, y: torch.Tensor,
+                prepared: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
         mse = (y_hat - y).pow(2).flatten(1).mean(dim=1)
-        return mse + self.perceptual(y_hat, y) if self.use_perceptual else mse
+        return mse + self.perceptual(y_hat, y, prepared) if self.use_perceptual else mse

@@ -36,3 +36,25 @@ def test_perceptual_term_prefers_the_right_structure():
     image[..., 8:20, 10:18] = 1.0
     shifted = torch.roll(image, shifts=2, dims=-1)
     assert float(loss.perceptual(shifted, image)) < float(loss.perceptual(torch.rand_like(image), image))
+
+
+def test_the_fast_loss_and_generator_are_the_same_functions_and_prepare_changes_nothing():
+    """Fitting's models (BatchNorm folded into the convolutions, channels-last) agree with the plain ones up to
+    float rounding, values and gradients; ``prepare`` hands back exactly what the loss would compute from y."""
+    from landform.tasks.images.generator import load_generator
+    from landform.tasks.images.task import fast_generator
+
+    generator = load_generator()
+    w = generator.sample_w(6, torch.Generator().manual_seed(0)).detach().requires_grad_(True)
+    y = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    plain, fast = ImageLoss(), ImageLoss(fast=True)
+    values = plain(generator(w), y)
+    (grad,) = torch.autograd.grad(values.sum(), [w])
+    fast_values = fast(fast_generator(generator)(w), y)
+    (fast_grad,) = torch.autograd.grad(fast_values.sum(), [w])
+    assert torch.allclose(fast_values, values, rtol=1e-4, atol=1e-6)
+    assert float((fast_grad - grad).norm() / grad.norm()) < 1e-3
+    image = generator(w).detach()
+    assert torch.equal(plain(image, y, plain.prepare(y)), plain(image, y))
+    assert torch.equal(plain(image[2:4], y[2:4], tuple(t[2:4] for t in plain.prepare(y))), plain(image[2:4], y[2:4]))
+    assert ImageLoss(perceptual=False).prepare(y) == ()
