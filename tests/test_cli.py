@@ -21,8 +21,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 @pytest.fixture(scope="module")
 def fitted_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("fit")
-    assert main(["fit", "--out", str(out), "--rounds", "20", "--trajectories", "128", "--hidden", "128",
-                 "--lr", "1e-3"]) == 0
+    assert main(["fit", "--recipe", "paper", "--out", str(out), "--rounds", "20", "--trajectories", "128",
+                 "--hidden", "128", "--lr", "1e-3"]) == 0
     return out
 
 
@@ -124,7 +124,8 @@ def test_corrupted_checkpoint_from_the_real_console_script(fitted_dir, tmp_path)
 def test_fit_refuses_to_overwrite_and_a_resumed_fit_continues_exactly(fitted_dir, tmp_path, capsys):
     assert main(["fit", "--out", str(fitted_dir), "--rounds", "20"]) == 2
     assert "--resume" in capsys.readouterr().err
-    small = ["--trajectories", "32", "--steps", "5", "--hidden", "32", "--lr", "1e-3", "--batch-size", "16"]
+    small = ["--recipe", "paper", "--trajectories", "32", "--steps", "5", "--hidden", "32", "--lr", "1e-3",
+             "--batch-size", "16"]
     whole, part = tmp_path / "whole", tmp_path / "part"
     assert main(["fit", "--out", str(whole), "--rounds", "6", *small]) == 0
     assert main(["fit", "--out", str(part), "--rounds", "3", *small]) == 0
@@ -170,7 +171,8 @@ def test_a_user_problem_factory_plugs_in(tmp_path, monkeypatch):
         assert run.returncode == 0, run.stderr
         return run.stdout
 
-    small = ["--rounds", "8", "--trajectories", "32", "--steps", "10", "--hidden", "32", "--threads", "1"]
+    small = ["--rounds", "8", "--trajectories", "32", "--steps", "10", "--hidden", "32", "--time", "40s",
+             "--threads", "1"]
     landform_cli("fit", "--problem", spec, "--out", "runs/theta", *small)
     out = landform_cli("compare", "--problem", spec, "--mapping", "runs/theta", "--out", "runs/cmp", "--count", "16",
                        "--steps", "30")
@@ -235,6 +237,6 @@ def test_bf16_autocast_of_the_forward_model_on_cpu(fitted_dir, tmp_path):
 
     full, half = inverted(), inverted("--autocast", "bf16")
     assert full != half and abs(full - half) < 0.5 * full + 1e-3
-    assert main(["fit", "--out", str(tmp_path / "fit"), "--rounds", "2", "--trajectories", "16", "--steps", "4",
-                 "--hidden", "16", "--batch-size", "16", "--autocast", "bf16"]) == 0
+    assert main(["fit", "--recipe", "paper", "--out", str(tmp_path / "fit"), "--rounds", "2", "--trajectories", "16",
+                 "--steps", "4", "--hidden", "16", "--batch-size", "16", "--autocast", "bf16"]) == 0
     assert main(["invert", "--count", "4", "--out", str(tmp_path / "x"), "--autocast", "fp16"]) == 2

@@ -118,7 +118,8 @@ def test_two_processes_end_identical_rank0_alone_writes_and_a_killed_run_resumes
 
     # One process cannot continue what two began: one line, exit status 2, the checkpoint untouched.
     before = {p.name: p.read_bytes() for p in (whole / "ckpt-000004").iterdir()}
-    single = subprocess.run([str(BIN / "landform"), "fit", "--out", str(whole), "--resume", "--rounds", "5",
+    single = subprocess.run([str(BIN / "landform"), "fit", "--recipe", "paper", "--out", str(whole), "--resume",
+                             "--rounds", "5",
                              "--trajectories", "32", "--steps", "5", "--hidden", "32", "--batch-size", "16",
                              "--seed", "5"], capture_output=True, text=True, env=ENV, timeout=300)
     assert single.returncode == 2
@@ -137,13 +138,15 @@ def test_the_readme_torchrun_command_then_compare_and_quality_against_one_proces
     command = next(line.strip() for line in readme.splitlines()
                    if line.strip().startswith("torchrun --standalone --nproc_per_node=2 landform fit"))
     small = "--rounds 20 --trajectories 128 --hidden 128 --batch-size 128 --threads 1"
+    assert "--recipe paper" in command  # the fast recipe runs in one process
     argv = command.replace("DIR", str(tmp_path / "dist")).replace("...", small).split()
     assert argv[:4] == ["torchrun", "--standalone", "--nproc_per_node=2", "landform"], command
     run = _torchrun(argv[3:], ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     assert checkpoint_state(tmp_path / "dist")["world_size"] == 2
 
-    single = subprocess.run([str(BIN / "landform"), "fit", "--out", str(tmp_path / "single"), *small.split()],
+    single = subprocess.run([str(BIN / "landform"), "fit", "--recipe", "paper", "--out", str(tmp_path / "single"),
+                             *small.split()],
                             capture_output=True, text=True, env=ENV, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     compared = subprocess.run([str(BIN / "landform"), "compare", "--mapping", str(tmp_path / "dist"), "--out",
@@ -168,7 +171,8 @@ def test_the_readme_torchrun_command_then_compare_and_quality_against_one_proces
 
 
 def test_trajectories_must_split_evenly(tmp_path):
-    run = _torchrun(["landform", "fit", "--out", str(tmp_path / "odd"), "--trajectories", "33", "--rounds", "1",
+    run = _torchrun(["landform", "fit", "--recipe", "paper", "--out", str(tmp_path / "odd"), "--trajectories", "33",
+                     "--rounds", "1",
                      "--hidden", "8", "--threads", "1"], ROOT)
     assert run.returncode != 0
     assert "must be multiples of 2" in run.stderr

@@ -30,7 +30,8 @@ from landform.io import Checkpoint, json_safe
 
 LANDFORM = str(Path(sys.executable).with_name("landform"))
 SMALL = {"trajectories": 16, "steps": 4, "lr": 1e-3, "batch_size": 16, "seed": 3, "progress": False}
-CLI_SMALL = ["--trajectories", "16", "--steps", "4", "--hidden", "16", "--batch-size", "16", "--threads", "1"]
+CLI_SMALL = ["--trajectories", "16", "--recipe", "paper", "--steps", "4", "--hidden", "16", "--batch-size", "16",
+             "--threads", "1"]  # the first two are left out where a case gives its own --trajectories
 
 PROBE = '''
 """Problems for the fault tests, loaded by the landform command as --problem probe:NAME."""
@@ -361,8 +362,8 @@ def test_a_real_signal_during_a_checkpoint_write_then_resume_equals_the_uninterr
 def test_interrupting_the_start_up_prints_one_line(tmp_path):
     """Ctrl-C while the command is still importing torch: no traceback, one line, exit 130."""
     for delay in (0.3, 0.8):
-        process = subprocess.Popen([LANDFORM, "fit", "--out", str(tmp_path / "o"), "--rounds", "1"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        process = subprocess.Popen([LANDFORM, "fit", "--recipe", "paper", "--out", str(tmp_path / "o"),
+                                    "--rounds", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_hear_ctrl_c)
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
