@@ -13,14 +13,15 @@ from landform.paper import REPRODUCTIONS, reproduce
 def test_every_reproduction_runs_quick_and_writes_its_report(tmp_path, monkeypatch):
     monkeypatch.setenv("LANDFORM_RUNS", str(tmp_path / "runs"))
     summaries = reproduce("all", out_root=tmp_path, quick=True, progress=False)
-    assert set(summaries) == {"table2", "table3", "table4", "table5", "table6", "fig3", "fig8"} == set(REPRODUCTIONS)
+    assert set(summaries) == {"table2", "table3", "table4", "table5", "table6", "fig3", "fig8", "scaling"} \
+        == set(REPRODUCTIONS)
     for name, summary in summaries.items():
         folder = tmp_path / name
         written = json.loads((folder / "summary.json").read_text())
         assert written["command"] == f"landform reproduce {name}" and written["quick"] is True
         assert f"landform reproduce {name}" in (folder / "summary.md").read_text()
         assert summary["title"] in (folder / "summary.md").read_text()
-    assert set(summaries["table2"]["images"]) == {"buffer", "online", "random", "baseline"}
+    assert set(summaries["table2"]["images"]) == {"buffer", "online", "random", "baseline", "paper_budget"}
     assert set(summaries["table2"]["synthetic"]["buffer"]) == {"20", "200"}
     assert set(summaries["table2"]["images"]["online"]["ood"]["200"]) == {"mean", "std", "values"}
     assert len(summaries["table6"]["results"]["ood"]["improvement"]["values"]) == len(summaries["table6"]["seeds"])
@@ -30,6 +31,10 @@ def test_every_reproduction_runs_quick_and_writes_its_report(tmp_path, monkeypat
     for figure in ("fig3/fig3.png", "fig8/fig8.png"):
         assert (tmp_path / figure).stat().st_size > 10_000
     assert {"baseline", "encoder_init", "landscape", "landscape_pure"} <= set(summaries["fig3"]["blocks"]["ood"])
+    for name in ("table2", "table4", "table5", "fig3"):  # the pure Θ they ran, and its fitting budget
+        assert {"name", "source", "rounds", "trajectory_steps"} <= set(summaries[name]["theta"])
+    assert set(summaries["table2"]["images"]["paper_budget"]["ood"]) == {"20", "200"}
+    assert summaries["scaling"]["points"][0]["trajectory_steps"] == 0 and (tmp_path / "scaling/scaling.png").exists()
 
 
 def test_unknown_reproduction_is_one_line(capsys):

@@ -7,40 +7,156 @@ from pathlib import Path
 import torch
 
 from landform.compare import SWEEP_LRS, compare
+from landform.metrics import bootstrap_ci, improvement_at
 from landform.paper.registry import Budget, register
-from landform.paper.tables import _finish, _image_sets
-from landform.report import markdown_table, plot_curves, save_figure
+from landform.paper.tables import _finish, _image_sets, paper_models
+from landform.report import format_interval, markdown_table, plot_curves, save_figure
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
-from landform.tasks.images.task import LR_Z, ImageModels, load_models
+from landform.tasks.images.task import LR_Z, PAPER_FIT, PAPER_NAME, ImageModels, load_models, theta_label
+
+FIG3_STEPS = (20, 200, 2000)
 
 
 @register("fig3")
 def fig3(budget: Budget, out: Path) -> dict:
-    """Fig. 3a: mean loss against step for the baseline, encoder-initialized descent, the encoder's flat line
-    and ours (default mode and the paper's Eq. 3), in and out of distribution."""
-    models = load_models(budget.device)
+    """Fig. 3a: mean loss against step, to convergence (``budget.long_steps``: 2000, as in the paper), for the
+    baseline, encoder-initialized descent, the encoder's flat line and ours (default mode, and the paper's Eq. 3
+    with the paper-budget Θ), in and out of distribution."""
+    models, theta = paper_models(budget)
     val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 8, budget.seed)
     methods = models.methods(lrs=(0.5, 0.1) if budget.quick else SWEEP_LRS)
+    steps = budget.long_steps
+    shown = sorted({min(k, steps) for k in FIG3_STEPS})
     panels, hlines, summary = {}, {}, {}
     for split, images in _image_sets(budget).items():
-        result = compare(models.problem(), images, methods, y_val=val, steps=budget.steps, seed=budget.seed,
-                         device=budget.device, bootstrap=0 if budget.quick else 1000)
+        result = compare(models.problem(), images, methods, y_val=val, steps=steps, seed=budget.seed,
+                         device=budget.device, bootstrap=0 if budget.quick else 1000, report_steps=shown)
         methods, val = result.tuned(), None  # swept once, on validation images, for both splits
         with torch.no_grad():
             encoder = float(models.loss(models.generator(models.encoder(images)), images).mean())
         title = "in distribution (Fashion-MNIST)" if split == "in_distribution" else "out of distribution (MNIST)"
         panels[title] = {name: r.losses for name, r in result.results.items()}
         hlines[title] = {"encoder (one pass)": encoder}
-        summary[split] = {**result.summary, "encoder": encoder}
+        base, pure = result.results["baseline"].losses, result.results["landscape_pure"].losses
+        gains = {str(k): {"improvement": improvement_at(base, pure, k),
+                          "ci95": None if budget.quick else bootstrap_ci(lambda b, o, k=k: improvement_at(b, o, k),
+                                                                         base, pure, seed=budget.seed)}
+                 for k in shown}
+        summary[split] = {**result.summary, "encoder": encoder, "pure_improvement": gains,
+                          "loss_at": {name: {str(k): float(r.losses.mean(1)[k]) for k in shown}
+                                      for name, r in result.results.items()}}
     plot_curves(out / "fig3.png", panels, hlines=hlines, ylabel="mean loss (Eq. 5)")
-    rows = [[split, *[block[m][-1] for m in ("baseline", "encoder_init", "landscape", "landscape_pure")],
-             block["encoder"], f"{block['speedup_at_20']:.1f}x"] for split, block in summary.items()]
-    markdown = markdown_table(["split", "baseline", "encoder_init", "ours (default)", "ours (Eq. 3)", "encoder",
-                                "speedup at 20 (default)"], rows)
-    markdown += (f"\n\nLoss at step {budget.steps}, {budget.images} images per split. The paper (Fig. 3a, CelebA-HQ "
-                 "/ LSUN-cat): ours at 2 steps matches the baseline at 20 (10x), +15% / +10% after convergence; "
-                 "ours beats the encoder at step 11 (in distribution) and 3 (OOD). Figure: fig3.png.")
-    return _finish(out, "fig3", {"title": "Figure 3a: optimization performance", "blocks": summary}, markdown)
+    names = ("baseline", "encoder_init", "landscape", "landscape_pure")
+    rows = []
+    for split, block in summary.items():
+        for k in shown:
+            gain = block["pure_improvement"][str(k)]
+            rows.append([split, k, *[block["loss_at"][m][str(k)] for m in names], block["encoder"],
+                         f"{100 * gain['improvement']:.1f}%{format_interval(gain['ci95'], percent=True)}"])
+    markdown = markdown_table(["split", "step", "baseline", "encoder_init", "ours (default)", "ours (Eq. 3)",
+                                "encoder", "Eq. 3 vs baseline"], rows)
+    markdown += (f"\n\nMean loss at steps {', '.join(map(str, shown))}, {budget.images} images per split; "
+                 "improvement of pure Eq. 3 over the baseline [95% bootstrap interval over images]. Eq. 3 runs "
+                 f"{theta_label(theta)}. The paper (Fig. 3a, CelebA-HQ / LSUN-cat): ours at 2 steps matches the "
+                 "baseline at 20 (10x), +15% / +10% after convergence (2000 steps); ours beats the encoder at step 11 "
+                 "(in distribution) and 3 (OOD). Figure: fig3.png.")
+    return _finish(out, "fig3", {"title": "Figure 3a: optimization performance", "blocks": summary, "theta": theta,
+                                 "steps": steps}, markdown)
+
+
+def _snapshots(budget: Budget) -> list[tuple[int, Path | None]]:
+    """(trajectory steps fitted, Θ's weights) along the paper-budget fit: the untrained Θ (None), the trainer's
+    snapshots (RUNS/images-landscape-paper/snapshots) and its latest checkpoint."""
+    from landform.fitting import checkpoint_state
+    from landform.tasks import runs_dir
+
+    run = runs_dir() / PAPER_NAME
+    per_round = PAPER_FIT["trajectories"] * PAPER_FIT["steps"]
+    points: dict[int, Path | None] = {0: None}
+    for path in sorted((run / "snapshots").glob("round-*.safetensors")):
+        points[int(path.stem.split("-")[1]) * per_round] = path
+    state = checkpoint_state(run)
+    if state is not None and state.get("rounds_completed", 0) > 0:
+        points.setdefault(state["rounds_completed"] * per_round, run)
+    return sorted(points.items())
+
+
+@register("scaling")
+def scaling(budget: Budget, out: Path) -> dict:
+    """Pure Eq. 3's loss at 20 / 200 / 2000 steps against the trajectory steps Θ was fitted for, along the
+    paper-budget fit (0 to 2.56M), in and out of distribution, with 95% bootstrap intervals over images; the
+    baseline's losses as flat lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from landform.compare import Method
+    from landform.mapping import Mapping
+    from landform.paper.tables import _baseline_lr
+
+    models = load_models(budget.device)
+    steps = budget.long_steps
+    shown = sorted({min(k, steps) for k in FIG3_STEPS})
+    sets = _image_sets(budget)
+    lr = _baseline_lr(models, budget)
+    method = Method("baseline", init=models.mean_start, lr=lr)
+    baseline = {split: method.run(models.problem(), y, lr, steps=steps, seed=budget.seed, device=budget.device).losses
+                for split, y in sets.items()}
+    points = _snapshots(budget)
+    if budget.quick:
+        points = points[:1] + points[-1:] if len(points) > 1 else points
+    torch.manual_seed(budget.seed)
+    untrained = Mapping(256, (models.mapping.x_dim,), hidden=1024)  # the trainer's initialization
+
+    def interval(table: torch.Tensor, k: int) -> list:
+        return bootstrap_ci(lambda curve: float(curve[k]), table, resamples=200 if budget.quick else 1000,
+                            seed=budget.seed)
+
+    rows, record = [], {"points": [], "baseline": {}}
+    for split, table in baseline.items():
+        record["baseline"][split] = {str(k): {"mean": float(table.mean(1)[k]), "ci95": interval(table, k)}
+                                     for k in shown}
+    for fitted, path in points:
+        theta = untrained if path is None else Mapping.load(path, map_location=budget.device)
+        entry = {"trajectory_steps": fitted, "path": None if path is None else str(path)}
+        for split, y in sets.items():
+            curve = Method("landscape_pure", mapping=theta, mode="pure", lr=LR_Z).run(
+                models.problem(), y, LR_Z, steps=steps, seed=budget.seed, device=budget.device).losses
+            entry[split] = {str(k): {"mean": float(curve.mean(1)[k]), "ci95": interval(curve, k)} for k in shown}
+            rows.append([f"{fitted:,}", split, *[f"{entry[split][str(k)]['mean']:.4f}"
+                                                 f"{format_interval(entry[split][str(k)]['ci95'])}" for k in shown]])
+        record["points"].append(entry)
+    for split in sets:
+        rows.append(["baseline", split, *[f"{record['baseline'][split][str(k)]['mean']:.4f}"
+                                          f"{format_interval(record['baseline'][split][str(k)]['ci95'])}"
+                                          for k in shown]])
+    figure, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.2), squeeze=False)
+    for axis, split in zip(axes[0], sets, strict=True):
+        x = [max(p["trajectory_steps"], 1) for p in record["points"]]
+        for k, color in zip(shown, ("tab:blue", "tab:orange", "tab:green"), strict=False):
+            means = [p[split][str(k)]["mean"] for p in record["points"]]
+            lows = [p[split][str(k)]["ci95"][0] or m for p, m in zip(record["points"], means, strict=True)]
+            highs = [p[split][str(k)]["ci95"][1] or m for p, m in zip(record["points"], means, strict=True)]
+            axis.plot(x, means, "-o", color=color, label=f"Eq. 3, step {k}")
+            axis.fill_between(x, lows, highs, color=color, alpha=0.2)
+            axis.axhline(record["baseline"][split][str(k)]["mean"], color=color, linestyle="--", linewidth=1,
+                         label=f"baseline, step {k}")
+        axis.set_xscale("symlog", linthresh=5000)
+        axis.set_xlabel("trajectory steps fitted (0 = untrained Θ)")
+        axis.set_ylabel("mean loss (Eq. 5)")
+        axis.set_title("in distribution (Fashion-MNIST)" if split == "in_distribution" else "OOD (MNIST)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle(f"Pure Eq. 3 against Θ's fitting budget ({PAPER_NAME}; §7.1: 2.56M); 95% bootstrap intervals")
+    figure.tight_layout()
+    save_figure(figure, out / "scaling.png")
+    markdown = markdown_table(["trajectory steps fitted", "split", *[f"loss at {k}" for k in shown]], rows)
+    markdown += (f"\n\nPure Eq. 3 with Θ from the paper-budget fit ({PAPER_NAME}: N = {PAPER_FIT['trajectories']}, "
+                 f"T = {PAPER_FIT['steps']}, lr {PAPER_FIT['lr']}) at each saved round, {budget.images} images per "
+                 f"split, [95% bootstrap interval over images]; baseline lr {lr} (swept). Figure: scaling.png.")
+    return _finish(out, "scaling", {"title": "Scaling: pure Eq. 3 against Θ's fitting budget", **record,
+                                    "baseline_lr": lr, "steps": steps}, markdown)
 
 
 def _trajectory(models: ImageModels, images: torch.Tensor, space: str, steps: int, lr: float) -> torch.Tensor:

@@ -27,8 +27,12 @@ class Budget:
         return 5 if self.quick else 200
 
     @property
-    def fit_rounds(self) -> int:  # Algorithm 1 rounds of an image-task fit
-        return 1 if self.quick else 30
+    def long_steps(self) -> int:  # inversion steps of the curves to convergence (Fig. 3a: 2000)
+        return 8 if self.quick else 2000
+
+    @property
+    def fit_rounds(self) -> int:  # Algorithm 1 rounds of an image-task fit (issue 20: at least 100 per seed)
+        return 1 if self.quick else 100
 
     @property
     def fit_trajectories(self) -> int:

@@ -7,6 +7,7 @@ the direction and size of each effect are.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -29,7 +30,16 @@ from landform.tasks.images.data import (
     with_noise,
 )
 from landform.tasks.images.generator import W_DIM
-from landform.tasks.images.task import LR_Z, NOISE_SIGMAS, SPECTRUM_METHODS, ImageModels, load_models, spectrum
+from landform.tasks.images.task import (
+    LR_Z,
+    NOISE_SIGMAS,
+    SPECTRUM_METHODS,
+    ImageModels,
+    load_models,
+    paper_theta,
+    spectrum,
+    theta_label,
+)
 
 PAPER = {
     "table2": {"in_distribution": {20: [3.082, 3.583, 4.417, 4.456], 200: [1.964, 3.034, 2.723, 2.569]},
@@ -61,6 +71,14 @@ def _finish(out: Path, name: str, summary: dict, markdown: str) -> dict:
     write_text(out / "summary.md", f"# {summary['title']}\n\nWritten by `{command}`.\n\n{markdown}\n")
     print(f"{summary['title']}\n{markdown}\n(wrote {out})")
     return summary
+
+
+def paper_models(budget: Budget) -> tuple[ImageModels, dict]:
+    """The shipped models with the pure Θ fitted at the paper's budget as ``mapping`` (``paper_theta``: the
+    trainer's entry, else its checkpoint so far, else the shipped images-landscape), and what that Θ is."""
+    models = load_models(budget.device)
+    theta, info = paper_theta(budget.device)
+    return dataclasses.replace(models, mapping=theta), info
 
 
 def _image_sets(budget: Budget) -> dict[str, torch.Tensor]:
@@ -150,31 +168,36 @@ def _at(table: torch.Tensor, step: int) -> float:
 def table2(budget: Budget, out: Path) -> dict:
     """Ablation: full Algorithm 1, without alternation and buffer (online), random Θ, baseline; on the image
     task and the synthetic problem, each fit repeated over ``budget.seeds`` (mean ± std over seeds)."""
-    models = load_models(budget.device)
+    models, theta = paper_models(budget)
     lr = _baseline_lr(models, budget)
     sets = _image_sets(budget)
     baseline = _baseline_curves(models, sets, budget, lr)
     images: dict = {method: _fitted_losses(models, _fashion_sampler(), sets, budget, f"table2-{method}", (20, 200),
                                            method=method) for method in ABLATIONS}
     images["baseline"] = {split: {str(s): _at(table, s) for s in (20, 200)} for split, table in baseline.items()}
+    paper_curves = {split: _landscape_curve(models, models.mapping, y, budget) for split, y in sets.items()}
+    images["paper_budget"] = {split: {str(s): _at(table, s) for s in (20, 200)}
+                              for split, table in paper_curves.items()}
     synthetic = _synthetic_ablation(budget)
     rows = []
     for split in ("in_distribution", "ood"):
         for step in ("20", "200"):
             ours = [_mean_std(images[m][split][step]) for m in ABLATIONS]
             paper = PAPER["table2"][split][int(step)]
-            rows.append([split, step, *ours, images["baseline"][split][step], " / ".join(f"{v}" for v in paper)])
+            rows.append([split, step, images["paper_budget"][split][step], *ours, images["baseline"][split][step],
+                         " / ".join(f"{v}" for v in paper)])
     for step in ("20", "200"):
         values = [_mean_std(synthetic[m][step]) for m in (*ABLATIONS, "baseline")]
-        rows.append(["synthetic", step, *values, ""])
-    markdown = markdown_table(["data", "steps", "full", "without AO + buffer", "random Θ", "baseline",
-                                "paper (full / no AO / random / baseline)"], rows)
+        rows.append(["synthetic", step, "", *values, ""])
+    markdown = markdown_table(["data", "steps", "full, paper-budget Θ", "full", "without AO + buffer", "random Θ",
+                                "baseline", "paper (full / no AO / random / baseline)"], rows)
     fit_minutes = sum(images[m]["fit_seconds"]["mean"] for m in ABLATIONS) / len(ABLATIONS) / 60
     markdown += (f"\n\nMean loss, mean ± std over {len(budget.seeds)} seeds (one Θ fitted per seed). Image task: "
                  f"{budget.images} images per split, each fit {budget.fit_rounds} rounds x {budget.fit_trajectories} "
                  f"trajectories x {budget.fit_steps} steps ({fit_minutes:.1f} min on average), pure Eq. 3, baseline "
-                 f"(deterministic from the mean w) lr {lr} (swept). Synthetic: 256 test observations.")
-    return _finish(out, "table2", {"title": "Table 2: ablation of Algorithm 1", "images": images,
+                 f"(deterministic from the mean w) lr {lr} (swept). Synthetic: 256 test observations. "
+                 f"Paper-budget Θ (one fit): {theta_label(theta)}.")
+    return _finish(out, "table2", {"title": "Table 2: ablation of Algorithm 1", "images": images, "theta": theta,
                                    "synthetic": synthetic, "seeds": list(budget.seeds), "baseline_lr": lr,
                                    "paper": PAPER["table2"]}, markdown)
 
@@ -232,8 +255,9 @@ def table3(budget: Budget, out: Path) -> dict:
 
 def _spectrum_table(budget: Budget, out: Path, name: str, title: str, sets: dict[str, torch.Tensor],
                     paper: list[float]) -> dict:
-    """Tables 4 and 5 share the image task's ``spectrum`` (the same function the demo calls)."""
-    models = load_models(budget.device)
+    """Tables 4 and 5 share the image task's ``spectrum`` (the same function the demo calls); pure Eq. 3 runs
+    the paper-budget Θ (``paper_models``)."""
+    models, theta = paper_models(budget)
     val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 8, budget.seed)
     methods = [m for m in models.methods(lrs=(0.5, 0.1) if budget.quick else SWEEP_LRS) if m.name in SPECTRUM_METHODS]
     sweep = compare(models.problem(), val, methods, y_val=val, steps=budget.steps, seed=budget.seed,
@@ -250,9 +274,10 @@ def _spectrum_table(budget: Budget, out: Path, name: str, title: str, sets: dict
                      f"{paper_value}%"])
     markdown = markdown_table(["data", "ours, default mode", "ours, pure Eq. 3", "paper (pure)"], rows)
     markdown += (f"\n\nImprovement over the baseline at step {budget.steps} [95% bootstrap interval], "
-                 f"{budget.images} images per set; the shipped models; baseline lr {lrs['baseline']} (swept).")
-    return _finish(out, name, {"title": title, "spectrum": block, "paper": paper, "baseline_lr": lrs["baseline"]},
-                   markdown)
+                 f"{budget.images} images per set; the shipped models; baseline lr {lrs['baseline']} (swept). "
+                 f"Pure Eq. 3: {theta_label(theta)}.")
+    return _finish(out, name, {"title": title, "spectrum": block, "paper": paper, "baseline_lr": lrs["baseline"],
+                               "theta": theta}, markdown)
 
 
 
