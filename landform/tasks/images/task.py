@@ -412,7 +412,8 @@ def train_paper_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = 
                           zoo_dir: Path | None = None) -> Mapping:
     """The pure Θ at the paper's own budget (``PAPER_FIT``), resumable from ``run_dir`` (default
     RUNS/images-landscape-paper); writes the entry ``images-landscape-paper`` (RUNS/zoo unless installed).
-    At about 10 s a round on one idle core it takes 1.5 hours; any number of interruptions cost nothing."""
+    A round (N = 256) took 60 s on one thread of the shared 2-core machine at load average 8, and 180-240 s at
+    load 12; interruptions cost nothing (``landform zoo train images-landscape-paper`` resumes)."""
     return train_landscape(device=device, seed=seed, resume=resume, progress=progress, rounds=rounds,
                            trajectories=PAPER_FIT["trajectories"], steps=PAPER_FIT["steps"], lr=PAPER_FIT["lr"],
                            run_dir=Path(run_dir) if run_dir is not None else runs_dir() / PAPER_NAME,
