@@ -6,6 +6,7 @@ initialized already); only imports under ``if TYPE_CHECKING:`` are left out, sin
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import landform
@@ -22,6 +23,12 @@ def _modules() -> dict[str, Path]:
             parts.pop()
         modules[".".join(parts)] = path
     return modules
+
+
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    """A module's syntax tree, parsed once per run (every test here walks the whole package)."""
+    return ast.parse(path.read_text())
 
 
 def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
@@ -42,6 +49,7 @@ def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
     return found
 
 
+@functools.cache
 def import_graph() -> dict[str, set[str]]:
     """Module -> the package's modules it imports (``from a import b`` is an edge to ``a.b`` where that is a
     module, else to ``a``), and the packages whose ``__init__`` that import runs."""
@@ -49,7 +57,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-        for node in _runtime_imports(ast.parse(path.read_text())):
+        for node in _runtime_imports(_tree(path)):
             if isinstance(node, ast.Import):
                 graph[name].update(a.name for a in node.names if a.name in modules)
                 continue
@@ -114,7 +122,7 @@ def test_no_module_but_the_helper_imports_tqdm():
     for path in PACKAGE.rglob("*.py"):
         if path == PACKAGE / "progress.py":
             continue
-        for node in _runtime_imports(ast.parse(path.read_text())):
+        for node in _runtime_imports(_tree(path)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             if any(name == "tqdm" or name.startswith("tqdm.") for name in names):
                 offenders.append(str(path.relative_to(PACKAGE.parent)))
