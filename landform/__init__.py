@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "FitResult": "landform.fitting",
     "InversionResult": "landform.inference",
+    "Landscape": "landform.recipe",
     "LandformError": "landform.errors",
     "Mapping": "landform.mapping",
     "Method": "landform.compare",
@@ -24,6 +25,7 @@ _EXPORTS = {
     "compare": "landform.compare",
     "fit": "landform.fitting",
     "invert": "landform.inference",
+    "learn": "landform.recipe",
     "load_problem": "landform.problem",
     "metrics": None,
     "summarize": "landform.compare",
@@ -33,12 +35,14 @@ __all__ = [
     "FitResult",
     "InversionResult",
     "LandformError",
+    "Landscape",
     "Mapping",
     "Method",
     "Problem",
     "compare",
     "fit",
     "invert",
+    "learn",
     "load_problem",
     "metrics",
     "summarize",
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
     from landform.inference import InversionResult, invert
     from landform.mapping import Mapping
     from landform.problem import Problem, load_problem
+    from landform.recipe import Landscape, learn
 
 
 def __getattr__(name: str) -> Any:

@@ -49,22 +49,28 @@ POOL_SIZE = 8192
 VALIDATION_SIZE = 512
 
 
+SETTING_MODES = ("start", "residual", "pure")
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
-    """How a Landscape inverts: descent on x = E(y) + Θ(z) + δ (``use_theta``) or on x = E(y) + δ, with Adam
-    step sizes ``lr_z`` on z and ``lr_x`` on δ, δ's step ramped up over ``warmup`` steps; ``steps`` is where
-    more steps stopped paying on the validation observations (the default of ``invert``)."""
+    """How a Landscape inverts, with Adam: ``mode`` "start" descends on x = E(y) + δ (Θ did not pay for its
+    cost), "residual" on x = E(y) + Θ(z) + δ, "pure" on x = E(y) + Θ(z) (Eq. 3 around the start); ``lr_z`` and
+    ``lr_x`` are the step sizes on z and δ, δ's ramped up over ``warmup`` steps; ``steps`` is where more steps
+    stopped paying on the validation observations (the default of ``invert``)."""
 
-    use_theta: bool
+    mode: str
     lr_z: float
     lr_x: float
     warmup: int
     steps: int
 
     def describe(self) -> str:
-        moved = f"z (lr {self.lr_z:g}) and δ (lr {self.lr_x:g}, warm-up {self.warmup})" if self.use_theta \
-            else f"δ (lr {self.lr_x:g}; Θ did not pay for its cost)"
-        return f"x = E(y) + {'Θ(z) + ' if self.use_theta else ''}δ, Adam on {moved}, {self.steps} steps"
+        moved = {"start": f"δ (lr {self.lr_x:g}; Θ did not pay for its cost)",
+                 "residual": f"z (lr {self.lr_z:g}) and δ (lr {self.lr_x:g}, warm-up {self.warmup})",
+                 "pure": f"z (lr {self.lr_z:g})"}[self.mode]
+        x = {"start": "E(y) + δ", "residual": "E(y) + Θ(z) + δ", "pure": "E(y) + Θ(z)"}[self.mode]
+        return f"x = {x}, Adam on {moved}, {self.steps} steps"
 
 
 @dataclass
@@ -96,8 +102,10 @@ class Landscape:
     def method(self, name: str = "landscape") -> Method:
         """The tuned inference as a ``compare`` method (run it on ``problem_with_start(problem, self)``)."""
         s = self.settings
-        if not s.use_theta:
+        if s.mode == "start":
             return Method(name, lr=s.lr_x, use_base=True)
+        if s.mode == "pure":
+            return Method(name, mapping=self.mapping, mode="pure", lr=s.lr_z, use_base=True)
         return Method(name, mapping=self.mapping, mode="residual", lr=s.lr_z, lr_x=s.lr_x, warmup=s.warmup,
                       use_base=True)
 
@@ -172,13 +180,12 @@ def problem_with_start(problem: Problem, landscape: Landscape) -> Problem:
 
 def _settings(value: Any, source: Path) -> InferenceSettings:
     try:
-        settings = InferenceSettings(use_theta=bool(value["use_theta"]), lr_z=float(value["lr_z"]),
-                                     lr_x=float(value["lr_x"]), warmup=int(value["warmup"]), steps=int(value["steps"]))
+        settings = InferenceSettings(mode=str(value["mode"]), lr_z=float(value["lr_z"]), lr_x=float(value["lr_x"]),
+                                     warmup=int(value["warmup"]), steps=int(value["steps"]))
     except (KeyError, TypeError, ValueError):
-        raise LandformError(f"{source}: the landscape's settings need use_theta, lr_z, lr_x, warmup and steps") \
-            from None
+        raise LandformError(f"{source}: the landscape's settings need mode, lr_z, lr_x, warmup and steps") from None
     if not all(math.isfinite(v) and v > 0 for v in (settings.lr_z, settings.lr_x)) or settings.warmup < 0 \
-            or settings.steps < 0:
+            or settings.steps < 0 or settings.mode not in SETTING_MODES:
         raise LandformError(f"{source}: the landscape's settings are out of range ({value})")
     return settings
 
@@ -292,7 +299,7 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
     log(f"fit: Θ {len(fitted.history)} rounds, the best at round {selector.best_round} ({selector.stopped}); "
         f"{budget.used():.0f} s so far")
 
-    landscape = Landscape(start=start, mapping=mapping.eval(), settings=InferenceSettings(True, lr_z, 0.1, 0, 200))
+    landscape = Landscape(start=start, mapping=mapping.eval(), settings=InferenceSettings("pure", lr_z, 0.1, 0, 200))
     settings, tuning = tune(problem_with_start(problem, landscape), landscape, val[-TUNE_COUNT:], warmup=steps,
                             seed=seed, device=device)
     landscape.settings = settings
@@ -382,7 +389,8 @@ class _ThetaSelector:
 
 def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup: int = HORIZON, seed: int = 0,
          device: torch.device | str | None = None) -> tuple[InferenceSettings, dict]:
-    """The inference settings with the shortest wall-clock time to the swept baseline's losses on ``y_val``
+    """The inference settings, among start + δ, Θ + δ and Eq. 3 around the start with a few step sizes each, that
+    reach the swept baseline's losses on ``y_val`` soonest in wall-clock time and go furthest below them
     (``problem.base`` is the landscape's start), among those at or below the baseline at every step from 1."""
     common = {"steps": REPORT_HORIZON, "seed": seed, "device": device, "allow_nonfinite": True}
     runs = {lr: invert(problem.forward, problem.loss, y_val, lr=lr, x_shape=problem.x_shape, **common)
@@ -396,26 +404,29 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
         problem.base(y_val)
     start_seconds = time.perf_counter() - began
     candidates: list[tuple[InferenceSettings, InversionResult]] = []
+
+    def run(settings: InferenceSettings) -> None:
+        method = replace(landscape, settings=settings).method()
+        candidates.append((settings, method.run(problem, y_val, method.lr, **common)))
+
     for factor in (0.5, 1.0, 2.0):
-        lr_x = baseline_lr * factor
-        candidates.append((InferenceSettings(False, 0.1, lr_x, 0, REPORT_HORIZON),
-                           invert(problem.forward, problem.loss, y_val, lr=lr_x, base=problem.base,
-                                  x_shape=problem.x_shape, **common)))
-        for lr_z in (0.1, 0.3) if factor < 2 else ():
-            candidates.append((InferenceSettings(True, lr_z, lr_x, warmup, REPORT_HORIZON),
-                               _run_theta(problem, landscape.mapping, y_val, lr_z, lr_x, warmup, common)))
+        run(InferenceSettings("start", 0.1, baseline_lr * factor, 0, REPORT_HORIZON))
+    for lr_z in (0.1, 0.3):
+        for factor in (0.5, 1.0):
+            run(InferenceSettings("residual", lr_z, baseline_lr * factor, warmup, REPORT_HORIZON))
+    for lr_z in (0.03, 0.1, 0.3):
+        run(InferenceSettings("pure", lr_z, baseline_lr, 0, REPORT_HORIZON))
     # One step's cost per kind of candidate: the fastest run of that kind (single runs are noisy on a busy machine).
-    cost = {False: min([baseline.seconds_per_step] + [r.seconds_per_step for s, r in candidates if not s.use_theta]),
-            True: min(r.seconds_per_step for s, r in candidates if s.use_theta)}
-    table = {_key(s): _judge(reference, r, cost[s.use_theta], baseline.seconds_per_step, start_seconds)
+    cost = {mode: min([r.seconds_per_step for s, r in candidates if s.mode == mode]
+                      + ([baseline.seconds_per_step] if mode == "start" else [])) for mode in SETTING_MODES}
+    table = {_key(s): _judge(reference, r, cost[s.mode], baseline.seconds_per_step, start_seconds)
              for s, r in candidates}
     best = min(candidates, key=lambda c: _rank(table[_key(c[0])]))[0]
-    if best.use_theta:  # the warm-up: Θ alone for its T steps, or δ moving from the first step
-        no_warmup = replace(best, warmup=0)
-        result = _run_theta(problem, landscape.mapping, y_val, best.lr_z, best.lr_x, 0, common)
-        table[_key(no_warmup)] = _judge(reference, result, cost[True], baseline.seconds_per_step, start_seconds)
-        candidates.append((no_warmup, result))
-        best = min((best, no_warmup), key=lambda s: _rank(table[_key(s)]))
+    if best.mode == "residual":  # the warm-up: Θ alone for its T steps, or δ moving from the first step
+        run(replace(best, warmup=0))
+        table[_key(candidates[-1][0])] = _judge(reference, candidates[-1][1], cost["residual"],
+                                                baseline.seconds_per_step, start_seconds)
+        best = min((best, candidates[-1][0]), key=lambda s: _rank(table[_key(s)]))
     curve = dict((_key(s), r) for s, r in candidates)[_key(best)].losses.mean(1).double()
     enough = _steps_that_pay(curve)
     settings = replace(best, steps=enough)
@@ -424,16 +435,12 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
                       "candidates": table, "chosen": _key(best), "steps_that_pay": enough}
 
 
-def _run_theta(problem: Problem, mapping: Mapping, y: torch.Tensor, lr_z: float, lr_x: float, warmup: int,
-               common: dict) -> InversionResult:
-    return invert(problem.forward, problem.loss, y, mapping=mapping, mode="residual", lr=lr_z, lr_x=lr_x,
-                  warmup=warmup, base=problem.base, x_shape=problem.x_shape, **common)
-
-
 def _key(settings: InferenceSettings) -> str:
-    if not settings.use_theta:
-        return f"start+delta lr_x={settings.lr_x:g}"
-    return f"theta lr_z={settings.lr_z:g} lr_x={settings.lr_x:g} warmup={settings.warmup}"
+    if settings.mode == "start":
+        return f"start lr_x={settings.lr_x:g}"
+    if settings.mode == "pure":
+        return f"pure lr_z={settings.lr_z:g}"
+    return f"residual lr_z={settings.lr_z:g} lr_x={settings.lr_x:g} warmup={settings.warmup}"
 
 
 TARGET_STEPS = (1, 2, 5, 10, 20, 50, 100, 200)
@@ -450,14 +457,16 @@ def _judge(reference: torch.Tensor, result: InversionResult, seconds_per_step: f
         reached = steps_to_reach(curve, float(reference[k]))
         seconds.append(math.inf if math.isinf(reached) else start_seconds + max(reached, 1) * seconds_per_step)
     log_time = sum(math.log(s / (k * baseline_seconds)) for s, k in zip(seconds, TARGET_STEPS, strict=True))
-    return {"worst_ratio_from_1": worst, "log_time_ratio": log_time / len(TARGET_STEPS),
+    log_loss = float((curve[1:] / reference[1:].clamp_min(1e-30)).clamp_min(1e-30).log().mean())
+    return {"worst_ratio_from_1": worst, "log_time_ratio": log_time / len(TARGET_STEPS), "log_loss_ratio": log_loss,
             "ms_per_step": round(1e3 * seconds_per_step, 3), "loss_at_200": float(curve[-1])}
 
 
 def _rank(judged: dict) -> tuple[float, float]:
-    """Settings at or below the baseline everywhere first, then the fastest; else the least far above it."""
+    """Settings at or below the baseline at every step first, ranked by how much sooner they reach the
+    baseline's losses plus how far below it they go (both as mean log ratios); else the least far above it."""
     if judged["worst_ratio_from_1"] <= 1.0:
-        return (0.0, judged["log_time_ratio"])
+        return (0.0, judged["log_time_ratio"] + judged["log_loss_ratio"])
     return (1.0, judged["worst_ratio_from_1"])
 
 

@@ -189,7 +189,7 @@ def _readme() -> str:
 
 
 def test_the_readme_python_snippet_runs_and_the_landscape_is_faster(tmp_path):
-    code = re.search(r"```python\n(.*?)```", _readme(), re.S).group(1)
+    code = next(block for block in re.findall(r"```python\n(.*?)```", _readme(), re.S) if "Mapping(" in block)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, cwd=tmp_path,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -11,15 +11,13 @@ to issue 9's targets.
 
 from __future__ import annotations
 
-import functools
-import math
 import time
 from dataclasses import replace
 
 import torch
 
 from landform.compare import SWEEP_LRS, Comparison, Method, compare, summarize_methods
-from landform.metrics import as_curve, bootstrap_ci, steps_to_reach
+from landform.metrics import as_curve, bootstrap_ci
 from landform.problem import Problem
 from landform.tasks.pose.load import LR_Z, PoseModels
 from landform.tasks.pose.losses import LOSS_NAMES
@@ -79,18 +77,6 @@ def time_methods(problem: Problem, y: torch.Tensor, chosen: list[Method], lrs: d
             {m.name: start if m.use_base else 0.0 for m in chosen})
 
 
-def wallclock_speedup(baseline: torch.Tensor, ours: torch.Tensor, seconds: tuple[float, float], k: int = 20,
-                      start: float = 0.0) -> float:
-    """(seconds the baseline needs to reach its own step-k loss) / (seconds ours needs to reach it: its
-    ``start`` plus its steps, at least one), each at least one step; 0 if ours never gets there."""
-    b, o = as_curve(baseline), as_curve(ours)
-    target = float(b[k])
-    own = steps_to_reach(o, target)
-    if math.isinf(own):
-        return 0.0
-    return steps_to_reach(b, target) * seconds[0] / (max(own, 1.0) * seconds[1] + start)
-
-
 def summary_block(comparison: Comparison, seconds: dict[str, float], *, kind: str, bootstrap: int = 1000,
                   seed: int = 0, start_seconds: dict[str, float] | None = None) -> dict:
     """``compare``'s summary with the measured time per step, plus the pose report's own checks: the
@@ -99,7 +85,8 @@ def summary_block(comparison: Comparison, seconds: dict[str, float], *, kind: st
     starts = start_seconds or {}
     losses = {name: result.losses for name, result in comparison.results.items()}
     extra = {key: comparison.summary[key] for key in ("lr", "optimizer", "evaluations", "lr_sweep")}
-    block = summarize_methods(losses, seconds_per_step=seconds, bootstrap=bootstrap, seed=seed, extra=extra)
+    block = summarize_methods(losses, seconds_per_step=seconds, bootstrap=bootstrap, seed=seed, extra=extra,
+                              start_seconds=starts)  # the wall-clock speedup at 20 and the start in every time
     block["baseline_lr"] = comparison.lrs["baseline"]
     block["loss"] = kind
     block["time_per_step_ms"] = {name: round(1e3 * value, 3) for name, value in seconds.items()}
@@ -115,22 +102,15 @@ def summary_block(comparison: Comparison, seconds: dict[str, float], *, kind: st
         ours = losses[name].double()
         stats = block if name == "landscape" else block["methods"][name]
         ratio = as_curve(ours)[5:] / as_curve(base)[5:]
-        pair, start = (seconds["baseline"], seconds[name]), starts.get(name, 0.0)
+        start = starts.get(name, 0.0)
         stats["worst_ratio_from_5"] = float(ratio.max())
         stats["worst_step_from_5"] = 5 + int(ratio.argmax())
         stats["at_or_below_baseline_from_5"] = bool(ratio.max() <= 1.0)
-        stats["wallclock_speedup_at_20"] = wallclock_speedup(base, ours, pair, start=start)
-        for key in ("seconds_to_baseline_20", "seconds_to_baseline_200"):
-            if stats.get(key) is not None:
-                stats[key] += start
         steps_ci = stats.get("steps_to_baseline_200_ci95")
         if steps_ci:  # the same resamples as the steps, times the measured seconds per step, plus the start
             stats["seconds_to_baseline_200_ci95"] = [None if v is None else v * seconds[name] + start
                                                      for v in steps_ci]
         if bootstrap:
-            stats["wallclock_speedup_at_20_ci95"] = bootstrap_ci(
-                functools.partial(wallclock_speedup, seconds=pair, start=start), base, ours, resamples=bootstrap,
-                seed=seed)
             stats["worst_ratio_from_5_ci95"] = bootstrap_ci(lambda b, o: float((o[5:] / b[5:]).max()), base, ours,
                                                             resamples=bootstrap, seed=seed)
     return block

@@ -1,0 +1,102 @@
+"""The README's two commands on the example problems: `landform fit` (the fast recipe, no extra flags) and
+`landform compare`, and the table of what they give (benchmarks/results/recipe-examples.{json,md}).
+
+    python benchmarks/recipe_examples.py [--threads 1] [--out DIR]
+
+Each problem: fit into a fresh directory (timed), compare on 256 test observations, then the headline numbers
+from compare's summary.json, with their 95% bootstrap intervals over examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from landform.io import write_bytes, write_json
+from landform.report import markdown_table
+
+PROBLEMS = {
+    "smooth decoder": "landform.examples.decoder:make_problem",
+    "renderer with local minima": "landform.examples.renderer:make_problem",
+    "synthetic (built in)": "landform.synthetic:synthetic_problem",
+}
+RESULTS = Path(__file__).resolve().parent / "results"
+LANDFORM = str(Path(sys.executable).with_name("landform"))
+
+
+def run(argv: list[str], cwd: Path) -> float:
+    """Run a landform command; its wall-clock seconds (a failure stops the benchmark with its message)."""
+    began = time.perf_counter()
+    done = subprocess.run([LANDFORM, *argv], capture_output=True, text=True, cwd=cwd)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed: {done.stderr.strip().splitlines()[-1]}")
+    return time.perf_counter() - began
+
+
+def interval(values: list | None, scale: float = 1.0, digits: int = 1) -> str:
+    if not values:
+        return ""
+    low, high = (("open" if v is None else f"{v * scale:.{digits}f}") for v in values)
+    return f" [{low}, {high}]"
+
+
+def measure(name: str, spec: str, root: Path, threads: list[str]) -> dict:
+    folder = root / name.split()[0]
+    fit_seconds = run(["fit", "--problem", spec, "--out", str(folder / "theta"), *threads], root)
+    compare_seconds = run(["compare", "--problem", spec, "--mapping", str(folder / "theta"), "--out",
+                           str(folder / "cmp"), *threads], root)
+    block = json.loads((folder / "cmp" / "summary.json").read_text())["test"]
+    fitted = json.loads((folder / "theta" / "landscape.json").read_text())
+    steps = [s for s in block["steps"] if s >= 1]
+    ratios = [block["landscape"][block["steps"].index(s)] / block["baseline"][block["steps"].index(s)]
+              for s in steps]
+    return {"problem": spec, "fit_seconds": round(fit_seconds, 1), "compare_seconds": round(compare_seconds, 1),
+            "settings": fitted["settings"], "count": block["count"],
+            "speedup_at_20": block["speedup_at_20"], "speedup_at_20_ci95": block.get("speedup_at_20_ci95"),
+            "wallclock_speedup_at_20": block["wallclock_speedup_at_20"],
+            "wallclock_speedup_at_20_ci95": block.get("wallclock_speedup_at_20_ci95"),
+            "improvement_at_200": block["improvement_at_200"],
+            "improvement_at_200_ci95": block.get("improvement_at_200_ci95"),
+            "worst_ratio_to_baseline_from_1": max(ratios), "reported_steps": steps,
+            "ms_per_step": {k: round(1e3 * v, 3) for k, v in block["seconds_per_step"].items()},
+            "start_ms": block.get("start_ms", {}).get("landscape")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="1", help="torch threads for every command (default 1)")
+    parser.add_argument("--out", default=str(RESULTS), help="where the table goes")
+    args = parser.parse_args()
+    threads = ["--threads", args.threads]
+    with tempfile.TemporaryDirectory() as scratch:
+        results = {name: measure(name, spec, Path(scratch), threads) for name, spec in PROBLEMS.items()}
+    rows = [[name, f"{r['fit_seconds'] / 60:.1f} min",
+             f"{r['speedup_at_20']:.1f}x{interval(r['speedup_at_20_ci95'])}",
+             f"{r['wallclock_speedup_at_20']:.1f}x{interval(r['wallclock_speedup_at_20_ci95'])}",
+             f"{100 * r['improvement_at_200']:+.1f}%{interval(r['improvement_at_200_ci95'], 100)}",
+             f"{r['worst_ratio_to_baseline_from_1']:.3f}",
+             f"{r['ms_per_step']['baseline']:.1f} / {r['ms_per_step']['landscape']:.1f} (+{r['start_ms']:.1f} once)",
+             r["settings"]["mode"]] for name, r in results.items()]
+    table = markdown_table(["problem", "fit", "speedup at 20", "wall-clock speedup to the baseline's step-20 loss",
+                            "improvement at 200", "worst ratio to the baseline, steps 1-200",
+                            "ms/step baseline / ours (start)", "mode chosen"], rows)
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    note = (f"`python benchmarks/recipe_examples.py --threads {args.threads}`: `landform fit --problem SPEC --out D` "
+            f"and `landform compare --problem SPEC --mapping D --out C`, nothing else but --threads; 256 test "
+            f"observations each, 95% bootstrap intervals over them; {platform.processor() or platform.machine()}, "
+            f"load average {' '.join(load)} at the end.")
+    out = Path(args.out)
+    write_json(out / "recipe-examples.json", {"threads": args.threads, "load_average": load, "results": results})
+    write_bytes(out / "recipe-examples.md", f"{table}\n\n{note}\n".encode())
+    print(table)
+    print(note)
+
+
+if __name__ == "__main__":
+    main()
