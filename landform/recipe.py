@@ -301,7 +301,7 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
 
     landscape = Landscape(start=start, mapping=mapping.eval(), settings=InferenceSettings("pure", lr_z, 0.1, 0, 200))
     settings, tuning = tune(problem_with_start(problem, landscape), landscape, val[-TUNE_COUNT:], warmup=steps,
-                            seed=seed, device=device)
+                            seed=seed, device=device, deadline=budget.began + budget.seconds)
     landscape.settings = settings
     landscape.record = {"recipe": "fast", "seconds": round(budget.used(), 1), "budget_seconds": seconds,
                         "observations": {"train": int(train.shape[0]), "held_out": held},
@@ -388,10 +388,11 @@ class _ThetaSelector:
 # ---------------------------------------------------------------------------------------------- tuning
 
 def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup: int = HORIZON, seed: int = 0,
-         device: torch.device | str | None = None) -> tuple[InferenceSettings, dict]:
+         device: torch.device | str | None = None, deadline: float = math.inf) -> tuple[InferenceSettings, dict]:
     """The inference settings, among start + δ, Θ + δ and Eq. 3 around the start with a few step sizes each, that
     reach the swept baseline's losses on ``y_val`` soonest in wall-clock time and go furthest below them
-    (``problem.base`` is the landscape's start), among those at or below the baseline at every step from 1."""
+    (``problem.base`` is the landscape's start), among those at or below the baseline at every step from 1.
+    Past ``deadline`` (``time.perf_counter()``) the candidates not yet run are skipped, and listed."""
     common = {"steps": REPORT_HORIZON, "seed": seed, "device": device, "allow_nonfinite": True}
     runs = {lr: invert(problem.forward, problem.loss, y_val, lr=lr, x_shape=problem.x_shape, **common)
             for lr in SWEEP_LRS}
@@ -405,7 +406,12 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     start_seconds = time.perf_counter() - began
     candidates: list[tuple[InferenceSettings, InversionResult]] = []
 
+    skipped: list[str] = []
+
     def run(settings: InferenceSettings) -> None:
+        if time.perf_counter() > deadline and len(candidates) >= 3:  # out of budget: the start's candidates stay
+            skipped.append(_key(settings))
+            return
         method = replace(landscape, settings=settings).method()
         candidates.append((settings, method.run(problem, y_val, method.lr, **common)))
 
@@ -422,7 +428,7 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     table = {_key(s): _judge(reference, r, cost[s.mode], baseline.seconds_per_step, start_seconds)
              for s, r in candidates}
     best = min(candidates, key=lambda c: _rank(table[_key(c[0])]))[0]
-    if best.mode == "residual":  # the warm-up: Θ alone for its T steps, or δ moving from the first step
+    if best.mode == "residual" and time.perf_counter() <= deadline:  # the warm-up: Θ alone for T steps, or not
         run(replace(best, warmup=0))
         table[_key(candidates[-1][0])] = _judge(reference, candidates[-1][1], cost["residual"],
                                                 baseline.seconds_per_step, start_seconds)
@@ -432,7 +438,7 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     settings = replace(best, steps=enough)
     return settings, {"baseline_lr": baseline_lr, "baseline_final": {str(k): v for k, v in finals.items()},
                       "count": int(y_val.shape[0]), "start_ms": round(1e3 * start_seconds, 3),
-                      "candidates": table, "chosen": _key(best), "steps_that_pay": enough}
+                      "candidates": table, "chosen": _key(best), "steps_that_pay": enough, "skipped": skipped}
 
 
 def _key(settings: InferenceSettings) -> str:
