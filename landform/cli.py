@@ -176,8 +176,6 @@ def cmd_invert(args: argparse.Namespace) -> None:
                                 **_task_options(args, task))
         return
     from landform import Mapping, invert
-    from landform.io import save_pair
-    from landform.report import write_curves_csv
 
     problem = guard.load_problem(args.problem, args.device, args.autocast)
     landscape = _landscape(args)
@@ -193,18 +191,8 @@ def cmd_invert(args: argparse.Namespace) -> None:
     result = invert(problem.forward, problem.loss, y, mapping=mapping, mode=mode, steps=args.steps,
                     optimizer=args.optimizer, lr=args.lr, init=args.init, x_shape=problem.x_shape,
                     base=problem.base, mask=mask, seed=args.seed, device=args.device, progress=True)
-    guard.check_finite_losses(result.losses)
-    out = Path(args.out)
-    tensors = {"x": result.x, "losses": result.losses, "y_hat": result.y_hat}
-    if result.z is not None:
-        tensors["z"] = result.z
-    save_pair(out / "inversion.safetensors", tensors,
-              {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer, "mode": mode,
-               "seconds_per_step": result.seconds_per_step, "mapping": args.mapping})
-    write_curves_csv(out / "curve.csv", {"loss": result.losses})
-    print(f"inverted {y.shape[0]} observations: mean loss {result.losses[0].mean():.4g} -> "
-          f"{result.losses[-1].mean():.4g} in {args.steps} steps ({result.seconds_per_step * 1e3:.2f} ms/step); "
-          f"wrote {out / 'inversion.safetensors'}")
+    write_inversion(Path(args.out), result, {"steps": args.steps, "lr": args.lr, "optimizer": args.optimizer,
+                                             "mode": mode, "mapping": args.mapping})
 
 
 def _landscape(args: argparse.Namespace):
@@ -225,26 +213,31 @@ def _landscape(args: argparse.Namespace):
 
 def invert_landscape(args: argparse.Namespace, problem, landscape) -> None:
     """``invert`` with a Landscape: its start, its anchored Θ and its tuned settings."""
-    from landform.io import save_pair
-    from landform.report import write_curves_csv
 
     y = _observations(args, problem, "test")
     mask = guard.check_mask(_load_tensor(args.mask, "mask"), y) if args.mask else None
     steps = args.steps if getattr(args, "steps_given", False) else landscape.settings.steps
     result = landscape.invert(y, problem, steps=steps, optimizer=args.optimizer, mask=mask, seed=args.seed,
                               device=args.device, progress=True)
+    write_inversion(Path(args.out), result, {"steps": steps, "optimizer": args.optimizer,
+                                             "landscape": landscape.describe(), "mapping": args.mapping})
+
+
+def write_inversion(out: Path, result, config: dict) -> None:
+    """``invert``'s outputs: x, the losses, F(x) (and z) as safetensors with ``config``, the loss curve as CSV,
+    and one line that says what it did."""
+    from landform.io import save_pair
+    from landform.report import write_curves_csv
+
     guard.check_finite_losses(result.losses)
-    out = Path(args.out)
     tensors = {"x": result.x, "losses": result.losses, "y_hat": result.y_hat}
     if result.z is not None:
         tensors["z"] = result.z
-    save_pair(out / "inversion.safetensors", tensors,
-              {"steps": steps, "optimizer": args.optimizer, "landscape": landscape.describe(),
-               "seconds_per_step": result.seconds_per_step, "mapping": args.mapping})
+    save_pair(out / "inversion.safetensors", tensors, {**config, "seconds_per_step": result.seconds_per_step})
     write_curves_csv(out / "curve.csv", {"loss": result.losses})
-    print(f"inverted {y.shape[0]} observations: mean loss {result.losses[0].mean():.4g} -> "
-          f"{result.losses[-1].mean():.4g} in {steps} steps ({result.seconds_per_step * 1e3:.2f} ms/step); "
-          f"wrote {out / 'inversion.safetensors'}")
+    print(f"inverted {result.x.shape[0]} observations: mean loss {result.losses[0].mean():.4g} -> "
+          f"{result.losses[-1].mean():.4g} in {config['steps']} steps ({result.seconds_per_step * 1e3:.2f} "
+          f"ms/step); wrote {out / 'inversion.safetensors'}")
 
 
 def print_table(title: str, block: dict) -> None:
