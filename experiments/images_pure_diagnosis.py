@@ -112,8 +112,8 @@ def main() -> None:
     steps = args.steps
     markdown = markdown_table(
         ["Θ", "split", f"baseline @{steps}", f"Eq. 3 @{steps} (lr 0.1)",
-         f"Eq. 3 @{steps} (lr {' / '.join(map(str, args.lr_z))})", "range residual |Θ(z*) − w_b| / |w_b − w̄|",
-         "loss at Θ(z*)", f"Eq. 3 from z*, @{steps}", "|z*| vs |z_200| (Eq. 3)"], rows)
+         f"Eq. 3 @{steps} (lr {' / '.join(map(str, args.lr_z))})", "range residual ‖Θ(z*) − w_b‖ / ‖w_b − w̄‖",
+         "loss at Θ(z*)", f"Eq. 3 from z*, @{steps}", "‖z*‖ vs ‖z_200‖ (Eq. 3)"], rows)
     write_text(out / "summary.md", f"# Why pure Eq. 3 ends above the baseline\n\nWritten by "
                f"`experiments/images_pure_diagnosis.py` ({args.threads} thread(s), {args.count} images per split, "
                f"{results['seconds'] / 60:.1f} min).\n\n{markdown}\n\nMean over images [95% bootstrap interval]. "
