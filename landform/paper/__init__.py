@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from landform.errors import LandformError
-from landform.paper.registry import REPRODUCTIONS, Budget, register
+from landform.paper.registry import REPRODUCTIONS, Budget, quick_root, register
 from landform.report import write_json
 
 FULL_ROOT = Path("report/paper")
@@ -24,9 +24,7 @@ FULL_ROOT = Path("report/paper")
 def default_root(quick: bool) -> Path:
     """Where a reproduction writes without ``--out``: report/paper/, or for a quick run the runs folder's
     paper-quick/ (a quick run's numbers are not the paper's)."""
-    from landform.tasks import runs_dir
-
-    return runs_dir() / "paper-quick" if quick else FULL_ROOT
+    return quick_root() if quick else FULL_ROOT
 
 
 def holds_full_report(folder: Path) -> bool:

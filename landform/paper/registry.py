@@ -57,3 +57,11 @@ def register(name: str) -> Callable[[Reproduction], Reproduction]:
         REPRODUCTIONS[name] = function
         return function
     return add
+
+
+def quick_root() -> Path:
+    """The runs folder's paper-quick/, where a quick run writes without ``--out`` (``landform.tasks.runs_dir``;
+    imported here, since the core, ``landform.paper``'s own module included, never imports a task)."""
+    from landform.tasks import runs_dir
+
+    return runs_dir() / "paper-quick"
