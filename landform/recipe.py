@@ -468,12 +468,17 @@ def _judge(reference: torch.Tensor, result: InversionResult, seconds_per_step: f
             "ms_per_step": round(1e3 * seconds_per_step, 3), "loss_at_200": float(curve[-1])}
 
 
+MARGIN = 0.98  # validation is a sample: settings this far below the baseline at every step are preferred
+
+
 def _rank(judged: dict) -> tuple[float, float]:
-    """Settings at or below the baseline at every step first, ranked by how much sooner they reach the
-    baseline's losses plus how far below it they go (both as mean log ratios); else the least far above it."""
-    if judged["worst_ratio_from_1"] <= 1.0:
-        return (0.0, judged["log_time_ratio"] + judged["log_loss_ratio"])
-    return (1.0, judged["worst_ratio_from_1"])
+    """Settings below the baseline at every step first (by MARGIN, then at all), each tier ranked by how much
+    sooner they reach the baseline's losses plus how far below them they go (both as mean log ratios); else
+    the least far above it."""
+    worst = judged["worst_ratio_from_1"]
+    if worst <= 1.0:
+        return (0.0 if worst <= MARGIN else 1.0, judged["log_time_ratio"] + judged["log_loss_ratio"])
+    return (2.0, worst)
 
 
 def _steps_that_pay(curve: torch.Tensor, tolerance: float = 0.01) -> int:

@@ -74,11 +74,13 @@ def test_tuned_settings_stay_at_or_below_the_baseline_on_validation(learned):
     _, landscape = learned
     tuning = landscape.record["tuning"]
     chosen = tuning["candidates"][tuning["chosen"]]
-    feasible = [c for c in tuning["candidates"].values() if c["worst_ratio_from_1"] <= 1.0]
-    if feasible:  # the soonest and lowest of those at or below the baseline everywhere
-        assert chosen["worst_ratio_from_1"] <= 1.0
-        score = [c["log_time_ratio"] + c["log_loss_ratio"] for c in feasible]
-        assert chosen["log_time_ratio"] + chosen["log_loss_ratio"] == min(score)
+    for bound in (recipe.MARGIN, 1.0):  # the soonest and lowest of those below the baseline everywhere
+        feasible = [c for c in tuning["candidates"].values() if c["worst_ratio_from_1"] <= bound]
+        if feasible:
+            assert chosen["worst_ratio_from_1"] <= bound
+            score = [c["log_time_ratio"] + c["log_loss_ratio"] for c in feasible]
+            assert chosen["log_time_ratio"] + chosen["log_loss_ratio"] == min(score)
+            break
     assert 1 <= landscape.settings.steps <= 200
 
 
