@@ -143,6 +143,7 @@ def scaling(budget: Budget, out: Path) -> dict:
             axis.axhline(record["baseline"][split][str(k)]["mean"], color=color, linestyle="--", linewidth=1,
                          label=f"baseline, step {k}")
         axis.set_xscale("symlog", linthresh=5000)
+        axis.set_xlim(left=0)
         axis.set_xlabel("trajectory steps fitted (0 = untrained Θ)")
         axis.set_ylabel("mean loss (Eq. 5)")
         axis.set_title("in distribution (Fashion-MNIST)" if split == "in_distribution" else "OOD (MNIST)")
