@@ -47,7 +47,7 @@ def test_candidate_starts_pick_the_better_start_and_then_run_the_baseline(proble
     assert torch.allclose(result.losses[0], expected.detach(), atol=1e-6)
     # An example that starts at a candidate is refined by descent on x alone: the baseline from there.
     # x = Θ(z0) + δ with δ = good - Θ(z0) is good up to float rounding, which 20 Adam steps on this non-convex
-    # landscape magnify to ~1e-5 (0.04% here, with the Θ the faster fit gives); moving z too would differ by percents.
+    # landscape magnify to ~1e-5 (0.04% here, with the Θ the faster fit gives).
     baseline = invert(problem.forward, problem.loss, y, init=good, lr=0.05, steps=20)
     assert torch.allclose(result.losses[:, from_good], baseline.losses[:, from_good], rtol=2e-3, atol=1e-6)
 
