@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(demo)
 
     paper = commands.add_parser("reproduce", help="regenerate one of the paper's tables or figures (or all)")
-    paper.add_argument("name", choices=("table2", "table3", "table4", "table5", "table6", "fig3", "fig8", "all"))
+    paper.add_argument("name", choices=("table2", "table3", "table4", "table5", "table6", "fig3", "fig8", "scaling",
+                                        "all"))
     paper.add_argument("--quick", action="store_true", help="tiny settings (seconds): checks that it runs")
     paper.add_argument("--out", help="report root (default: report/paper/; with --quick RUNS/paper-quick/)")
     runs_dir(paper)
