@@ -424,7 +424,8 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
         run(InferenceSettings("pure", lr_z, baseline_lr, 0, REPORT_HORIZON))
     # One step's cost per kind of candidate: the fastest run of that kind (single runs are noisy on a busy machine).
     cost = {mode: min([r.seconds_per_step for s, r in candidates if s.mode == mode]
-                      + ([baseline.seconds_per_step] if mode == "start" else [])) for mode in SETTING_MODES}
+                      + ([baseline.seconds_per_step] if mode == "start" else []))
+            for mode in {s.mode for s, _ in candidates}}
     table = {_key(s): _judge(reference, r, cost[s.mode], baseline.seconds_per_step, start_seconds)
              for s, r in candidates}
     best = min(candidates, key=lambda c: _rank(table[_key(c[0])]))[0]

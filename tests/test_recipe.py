@@ -14,7 +14,7 @@ import torch
 
 from landform import LandformError, recipe
 from landform.examples import decoder, renderer
-from landform.recipe import Landscape, artifact_path, landscape_methods, learn
+from landform.recipe import Landscape, artifact_path, landscape_methods, learn, problem_with_start
 from landform.start import StartEncoder, train_start
 
 
@@ -186,11 +186,19 @@ def test_cli_fit_with_a_forward_model_that_raises_is_one_line_and_keeps_the_user
 
 
 def test_the_readme_landscape_snippet_runs(tmp_path):
-    """The README's Python example of a Landscape, with a 20-second budget instead of its 120."""
+    """The README's Python example of a Landscape, with an 8-second budget instead of its 120."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     code = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "Landscape" in block)
     assert "seconds=120" in code
-    done = subprocess.run([sys.executable, "-c", code.replace("seconds=120", "seconds=20")], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", code.replace("seconds=120", "seconds=8")], capture_output=True,
                           text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "learned start" in done.stdout and (tmp_path / "runs/decoder/landscape.safetensors").exists()
+
+
+def test_tuning_past_its_deadline_keeps_the_starts_candidates(learned, problem):
+    _, landscape = learned
+    y = problem.train_observations(16, torch.Generator().manual_seed(9))
+    settings, tuning = recipe.tune(problem_with_start(problem, landscape), landscape, y, deadline=0.0)
+    assert settings.mode == "start" and len(tuning["candidates"]) == 3
+    assert any(key.startswith("pure") for key in tuning["skipped"])
