@@ -5,15 +5,16 @@
 2. **An anchored Θ**: Algorithm 1 (``landform.fit``) fits x = E(y) + Θ(z) around the start's guess, with
    Θ's width sized to F's cost (its pass may cost at most ``THETA_SHARE`` of F's), early-stopped on
    validation observations.
-3. **Tuned inference**: on validation observations that the fit holds out, the step sizes on z and δ, the
-   warm-up, whether Θ pays for its cost at all, and the number of steps after which more steps stop paying;
-   chosen by wall-clock time to reach the swept baseline's losses, among settings that stay at or below the
+3. **Tuned inference**: on validation observations that the fit holds out, the mode (x = E(y) + δ when Θ
+   does not pay for its cost, E(y) + Θ(z) + δ, or Eq. 3 around the start), the step sizes on z and δ, the
+   warm-up, and the number of steps after which more steps stop paying; chosen by wall-clock time to reach
+   the swept baseline's losses and how far below them it goes, among settings that stay at or below the
    baseline at every step.
 
 Everything inversion needs is one artifact, ``DIR/landscape.safetensors`` + ``landscape.json`` (atomic,
 checked on load), beside the resumable Θ checkpoint of ``fit``: ``Landscape.load(DIR)`` gives an object
-whose ``invert(y, problem)`` uses the tuned settings. ``recipe="paper"`` is the paper's plain Θ (Eq. 3),
-fitted by ``landform.fit`` alone.
+whose ``invert(y, problem)`` uses the tuned settings. ``landform fit --recipe paper`` is the paper's plain Θ
+(Eq. 3), fitted by ``landform.fit`` alone.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from landform.compare import SWEEP_LRS, Method
 from landform.errors import LandformError
 from landform.fitting import FitResult, fit
 from landform.inference import InversionResult, invert
-from landform.io import load_pair, save_pair, write_json
+from landform.io import load_module_state, load_pair, read_json, save_pair
 from landform.mapping import Mapping, expected_shapes, validate_config
 from landform.metrics import steps_to_reach
 from landform.problem import Problem
@@ -127,7 +128,6 @@ class Landscape:
         if weights is None:
             raise LandformError(f"no landscape in {path} (fit it with `landform fit --out {path}`)")
         config_path = weights.with_suffix(".json")
-        from landform.io import read_json
         config = read_json(config_path, "landscape config")
         if config.get("kind") != "landform.Landscape":
             raise LandformError(f"{config_path} is not a landform Landscape config")
@@ -326,7 +326,6 @@ def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, tra
     if resume and saved.exists():
         state, config = load_pair(saved, floating=True, finite=True)
         encoder = StartEncoder.from_config(config.get("start"), str(saved))
-        from landform.io import load_module_state
         load_module_state(encoder, state, str(saved))
         log(f"fit: the learned start saved in {saved} is reused")
         return encoder.to(device).eval().requires_grad_(False), config.get("record", {})
@@ -487,8 +486,3 @@ def _steps_that_pay(curve: torch.Tensor, tolerance: float = 0.01) -> int:
     best = float(curve.min())
     reached = torch.nonzero(curve <= best * (1 + tolerance) + 1e-30)
     return max(1, int(reached[0, 0])) if len(reached) else int(curve.shape[0] - 1)
-
-
-def write_record(directory: str | Path, landscape: Landscape) -> Path:
-    """The fit's record as plain JSON beside the artifact (``fit.json``), for reading without loading weights."""
-    return write_json(Path(directory) / "fit.json", landscape.record)
