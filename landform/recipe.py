@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from landform.compare import SWEEP_LRS, Method
+from landform.compare import SWEEP_LRS, Method, start_pass_seconds
 from landform.errors import LandformError
 from landform.fitting import FitResult, fit
 from landform.inference import InversionResult, invert
@@ -192,17 +192,14 @@ def _settings(value: Any, source: Path) -> InferenceSettings:
 
 # ------------------------------------------------------------------------------------------------ costs
 
-def seconds_per_pass(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, repeats: int = 5,
-                     backward: bool = True) -> float:
-    """The fastest of ``repeats`` forward (+ backward, with respect to the input) passes of ``function``."""
+def seconds_per_pass(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, repeats: int = 5) -> float:
+    """The fastest of ``repeats`` forward + backward (with respect to the input) passes of ``function``; a
+    forward pass alone is ``compare.start_pass_seconds``."""
     best = math.inf
     for _ in range(repeats):
-        x = inputs.detach().clone().requires_grad_(backward)
+        x = inputs.detach().clone().requires_grad_(True)
         began = time.perf_counter()
-        with torch.set_grad_enabled(backward):
-            out = function(x)
-            if backward:
-                torch.autograd.grad(out.float().sum(), x)
+        torch.autograd.grad(function(x).float().sum(), x)
         best = min(best, time.perf_counter() - began)
     return best
 
@@ -226,7 +223,7 @@ def sized_models(problem: Problem, y: torch.Tensor, z_dim: int, *, hidden: int |
             continue
         candidate = StartEncoder(tuple(y.shape[1:]), problem.x_shape, architecture=architecture,
                                  hidden=size if architecture == "mlp" else 256, channels=size).to(device)
-        seconds = seconds_per_pass(candidate, y, backward=False)
+        seconds = start_pass_seconds(candidate, y, repeats=5)
         costs["start_ms"][f"{architecture}-{size}"] = round(1e3 * seconds, 3)
         start = candidate
         if seconds <= START_SHARE * f_seconds:
@@ -399,10 +396,7 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     baseline_lr = min(finals, key=finals.get)
     baseline = runs[baseline_lr]
     reference = baseline.losses.mean(1).double()
-    began = time.perf_counter()
-    with torch.no_grad():
-        problem.base(y_val)
-    start_seconds = time.perf_counter() - began
+    start_seconds = start_pass_seconds(problem.base, y_val)
     candidates: list[tuple[InferenceSettings, InversionResult]] = []
 
     skipped: list[str] = []
