@@ -28,6 +28,7 @@ from landform.report import (
     write_json,
     write_text,
 )
+from landform.start import StartEncoder
 from landform.tasks import runs_dir
 from landform.tasks.images.data import (
     HELD_OUT_PHOTOS,
@@ -41,7 +42,7 @@ from landform.tasks.images.data import (
     white_noise,
     with_noise,
 )
-from landform.tasks.images.encoder import Encoder, check_generator, load_encoder
+from landform.tasks.images.encoder import check_generator, load_encoder
 from landform.tasks.images.figures import save_labeled_grid
 from landform.tasks.images.generator import W_DIM, Generator, load_generator
 from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
@@ -65,7 +66,7 @@ class ImageModels:
     generator: Generator
     loss: ImageLoss
     mapping: Mapping
-    encoder: Encoder
+    encoder: StartEncoder
     anchored: Mapping | None = None
 
     def problem(self) -> Problem:
