@@ -21,6 +21,10 @@ The baseline (Mao et al.'s 40-step reversal) is attacked with the transfer attac
 are too long to unroll on this machine). The non-adaptive table (PGD-L2 transfer, ours after 1 step against
 the baseline's 40) runs on ``MAIN_SIZE`` images. Attacks are cached per chunk under runs/defense-adaptive/;
 the seconds each evaluation took are recorded (1 CPU thread).
+
+Why one file of about 630 lines: it is one experiment whose attacks, remedies, workers and report all run on
+the same fixed chunks and the same per-chunk attack cache (``_chunked_attack``, ``_scored_chunk``); split,
+each part would import the others' private chunking and caching helpers.
 """
 
 from __future__ import annotations
