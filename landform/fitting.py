@@ -188,11 +188,12 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
                 record = _combine(ctx, record)
                 record.update(round=round_index + 1, seconds=time.perf_counter() - started)
                 result.history.append(record)
-                bar.set_postfix(loss=f"{record['loss_last']:.4g}", refresh=False)  # shown with the bar, after its delay
                 if checkpoint is not None:
                     _save(checkpoint, state, result.history, round_index + 1)
                     saved_round = round_index + 1
-                if should_stop is not None and ctx.any(bool(should_stop(result))):
+                stop = should_stop is not None and ctx.any(bool(should_stop(result)))
+                bar.set_postfix(_postfix(result.history), refresh=False)  # shown with the bar, after its delay
+                if stop:
                     break
             if checkpoint is not None and saved_round is None:  # "random", or nothing left to run: save Θ once
                 _save(checkpoint, state, result.history, start_round)
@@ -229,6 +230,17 @@ def _combine(ctx: distributed.Context, record: dict) -> dict:
     record.update(collect_curve=curve[:-2], loss_first=curve[0], loss_last=curve[-3], train_loss=curve[-2],
                   trajectory_steps_per_second=curve[-1] * ctx.world)
     return record
+
+
+def _postfix(history: list[dict]) -> dict[str, str]:
+    """What the fit's progress bar shows: the last round's loss at T and, where a ``should_stop`` scored
+    held-out observations (the recipe's does), the latest held-out speedup at T and loss ratio to the baseline."""
+    shown = {"loss": f"{history[-1]['loss_last']:.4g}"}
+    scored = [r for r in history if "validation_speedup" in r]
+    if scored:
+        shown["val speedup"] = f"{scored[-1]['validation_speedup']:.1f}x"
+        shown["val loss/baseline"] = f"{scored[-1]['validation_loss_ratio']:.2f}"
+    return shown
 
 
 def _kept(checkpoint: Path | None, saved_round: int | None) -> str:

@@ -34,7 +34,7 @@ from landform.fitting import FitResult, fit
 from landform.inference import InversionResult, invert
 from landform.io import load_module_state, load_pair, read_json, save_pair
 from landform.mapping import Mapping, expected_shapes, validate_config
-from landform.metrics import steps_to_reach
+from landform.metrics import speedup_at, steps_to_reach
 from landform.problem import Problem
 from landform.start import StartEncoder, StartTraining, observation_pool, train_start
 
@@ -110,16 +110,48 @@ class Landscape:
         return Method(name, mapping=self.mapping, mode="residual", lr=s.lr_z, lr_x=s.lr_x, warmup=s.warmup,
                       use_base=True)
 
-    def save(self, directory: str | Path) -> Path:
-        """``DIR/landscape.safetensors`` and ``.json``, each written atomically (the JSON holds the weights'
-        hash, so halves of two saves are refused)."""
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The weights (``theta.*``, ``start.*``) and the JSON config that ``from_state`` rebuilds it from (a task
+        ships them as a zoo entry; ``save`` writes them as one artifact)."""
         tensors = {f"theta.{k}": v for k, v in self.mapping.state_dict().items()}
         if self.start is not None:
             tensors.update({f"start.{k}": v for k, v in self.start.state_dict().items()})
         config = {"kind": "landform.Landscape", "mapping": self.mapping.config(),
                   "start": None if self.start is None else self.start.config(),
                   "settings": asdict(self.settings), "record": self.record}
-        return save_pair(Path(directory) / f"{ARTIFACT}.safetensors", tensors, config)
+        return tensors, config
+
+    @classmethod
+    def check_config(cls, config: Any, source: str | Path) -> dict[str, tuple[int, ...]]:
+        """The weights' names and shapes a Landscape config calls for; one-line errors for a bad config."""
+        if not isinstance(config, dict) or config.get("kind") != "landform.Landscape":
+            raise LandformError(f"{source} is not a landform Landscape config")
+        expected = {f"theta.{k}": v for k, v in expected_shapes(validate_config(config.get("mapping"),
+                                                                                 source)).items()}
+        if config.get("start") is not None:
+            start = StartEncoder.from_config(config["start"], str(source))
+            expected.update({f"start.{k}": tuple(v.shape) for k, v in start.state_dict().items()})
+        return expected
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], config: dict[str, Any], source: str | Path) -> Landscape:
+        """The Landscape of ``state`` and ``config`` (as ``state`` gives them; weights of any float dtype)."""
+        cls.check_config(config, source)
+        state = {k: v.float() for k, v in state.items()}
+        mapping = Mapping._build(validate_config(config["mapping"], source),
+                                 {k[6:]: v for k, v in state.items() if k.startswith("theta.")}, source)
+        start = None
+        if config.get("start") is not None:
+            start = StartEncoder.from_config(config["start"], str(source))
+            load_module_state(start, {k[6:]: v for k, v in state.items() if k.startswith("start.")}, str(source))
+            start.eval().requires_grad_(False)
+        settings = _settings(config.get("settings"), Path(source))
+        return cls(start=start, mapping=mapping.eval(), settings=settings, record=config.get("record") or {})
+
+    def save(self, directory: str | Path) -> Path:
+        """``DIR/landscape.safetensors`` and ``.json``, each written atomically (the JSON holds the weights'
+        hash, so halves of two saves are refused)."""
+        return save_pair(Path(directory) / f"{ARTIFACT}.safetensors", *self.state())
 
     @classmethod
     def load(cls, path: str | Path) -> Landscape:
@@ -129,21 +161,9 @@ class Landscape:
             raise LandformError(f"no landscape in {path} (fit it with `landform fit --out {path}`)")
         config_path = weights.with_suffix(".json")
         config = read_json(config_path, "landscape config")
-        if config.get("kind") != "landform.Landscape":
-            raise LandformError(f"{config_path} is not a landform Landscape config")
-        mapping_config = validate_config(config.get("mapping"), config_path)
-        start = None if config.get("start") is None else StartEncoder.from_config(config["start"], str(config_path))
-        expected = {f"theta.{k}": v for k, v in expected_shapes(mapping_config).items()}
-        if start is not None:
-            expected.update({f"start.{k}": tuple(v.shape) for k, v in start.state_dict().items()})
+        expected = cls.check_config(config, config_path)
         state, _ = load_pair(weights, expected=expected, floating=True, finite=True)
-        mapping = Mapping._build(mapping_config, {k[6:]: v for k, v in state.items() if k.startswith("theta.")},
-                                 weights)
-        if start is not None:
-            start.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("start.")})
-            start.eval().requires_grad_(False)
-        settings = _settings(config.get("settings"), config_path)
-        return cls(start=start, mapping=mapping.eval(), settings=settings, record=config.get("record") or {})
+        return cls.from_state(state, config, weights)
 
     def describe(self) -> str:
         """One line: what inversion with this landscape uses."""
@@ -258,7 +278,9 @@ class Budget:
 def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, rounds: int = 300,
           hidden: int | None = None, z_dim: int | None = None, trajectories: int = 256, steps: int = HORIZON,
           lr: float = 1e-3, lr_z: float = 0.1, start_steps: int = 20000, resume: bool = False, seed: int = 0,
-          device: str | torch.device | None = None, progress: bool = True,
+          device: str | torch.device | None = None, progress: bool = True, start: StartEncoder | None = None,
+          prior: Callable[[int, torch.Generator], torch.Tensor] | None = None, prior_weight: float = 0.0,
+          validation: torch.Tensor | None = None, pool_size: int = POOL_SIZE,
           log: Callable[[str], None] = print) -> Landscape:
     """Learn the whole recipe for ``problem`` within about ``seconds`` and save it in ``directory``.
 
@@ -266,21 +288,33 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
     and the rest tunes the inference settings. With ``resume`` a saved start is reused and Θ's fit continues
     from its last committed round. A budget makes the result depend on the machine's speed; without one
     (``seconds=inf``) the fit stops on plateaus alone and a seed reproduces it.
+
+    A task may fix what the user's fit measures and sizes: ``start`` (an untrained ``StartEncoder`` to train
+    instead of the sized one), ``hidden`` and ``z_dim`` (Θ), ``prior`` and ``prior_weight`` (the start's pSp
+    latent term, ``start.train_start``), and ``validation`` (its own held-out observations, used to select Θ
+    and tune the inference instead of draws held out from ``pool_size`` training observations).
     """
     directory = Path(directory)
     device = torch.device(device or "cpu")
     budget = Budget(seconds)
     generator = torch.Generator().manual_seed(seed)
-    pool = observation_pool(problem.train_observations, generator, POOL_SIZE + VALIDATION_SIZE)
-    held = min(VALIDATION_SIZE, pool.shape[0] // 4)
-    train, val = pool[:-held], pool[-held:]
+    wanted = pool_size + (0 if validation is not None else VALIDATION_SIZE)
+    pool = observation_pool(problem.train_observations, generator, wanted)
+    if validation is not None:
+        train, val, held = pool, validation.detach(), int(validation.shape[0])
+    else:
+        held = min(VALIDATION_SIZE, pool.shape[0] // 4)
+        train, val = pool[:-held], pool[-held:]
     x_dim = math.prod(problem.x_shape)
     z_dim = z_dim or max(x_dim, 32)
     encoder, width, costs = sized_models(problem, train[:256].to(device), z_dim, hidden=hidden, device=device)
+    if start is not None:
+        encoder = start.to(device)
     log(f"fit: {train.shape[0]} training and {held} held-out observations; F's pass "
         f"{costs['forward_ms_per_batch']:.2f} ms per {costs['batch']}: start {encoder.describe()}, Θ hidden {width}")
     start, start_record = _learned_start(problem, directory, encoder, train, val, budget, max_steps=start_steps,
-                                         resume=resume, seed=seed, device=device, progress=progress, log=log)
+                                         resume=resume, seed=seed, device=device, progress=progress, log=log,
+                                         prior=prior, prior_weight=prior_weight)
     base = start if start is not None else problem.base
     mapping = Mapping(z_dim, problem.x_shape, hidden=width, additive=True)
     with torch.no_grad():  # Θ starts close to 0: the anchored start begins as the learned start's guess
@@ -314,7 +348,8 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
 
 def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, train: torch.Tensor, val: torch.Tensor,
                    budget: Budget, *, max_steps: int, resume: bool, seed: int, device: torch.device, progress: bool,
-                   log: Callable[[str], None]) -> tuple[StartEncoder | None, dict]:
+                   log: Callable[[str], None], prior: Callable[[int, torch.Generator], torch.Tensor] | None = None,
+                   prior_weight: float = 0.0) -> tuple[StartEncoder | None, dict]:
     """The Problem's own base if it has one, else a saved start (on resume) or a newly trained one."""
     if problem.base is not None:
         log("fit: the Problem brings its own start (base); no start is trained")
@@ -328,7 +363,7 @@ def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, tra
         return encoder.to(device).eval().requires_grad_(False), config.get("record", {})
     training: StartTraining = train_start(encoder, problem.forward, problem.loss, train, val,
                                           seconds=budget.until(0.4), max_steps=max_steps, seed=seed, device=device,
-                                          progress=progress)
+                                          progress=progress, prior=prior, prior_weight=prior_weight)
     record = {"kind": encoder.architecture, **training.as_dict()}
     save_pair(saved, encoder.state_dict(), {"start": encoder.config(), "record": record})
     log(f"fit: learned start ({encoder.architecture}) trained {training.steps} steps in {training.seconds:.0f} s "
@@ -348,21 +383,36 @@ class _ThetaSelector:
         self.best_score, self.best_state, self.best_round, self.stalls = math.inf, None, 0, 0
         self.curve: list[list[float]] = []
         self.stopped = "rounds"
+        self._baseline: torch.Tensor | None = None
 
-    def score(self, mapping: Mapping) -> float:
+    def score(self, mapping: Mapping) -> tuple[float, torch.Tensor]:
+        """Θ's mean log loss over the first T steps on the held-out observations, and its mean loss curve."""
         curve = invert(self.problem.forward, self.problem.loss, self.val, mapping=mapping, lr=self.lr_z,
                        steps=self.steps, seed=self.seed, base=self.base, device=self.device,
                        allow_nonfinite=True).losses.mean(1)
         mapping.train()
-        return float(torch.nan_to_num(curve.clamp_min(1e-30).log(), nan=math.inf).mean())
+        return float(torch.nan_to_num(curve.clamp_min(1e-30).log(), nan=math.inf).mean()), curve
+
+    def baseline(self) -> torch.Tensor:
+        """The baseline's mean loss curve over T steps on the held-out observations (lr swept; computed once)."""
+        if self._baseline is None:
+            common = {"steps": self.steps, "seed": self.seed, "device": self.device, "allow_nonfinite": True,
+                      "x_shape": self.problem.x_shape}
+            curves = [torch.nan_to_num(invert(self.problem.forward, self.problem.loss, self.val, lr=lr,
+                                              **common).losses.mean(1), nan=math.inf) for lr in SWEEP_LRS]
+            self._baseline = min(curves, key=lambda c: float(c[-1]))
+        return self._baseline
 
     def __call__(self, result: FitResult) -> bool:
         done = len(result.history)
         over = self.budget.until(0.8) <= 1.0
         if done % self.every and not over:
             return False
-        value = self.score(result.mapping)
+        value, curve = self.score(result.mapping)
         self.curve.append([result.history[-1]["round"], value])
+        baseline = self.baseline()  # shown on fit's progress bar: the held-out speedup at T and the loss ratio
+        result.history[-1]["validation_speedup"] = speedup_at(baseline, curve, self.steps)
+        result.history[-1]["validation_loss_ratio"] = float(curve[-1] / baseline[-1].clamp_min(1e-30))
         if value < self.best_score - 1e-3:
             self.best_score, self.best_round, self.stalls = value, result.history[-1]["round"], 0
             self.best_state = {k: v.detach().clone() for k, v in result.mapping.state_dict().items()}

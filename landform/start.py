@@ -30,7 +30,7 @@ class StartEncoder(nn.Module):
     """y [B, *y_shape] -> x [B, *x_shape]; observations are standardized with statistics of the training set."""
 
     def __init__(self, y_shape: tuple[int, ...], x_shape: tuple[int, ...], *, architecture: str | None = None,
-                 hidden: int = 256, channels: int = 32) -> None:
+                 hidden: int = 256, channels: int = 32, layers: int = 2) -> None:
         super().__init__()
         self.y_shape, self.x_shape = tuple(int(s) for s in y_shape), tuple(int(s) for s in x_shape)
         self.architecture = architecture or ("conv" if len(self.y_shape) == 3 and min(self.y_shape[1:]) >= 8
@@ -40,7 +40,9 @@ class StartEncoder(nn.Module):
                                 f"{', '.join(ARCHITECTURES)}")
         if self.architecture == "conv" and len(self.y_shape) != 3:
             raise LandformError(f"a conv start needs image observations [C, H, W], got {list(self.y_shape)}")
-        self.hidden, self.channels = int(hidden), int(channels)
+        self.hidden, self.channels, self.layers = int(hidden), int(channels), int(layers)
+        if not 1 <= self.layers <= 8:
+            raise LandformError(f"a start has 1 to 8 hidden layers, got {layers}")
         x_dim, y_dim = math.prod(self.x_shape), math.prod(self.y_shape)
         if self.architecture == "conv":
             c = self.channels
@@ -51,8 +53,10 @@ class StartEncoder(nn.Module):
                 nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(4 * c * 16, self.hidden), nn.LeakyReLU(0.2))
             stats_shape: tuple[int, ...] = (1,)
         else:
-            self.body = nn.Sequential(nn.Flatten(), nn.Linear(y_dim, self.hidden), nn.LeakyReLU(0.2),
-                                      nn.Linear(self.hidden, self.hidden), nn.LeakyReLU(0.2))
+            blocks: list[nn.Module] = [nn.Flatten()]
+            for width in [y_dim] + [self.hidden] * (self.layers - 1):
+                blocks += [nn.Linear(width, self.hidden), nn.LeakyReLU(0.2)]
+            self.body = nn.Sequential(*blocks)
             stats_shape = self.y_shape
         self.head = nn.Linear(self.hidden, x_dim)
         nn.init.zeros_(self.head.weight)
@@ -79,12 +83,15 @@ class StartEncoder(nn.Module):
 
     def describe(self) -> str:
         """Its architecture in a few words."""
-        return f"conv, {self.channels} channels" if self.architecture == "conv" else f"mlp, hidden {self.hidden}"
+        if self.architecture == "conv":
+            return f"conv, {self.channels} channels"
+        return f"mlp, hidden {self.hidden}" + (f" x {self.layers}" if self.layers != 2 else "")
 
     def config(self) -> dict[str, Any]:
         """What ``from_config`` needs to rebuild this module."""
         return {"kind": "landform.StartEncoder", "y_shape": list(self.y_shape), "x_shape": list(self.x_shape),
-                "architecture": self.architecture, "hidden": self.hidden, "channels": self.channels}
+                "architecture": self.architecture, "hidden": self.hidden, "channels": self.channels,
+                "layers": self.layers}
 
     @classmethod
     def from_config(cls, config: Any, source: str) -> StartEncoder:
@@ -94,12 +101,14 @@ class StartEncoder(nn.Module):
         try:
             shapes = [tuple(int(s) for s in config[key]) for key in ("y_shape", "x_shape")]
             sizes = [int(config[key]) for key in ("hidden", "channels")]
+            layers = int(config.get("layers", 2))
         except (KeyError, TypeError, ValueError):
             raise LandformError(f"{source}: the start's config needs y_shape, x_shape, hidden and channels") from None
         if any(not 1 <= len(s) <= 8 or min(s) < 1 or math.prod(s) > 2**24 for s in shapes) or \
-                any(not 1 <= s <= 2**16 for s in sizes):
+                any(not 1 <= s <= 2**16 for s in sizes) or not 1 <= layers <= 8:
             raise LandformError(f"{source}: the start's sizes are out of range ({config})")
-        return cls(shapes[0], shapes[1], architecture=config.get("architecture"), hidden=sizes[0], channels=sizes[1])
+        return cls(shapes[0], shapes[1], architecture=config.get("architecture"), hidden=sizes[0], channels=sizes[1],
+                   layers=layers)
 
 
 @dataclass
@@ -127,10 +136,15 @@ def observation_pool(draw: Callable[[int, torch.Generator], torch.Tensor], gener
 def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torch.Tensor, val: torch.Tensor, *,
                 seconds: float, max_steps: int = 20000, batch_size: int = 128, lr: float = 1e-3,
                 check_every: int = 200, patience: int = 6, seed: int = 0, device: torch.device | str = "cpu",
-                progress: bool = True) -> StartTraining:
+                progress: bool = True, prior: Callable[[int, torch.Generator], torch.Tensor] | None = None,
+                prior_weight: float = 0.0, prior_batch: int = 128) -> StartTraining:
     """Train ``encoder`` (in place) to minimize mean ``loss(F(E(y)), y)`` on ``train``, for at most ``seconds``
     or ``max_steps``, and stop early when the validation loss has not improved for ``patience`` checks; the
-    encoder ends with the weights of its best check. Adam, its step size halved at every stall."""
+    encoder ends with the weights of its best check. Adam, its step size halved at every stall.
+
+    Where x has a known distribution, ``prior`` (a sampler ``(n, generator) -> x``) adds pSp's latent term
+    ``prior_weight`` x mean |E(F(x)) - x|^2 on ``prior_batch`` draws a step: it keeps the start's guesses
+    where F was trained (a GAN's or VAE's latent prior)."""
     device = torch.device(device)
     encoder.to(device).train()
     encoder.standardize_with(train)
@@ -154,6 +168,11 @@ def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torc
         y_hat = forward(encoder(y))
         check_forward_output(y_hat, y)
         objective = check_loss_values(loss(y_hat, y), y.shape[0]).mean()
+        if prior is not None and prior_weight > 0:
+            x = prior(prior_batch, generator).to(device)
+            with torch.no_grad():
+                drawn = forward(x)
+            objective = objective + prior_weight * (encoder(drawn) - x).pow(2).mean()
         if not torch.isfinite(objective):
             raise LandformError(f"the loss turned non-finite while training the learned start (step {step})")
         optimizer.zero_grad(set_to_none=True)

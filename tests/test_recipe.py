@@ -56,6 +56,70 @@ def test_train_start_lowers_the_held_out_loss_through_the_frozen_forward_model(p
         assert float(problem.loss(problem.forward(encoder(val)), val).mean()) == pytest.approx(best, rel=1e-5)
 
 
+def test_start_depth_is_part_of_its_config_and_out_of_range_depths_are_refused():
+    deep = StartEncoder((12,), (4,), hidden=16, layers=3)
+    assert sum(isinstance(m, torch.nn.Linear) for m in deep.body) == 3 and "x 3" in deep.describe()
+    assert StartEncoder.from_config(deep.config(), "test").layers == 3
+    legacy = {k: v for k, v in deep.config().items() if k != "layers"}  # configs written before depth was one
+    assert StartEncoder.from_config(legacy, "test").layers == 2
+    with pytest.raises(LandformError, match="out of range"):
+        StartEncoder.from_config({**deep.config(), "layers": 0}, "test")
+
+
+def test_the_prior_term_pulls_the_start_towards_the_latents_of_prior_draws(problem):
+    generator = torch.Generator().manual_seed(0)
+    train, val = problem.train_observations(1024, generator), problem.train_observations(64, generator)
+
+    def prior(n: int, g: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, *problem.x_shape, generator=g)
+
+    def latent_error(encoder: StartEncoder) -> float:
+        x = prior(256, torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            return float((encoder(problem.forward(x)) - x).pow(2).mean())
+
+    errors = []
+    for weight in (0.0, 10.0):
+        torch.manual_seed(0)
+        encoder = StartEncoder(tuple(train.shape[1:]), problem.x_shape, hidden=32)
+        train_start(encoder, problem.forward, problem.loss, train, val, seconds=60, max_steps=80, check_every=40,
+                    progress=False, prior=prior, prior_weight=weight, prior_batch=64)
+        errors.append(latent_error(encoder))
+    assert errors[1] < errors[0]
+
+
+def test_a_landscapes_state_rebuilds_it_from_half_precision_weights(learned, problem):
+    _, landscape = learned
+    tensors, config = landscape.state()
+    rebuilt = Landscape.from_state({k: v.half() for k, v in tensors.items()}, json.loads(json.dumps(config)), "x")
+    assert rebuilt.settings == landscape.settings and rebuilt.start.config() == landscape.start.config()
+    y = problem.test_observations(4, torch.Generator().manual_seed(0))
+    assert torch.allclose(rebuilt.start(y), landscape.start(y), atol=1e-2, rtol=1e-2)
+    with pytest.raises(LandformError, match="not a landform Landscape"):
+        Landscape.from_state(tensors, {**config, "kind": "other"}, "x")
+
+
+def test_learn_uses_a_tasks_start_and_its_own_held_out_observations(problem, tmp_path):
+    held = problem.test_observations(24, torch.Generator().manual_seed(5))
+    start = StartEncoder(tuple(held.shape[1:]), problem.x_shape, hidden=24, layers=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recipe, "TUNE_COUNT", 8)
+        landscape = learn(problem, tmp_path, seconds=60, rounds=2, trajectories=16, start_steps=40, pool_size=256,
+                          start=start, validation=held, progress=False, log=lambda _: None)
+    assert landscape.start is start and landscape.start.layers == 1
+    assert landscape.record["observations"] == {"train": 256, "held_out": 24}
+    assert landscape.record["tuning"]["count"] == 8
+
+
+def test_the_fits_progress_bar_shows_the_held_out_speedup_once_scored():
+    from landform.fitting import _postfix
+
+    history = [{"loss_last": 0.5}, {"loss_last": 0.4, "validation_speedup": 20.0, "validation_loss_ratio": 0.61},
+               {"loss_last": 0.3}]
+    assert _postfix(history[:1]) == {"loss": "0.5"}
+    assert _postfix(history) == {"loss": "0.3", "val speedup": "20.0x", "val loss/baseline": "0.61"}
+
+
 def test_learn_writes_one_artifact_that_reloads_the_same_landscape(learned, problem):
     directory, landscape = learned
     assert artifact_path(directory) == directory / "landscape.safetensors"
