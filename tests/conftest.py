@@ -27,3 +27,34 @@ def fitted(problem):
     fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=30, trajectories=128,
         steps=20, lr=1e-3, batch_size=128, seed=0, progress=False)
     return mapping
+
+
+# The longest tests (README commands and other end-to-end runs, 20-100 s each on 2 idle cores), run first.
+# Under `pytest -n 2` the wall time is about half the tests' total only when neither worker is left running one
+# long test alone at the end; started first, they run beside the short ones. Ordered in pairs: with the
+# scheduling below the first two go to one worker, the next two to the other. Names no longer collected are
+# ignored (a renamed test only runs in its usual place).
+SLOW_FIRST = (
+    "tests/test_cli.py::test_the_readme_image_commands_run_as_written[compare]",
+    "tests/test_cli.py::test_a_user_problem_factory_plugs_in",
+    "tests/test_recipe.py::test_the_readme_landscape_snippet_runs",
+    "tests/test_paper.py::test_every_reproduction_runs_quick_and_writes_its_report",
+    "tests/test_distributed.py::test_the_readme_torchrun_command_then_compare_and_quality_against_one_process",
+    "tests/test_distributed.py::test_two_processes_end_identical_rank0_alone_writes_and_a_killed_run_resumes_exactly",
+    "tests/tasks/images/test_task.py::test_demo_writes_the_report_with_the_issue_keys",
+    "tests/test_cli.py::test_the_readme_python_snippet_runs_and_the_landscape_is_faster",
+)  # none of them takes a module-scoped fixture: moved, they would set it up twice
+
+
+def pytest_configure(config):
+    """pytest-xdist's `load` scheduling hands each worker about a quarter of its share of the tests at once,
+    in collection order, so the slow tests above would all queue on one worker; one test at a time (two
+    queued per worker) lets the other worker take the next one as soon as it is free. An explicit
+    --maxschedchunk is kept."""
+    if getattr(config.option, "maxschedchunk", 0) is None:
+        config.option.maxschedchunk = 1
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {nodeid: index for index, nodeid in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: everything else keeps its order

@@ -198,24 +198,25 @@ def test_the_readme_python_snippet_runs_and_the_landscape_is_faster(tmp_path):
     assert fast_at_20 < slow_at_20, run.stdout
 
 
-def test_the_readme_image_commands_run_as_written(tmp_path):
-    """The two `--task images` commands of the README, placeholders filled in, nothing added (no --device)."""
+@pytest.mark.parametrize("index", [0, 1], ids=["invert", "compare"])
+def test_the_readme_image_commands_run_as_written(index, tmp_path):
+    """The two `--task images` commands of the README (one per test, so that the two run side by side under
+    `pytest -n 2`), placeholders filled in, nothing added (no --device)."""
     from PIL import Image
 
     commands = re.findall(r"`(landform (?:invert|compare) --task images [^`]*)`", _readme())
     assert len(commands) == 2, commands
+    assert commands[index].startswith(f"landform {['invert', 'compare'][index]} "), commands
     (tmp_path / "pics").mkdir()
     Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8)).save(
         tmp_path / "pics" / "photo.png")
-    for index, command in enumerate(commands):
-        command = command.replace("IMAGE_OR_FOLDER...", "pics").replace("IMAGE...", "pics/photo.png")
-        argv = command.replace("DIR", f"out{index}").split()
-        assert "--out" in argv, f"the README's command has no --out: {command}"
-        run = subprocess.run([LANDFORM, *argv[1:]], capture_output=True, text=True, env=ENV, cwd=tmp_path,
-                             timeout=900)
-        assert run.returncode == 0, (command, run.stderr[-3000:])
-        assert "Traceback" not in run.stderr
-        assert any((tmp_path / f"out{index}").iterdir())
+    command = commands[index].replace("IMAGE_OR_FOLDER...", "pics").replace("IMAGE...", "pics/photo.png")
+    argv = command.replace("DIR", f"out{index}").split()
+    assert "--out" in argv, f"the README's command has no --out: {command}"
+    run = subprocess.run([LANDFORM, *argv[1:]], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=900)
+    assert run.returncode == 0, (command, run.stderr[-3000:])
+    assert "Traceback" not in run.stderr
+    assert any((tmp_path / f"out{index}").iterdir())
 
 
 def test_zoo_list_and_show_through_the_console_script():
