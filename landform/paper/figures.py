@@ -12,7 +12,8 @@ from landform.paper.registry import Budget, register
 from landform.paper.tables import _finish, _image_sets, paper_models
 from landform.report import format_interval, markdown_table, plot_curves, save_figure
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
-from landform.tasks.images.task import LR_Z, PAPER_FIT, PAPER_NAME, ImageModels, load_models, theta_label
+from landform.tasks.images.task import LR_Z, ImageModels, load_models
+from landform.tasks.images.train import PAPER_FIT, PAPER_NAME, theta_label
 
 FIG3_STEPS = (20, 200, 2000)
 

@@ -36,10 +36,9 @@ from landform.tasks.images.task import (
     SPECTRUM_METHODS,
     ImageModels,
     load_models,
-    paper_theta,
     spectrum,
-    theta_label,
 )
+from landform.tasks.images.train import paper_theta, theta_label
 
 PAPER = {
     "table2": {"in_distribution": {20: [3.082, 3.583, 4.417, 4.456], 200: [1.964, 3.034, 2.723, 2.569]},

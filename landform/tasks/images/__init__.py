@@ -12,8 +12,8 @@ from typing import Any
 from landform.tasks import Task, register
 
 _EXPORTS = {"compare_inputs": "user", "invert_inputs": "user", "demo": "task", "image_problem": "task",
-            "load_models": "task", "train_landscape": "task", "train_anchored_landscape": "task",
-            "train_paper_landscape": "task",
+            "load_models": "task", "train_landscape": "train", "train_anchored_landscape": "train",
+            "train_paper_landscape": "train",
             "train_generator": "generator", "train_encoder": "encoder"}
 _TRAINERS = {"images-generator": "train_generator", "images-encoder": "train_encoder",
              "images-landscape": "train_landscape", "images-landscape-anchored": "train_anchored_landscape",

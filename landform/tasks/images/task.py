@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from landform import Mapping, fit, invert, zoo
+from landform import Mapping, invert, zoo
 from landform.compare import DEFAULT_MODE, DEFAULT_WARMUP, SWEEP_LRS, Comparison, Method, compare
 from landform.errors import LandformError
 from landform.metrics import step_reached
@@ -29,23 +29,19 @@ from landform.report import (
     write_text,
 )
 from landform.start import StartEncoder
-from landform.tasks import runs_dir
 from landform.tasks.images.data import (
     HELD_OUT_PHOTOS,
-    TRAIN_PHOTOS,
     faces,
     load_fashion_mnist,
     load_mnist,
     photo_crops,
     seeded_subset,
-    smooth_noise,
     white_noise,
     with_noise,
 )
 from landform.tasks.images.encoder import check_generator, load_encoder
 from landform.tasks.images.figures import save_labeled_grid
 from landform.tasks.images.generator import W_DIM, Generator, load_generator
-from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
 from landform.tasks.images.perceptual import ImageLoss
 
 LANDSCAPE_NAME = "images-landscape"
@@ -397,219 +393,3 @@ def summary_markdown(summary: dict) -> str:
     lines += ["", "Figures: curves.png (Fig. 3a), process_*.png (Fig. 4), encoder_vs_ours_*.png (Fig. 7), "
               "spectrum.png (Tables 4, 5), completions.png (Figs. 6, 9).", ""]
     return "\n".join(lines)
-
-
-
-# §7.1's budget for the pure Θ: B = 500 rounds of N = 256 trajectories of T = 20 steps (2.56M trajectory
-# steps), AdamW lr 1e-4, weight decay 0.1, hidden 1024 (Z stays 256, as in images-landscape: see its card).
-PAPER_NAME = "images-landscape-paper"
-PAPER_FIT = {"rounds": 500, "trajectories": 256, "steps": 20, "lr": 1e-4}
-# Rounds after which the trainers keep a copy of Θ (the scaling figure: loss against trajectory steps fitted).
-SNAPSHOT_ROUNDS = frozenset((1, 2, 5, 10, 20, 30, 50, 80, 100, 150, 200, 300, 400, 500))
-
-
-def train_paper_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                          rounds: int = PAPER_FIT["rounds"], run_dir: Path | None = None,
-                          zoo_dir: Path | None = None) -> Mapping:
-    """The pure Θ at the paper's own budget (``PAPER_FIT``), resumable from ``run_dir`` (default
-    RUNS/images-landscape-paper); writes the entry ``images-landscape-paper`` (RUNS/zoo unless installed).
-    A round (N = 256) took 60 s on one thread of the shared 2-core machine at load average 8, and 180-240 s at
-    load 12; interruptions cost nothing (``landform zoo train images-landscape-paper`` resumes)."""
-    return train_landscape(device=device, seed=seed, resume=resume, progress=progress, rounds=rounds,
-                           trajectories=PAPER_FIT["trajectories"], steps=PAPER_FIT["steps"], lr=PAPER_FIT["lr"],
-                           run_dir=Path(run_dir) if run_dir is not None else runs_dir() / PAPER_NAME,
-                           zoo_dir=zoo_dir, name=PAPER_NAME)
-
-
-def paper_theta(device: str = "cpu") -> tuple[Mapping, dict]:
-    """The pure Θ fitted at the paper's budget (``train_paper_landscape``) and what it is: the installed zoo
-    entry, else the one the trainer wrote into RUNS/zoo, else its checkpoint so far (RUNS/images-landscape-paper,
-    a fit still running or interrupted), else the shipped ``images-landscape``. The dict names the source and
-    the budget fitted (rounds, N, T, trajectory steps, Θ's learning rate)."""
-    from landform.fitting import checkpoint_state
-
-    candidates = [("zoo", zoo.ZOO_DIR / PAPER_NAME), ("runs zoo", runs_dir() / "zoo" / PAPER_NAME)]
-    for source, path in candidates:
-        if path.with_suffix(".safetensors").exists():
-            check_generator(PAPER_NAME, Mapping.config_of(path))
-            fitted = Mapping.config_of(path).get("fit", {})
-            return Mapping.load(path, map_location=device), _theta_info(PAPER_NAME, source, path, fitted)
-    run = runs_dir() / PAPER_NAME
-    state = checkpoint_state(run)
-    if state is not None and state.get("rounds_completed", 0) > 0:
-        settings = state["settings"]
-        fitted = {"rounds": state["rounds_completed"], "trajectories": settings["trajectories"],
-                  "steps": settings["steps"], "lr": settings["lr"], "seed": settings["seed"]}
-        return Mapping.load(run, map_location=device), _theta_info(PAPER_NAME, "checkpoint", run, fitted,
-                                                                   of_rounds=PAPER_FIT["rounds"])
-    path = zoo.ZOO_DIR / LANDSCAPE_NAME
-    return _load_checked(LANDSCAPE_NAME, device), _theta_info(LANDSCAPE_NAME, "zoo", path,
-                                                              Mapping.config_of(path).get("fit", {}))
-
-
-def _theta_info(name: str, source: str, path: Path, fitted: dict, of_rounds: int | None = None) -> dict:
-    steps = fitted.get("rounds", 0) * fitted.get("trajectories", 0) * fitted.get("steps", 0)
-    info = {"name": name, "source": source, "path": str(path), "rounds": fitted.get("rounds"),
-            "trajectories": fitted.get("trajectories"), "steps": fitted.get("steps"), "lr": fitted.get("lr"),
-            "trajectory_steps": steps}
-    if of_rounds is not None:
-        info["rounds_planned"] = of_rounds
-    return info
-
-
-def theta_label(info: dict) -> str:
-    """One line naming a Θ and its budget, for reports."""
-    planned = f" of {info['rounds_planned']} planned" if info.get("rounds_planned") else ""
-    return (f"{info['name']} ({info['source']}): {info['rounds']} rounds{planned} x N = {info['trajectories']} x "
-            f"T = {info['steps']} = {info['trajectory_steps']:,} trajectory steps, Θ lr {info['lr']}")
-
-
-def train_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                    rounds: int = 80, trajectories: int = 64, steps: int = 20, lr: float = 1e-3, z_dim: int = 256,
-                    run_dir: Path | None = None, zoo_dir: Path | None = None, name: str = LANDSCAPE_NAME) -> Mapping:
-    """Fit Θ with Algorithm 1 on Fashion-MNIST train images (§7.1 settings where the CPU allows) and
-    write the zoo entry ``name`` (``images-landscape``; into ``zoo_dir`` instead, for experiments). The fit
-    runs the fast models (``image_problem(fast=True)``: the same loss up to float rounding)."""
-    problem = image_problem(device, fast=True)
-    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / name
-    torch.manual_seed(seed)
-    mapping = Mapping(z_dim, (W_DIM,), hidden=1024)
-
-    def snapshot(result) -> bool:
-        """Keep Θ at the rounds of ``SNAPSHOT_ROUNDS`` (RUN/snapshots/round-NNNN): the scaling figure's points."""
-        done = len(result.history)
-        if done in SNAPSHOT_ROUNDS:
-            mapping.save(run_dir / "snapshots" / f"round-{done:04d}",
-                         extra={"fit": {"rounds": done, "trajectories": trajectories, "steps": steps, "lr": lr,
-                                        "seed": seed, "z_dim": z_dim}})
-        return False
-
-    result = fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=rounds,
-                 trajectories=trajectories, steps=steps, lr_z=LR_Z, lr=lr, weight_decay=0.1,
-                 batch_size=trajectories, checkpoint_dir=run_dir, resume=resume, seed=seed, device=device,
-                 progress=progress, should_stop=snapshot)
-    history = result.history
-    seconds = sum(h["seconds"] for h in history)
-    first, last = history[0], history[-1]
-    paper = (rounds, trajectories, steps, lr) == tuple(PAPER_FIT.values())
-    budget = ("the paper's §7.1 budget: N = 256, B = 500, lr 1e-4 (2.56M trajectory steps)" if paper else
-              f"""The paper's §7.1 uses N = 256, B = 500 and lr 1e-4 on four GPUs; on 2 CPU cores we run
-  {rounds * trajectories * steps:,} trajectory steps instead of 2.56M, and a 10x larger Θ learning rate
-  to make up for the fewer updates""")
-    card = f"""# {name}
-
-Θ for the image task: z ({z_dim}) -> w ({W_DIM}) of images-generator, the paper's 3-layer MLP (hidden 1024,
-LeakyReLU 0.2), fitted with Algorithm 1 on the Eq. 5 loss (EfficientNet-Lite0 perceptual + MSE).
-
-- **Data**: Fashion-MNIST train split minus the 5,000-image validation split; N images drawn each round.
-- **Settings**: B = {rounds} rounds, N = {trajectories} trajectories, T = {steps} steps, z0 = 0, Adam
-  lr {LR_Z} on z; AdamW lr {lr}, weight decay 0.1 on Θ, batch {trajectories} from the buffer (T·N samples a
-  round). {budget}.
-- **Fit**: mean loss at step {steps} of the collected trajectories went from {first['loss_last']:.4f}
-  (round 1) to {last['loss_last']:.4f} (round {last['round']}); step-0 loss {first['loss_first']:.4f} ->
-  {last['loss_first']:.4f}. Fitting took {seconds / 60:.1f} minutes of wall time on this machine's CPU (2 cores,
-  shared with other jobs), summed over the rounds.
-- **Z dimension**: {z_dim}. §7.1 sets Z = X (64); Table 3 of the paper finds a larger Z better, and so did
-  we: with Z = 64 and otherwise the same fit, 16 validation images reach 1.210 / 1.084 / 0.953 at steps
-  20 / 50 / 200, against 1.175 / 1.012 / 0.870 with Z = 256 (and 1.455 / 1.123 / 0.822 for the baseline
-  at lr 0.5). `train_landscape(z_dim=64)` fits the §7.1 variant.
-- **Reproduce**: `landform zoo train {name}` (resumes from RUNS/{name}/).
-- **Evaluation**: `landform demo` writes report/images/ (summary.md) with the comparison.
-"""
-    folder = Path(zoo_dir) if zoo_dir is not None else zoo.ZOO_DIR
-    mapping.save(folder / name, extra={"fit": {"rounds": rounds, "trajectories": trajectories, "steps": steps,
-                                               "lr": lr, "seed": seed, "z_dim": z_dim,
-                                               "trajectory_steps": rounds * trajectories * steps},
-                                       "generator": zoo.fingerprint(GENERATOR_NAME)})
-    write_text(folder / f"{name}.md", card)
-    return mapping
-
-
-# Share of each kind of image in the broad training observations (MNIST never: it stays out of distribution).
-BROAD_MIX = {"fashion": 0.45, "fashion+noise": 0.10, "photos": 0.20, "generated": 0.10, "smooth noise": 0.15}
-
-
-def broad_observations(generator: Generator, *, seed: int = 0, photo_pool: int = 20000):
-    """A sampler ``(n, rng) -> images`` over broad data: Fashion-MNIST train images, the same with Gaussian
-    noise, crops of the training photographs, the generator's own images for w drawn up to 2.5x wider than
-    its prior (the range descent on w can reach), and smooth noise. Fixed shares (``BROAD_MIX``), shuffled."""
-    train = load_fashion_mnist("train")[0]
-    photos = photo_crops(TRAIN_PHOTOS, photo_pool, seed)
-
-    def pick(pool: torch.Tensor, n: int, rng: torch.Generator) -> torch.Tensor:
-        return pool[torch.randint(pool.shape[0], (n,), generator=rng)]
-
-    def draw(n: int, rng: torch.Generator) -> torch.Tensor:
-        counts = [int(n * share) for share in BROAD_MIX.values()]
-        counts[0] += n - sum(counts)
-        fashion, noisy, photo, generated, smooth = counts
-        noisy_images = pick(train, noisy, rng)
-        noisy_images = (noisy_images + torch.rand(noisy, 1, 1, 1, generator=rng) * 0.5
-                        * torch.randn(noisy_images.shape, generator=rng)).clamp(0, 1)
-        with torch.no_grad():
-            mean = generator.w_mean.cpu()
-            spread = 1 + 1.5 * torch.rand(generated, 1, generator=rng)
-            w = mean + spread * (generator.sample_w(generated, rng).cpu() - mean)
-            wide = generator(w.to(generator.w_mean.device)).cpu()
-        images = torch.cat([pick(train, fashion, rng), noisy_images, pick(photos, photo, rng), wide,
-                            smooth_noise(smooth, rng)])
-        return images[torch.randperm(n, generator=rng)]
-
-    return draw
-
-
-def train_anchored_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                             rounds: int = ROUNDS_ANCHORED, trajectories: int = 64, steps: int = 20, lr: float = 1e-3,
-                             z_dim: int = 256, run_dir: Path | None = None,
-                             zoo_dir: Path | None = None) -> Mapping:
-    """Fit Θ for x = E(y) + Θ(z) (the encoder's guess plus a learned landscape, issue 15) with Algorithm 1
-    on broad observations (``broad_observations``); trajectories start at z0 = 0, i.e. at the encoder's
-    guess. Writes the zoo entry ``images-landscape-anchored``."""
-    generator = load_generator(device=device)
-    encoder = load_encoder(device)
-    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "images-landscape-anchored"
-    torch.manual_seed(seed)
-    mapping = Mapping(z_dim, (W_DIM,), hidden=1024, additive=True)
-    with torch.no_grad():  # start at the encoder's guess: Θ(z) ≈ 0 until trained
-        mapping.net[-1].weight.mul_(0.01)
-        mapping.net[-1].bias.zero_()
-    result = fit(mapping, generator, ImageLoss(device=device), broad_observations(generator, seed=seed),
-                 rounds=rounds, trajectories=trajectories, steps=steps, lr_z=LR_Z, lr=lr, weight_decay=0.1,
-                 batch_size=trajectories, base=encoder, checkpoint_dir=run_dir, resume=resume, seed=seed,
-                 device=device, progress=progress)
-    folder = Path(zoo_dir) if zoo_dir is not None else zoo.ZOO_DIR
-    mapping.save(folder / ANCHORED_NAME, extra={"fit": {"rounds": rounds, "trajectories": trajectories,
-                                                         "steps": steps, "lr": lr, "seed": seed, "z_dim": z_dim,
-                                                         "observations": BROAD_MIX, "base": "images-encoder"},
-                                                 "generator": zoo.fingerprint(GENERATOR_NAME)})
-    write_text(folder / f"{ANCHORED_NAME}.md", anchored_card(result.history, rounds=rounds,
-                                                             trajectories=trajectories, steps=steps, lr=lr,
-                                                             z_dim=z_dim))
-    return mapping
-
-
-def anchored_card(history: list[dict], *, rounds: int, trajectories: int, steps: int, lr: float, z_dim: int) -> str:
-    """The model card of ``images-landscape-anchored`` from its fit's history."""
-    seconds = sum(h["seconds"] for h in history)
-    first, last = history[0], history[-1]
-    done = last["round"]
-    mix = ", ".join(f"{share:.0%} {kind}" for kind, share in BROAD_MIX.items())
-    return f"""# images-landscape-anchored
-
-Θ of the image task's default mode: x = E(y) + Θ(z) (+ δ at inference), where E is `images-encoder`. The
-paper's 3-layer MLP (z {z_dim} -> hidden 1024 -> hidden 1024 -> w {W_DIM}, LeakyReLU 0.2), its last layer
-scaled by 0.01 at initialization so that every trajectory starts at the encoder's guess.
-
-- **Data** (`broad_observations`): {mix}. Fashion-MNIST from its train split minus the 5,000 validation
-  images; photographs are crops of scikit-image's {', '.join(TRAIN_PHOTOS)}; the held-out photographs
-  ({', '.join(HELD_OUT_PHOTOS)}), LFW faces, white noise and MNIST are never trained on.
-- **Settings**: Algorithm 1, {done} rounds of N = {trajectories} trajectories of T = {steps} steps from z0 = 0
-  (Adam lr {LR_Z} on z), {done * trajectories * steps:,} trajectory steps in all; AdamW lr {lr}, weight decay
-  0.1 on Θ, batch {trajectories}, T·N samples replayed a round. (§7.1: N = 256, B = 500, 2.56M steps.)
-- **Fit**: mean loss of the collected trajectories at step {steps}: {first['loss_last']:.4f} (round 1) ->
-  {last['loss_last']:.4f} (round {done}); at step 0 {first['loss_first']:.4f} -> {last['loss_first']:.4f}.
-  {seconds / 60:.0f} minutes of wall time on 1 CPU thread of a 2-core machine shared with other jobs, summed
-  over rounds (a round took 5.3 s on the idle machine, up to 24 s under load).
-- **Reproduce**: `landform zoo train {ANCHORED_NAME}` (resumable; rounds = {rounds}).
-- **Evaluation**: `landform demo` (report/images/summary.md).
-"""
