@@ -57,6 +57,9 @@ def save_figure(figure, path: str | Path, dpi: int = 110, **savefig_kwargs) -> P
     return path
 
 
+MAX_COLUMNS = 4
+
+
 def plot_curves(path: str | Path, panels: MappingType[str, Curves],
                 hlines: MappingType[str, MappingType[str, float]] | None = None,
                 ylabel: str = "mean loss", log: bool = True) -> Path:
@@ -66,8 +69,12 @@ def plot_curves(path: str | Path, panels: MappingType[str, Curves],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
-    for axis, (title, curves) in zip(axes[0], panels.items(), strict=True):
+    columns = min(len(panels), MAX_COLUMNS)  # more panels wrap onto further rows
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False)
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, (title, curves) in zip(axes.flat, panels.items(), strict=False):
         for name, curve in curves.items():
             values = as_curve(curve).numpy()
             axis.plot(range(len(values)), values, label=name, linewidth=1.8)

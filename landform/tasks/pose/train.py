@@ -1,10 +1,11 @@
-"""Trainers of the pose task's zoo entries: the VAE prior (F) and, per observation model, Eq. 3's Θ, the
-learned start E and the default mode's Θ anchored at E (settings in ``settings``, cards in ``cards``).
+"""Trainers of the pose task's zoo entries: the VAE prior (F) and, per observation model, Eq. 3's Θ and the
+default mode's landscape, which the core recipe learns (``landform.recipe.learn``: the learned start E, Θ
+anchored at E and the tuned inference; settings in ``settings``, cards in ``cards``).
 
 ``landform zoo train pose-vae``, then for each loss (``pose_params``, ``joints_3d``, ``keypoints_2d``)
-``pose-theta-LOSS``, ``pose-encoder-LOSS`` and ``pose-theta-anchored-LOSS`` in that order (``TRAINERS``
-lists them so). Checkpoints go to runs/<name>/ (safetensors + json) and a rerun resumes from them; the
-zoo entry is written only when training is complete.
+``pose-theta-LOSS`` and ``pose-landscape-LOSS`` (``TRAINERS`` lists them in that order). Checkpoints go to
+runs/<name>/ (safetensors + json) and a rerun resumes from them; the zoo entry is written only when training
+is complete.
 """
 
 from __future__ import annotations
@@ -21,27 +22,22 @@ from landform.errors import LandformError
 from landform.fitting import checkpoint_state
 from landform.metrics import speedup_at, step_reached
 from landform.progress import progress_bar
+from landform.recipe import Landscape, learn
+from landform.start import StartEncoder
 from landform.tasks import runs_dir
-from landform.tasks.pose.cards import anchored_card, encoder_card, theta_card, vae_card
-from landform.tasks.pose.data import jitter_poses, load_splits
+from landform.tasks.pose.cards import landscape_card, theta_card, vae_card
+from landform.tasks.pose.data import jitter_poses
 from landform.tasks.pose.evaluate import evaluate_split
 from landform.tasks.pose.kinematics import Kinematics
-from landform.tasks.pose.load import (
-    PoseModels,
-    encoder_name,
-    load_encoder,
-    load_theta,
-    theta_name,
-    vae_fingerprint,
-)
+from landform.tasks.pose.load import PoseModels, landscape_name, load_theta, theta_name, theta_rates, vae_fingerprint
 from landform.tasks.pose.losses import LOSS_NAMES, observation, observation_shape
-from landform.tasks.pose.model import VAE_NAME, ObservationEncoder, PoseVAE, load_vae
-from landform.tasks.pose.problem import training_observations
+from landform.tasks.pose.mocap.union import by_source, deepmimic_weighted
+from landform.tasks.pose.model import VAE_NAME, PoseVAE, load_vae
+from landform.tasks.pose.problem import SOURCE_SPLIT, cached_splits, pose_problem, training_observations
 from landform.tasks.pose.settings import (
-    ANCHORED_SETTINGS,
-    ENCODER_SETTINGS,
     LR_X_CHOICES,
     LR_Z_CHOICES,
+    RECIPE_SETTINGS,
     THETA_SETTINGS,
     VAE_SETTINGS,
 )
@@ -49,11 +45,13 @@ from landform.tasks.pose.settings import (
 
 def train_vae(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
               settings: dict | None = None, directory: Path | None = None, run: Path | None = None) -> PoseVAE:
-    """Train the VAE on the training split (reconstruction of pose parameters and FK joints + KL)."""
+    """Train the VAE on the training split (reconstruction of pose parameters and FK joints + KL), the DeepMimic
+    frames ``deepmimic_share`` of every batch."""
     cfg = {**VAE_SETTINGS, **(settings or {})}
     torch.manual_seed(seed)
-    splits = load_splits()
+    splits = cached_splits()
     train = splits.train.to(device)
+    weights = deepmimic_weighted(splits, cfg["deepmimic_share"])
     vae = PoseVAE(cfg["latent_dim"], cfg["hidden"], cfg["dropout"]).to(device)
     kinematics = Kinematics().to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg["lr"])
@@ -67,7 +65,7 @@ def train_vae(*, device: str = "cpu", seed: int = 0, resume: bool = True, progre
     started = time.perf_counter()
     bar = progress_bar(range(step, cfg["steps"]), enabled=progress, initial=step, total=cfg["steps"], desc=VAE_NAME)
     for step in bar:
-        index = torch.randint(train.shape[0], (cfg["batch_size"],), generator=generator)
+        index = torch.multinomial(weights, cfg["batch_size"], replacement=True, generator=generator)
         pose = jitter_poses(train[index.to(device)], generator, rotation_std=cfg["rotation_noise"],
                             hinge_std=cfg["hinge_noise"])
         recon, mean, log_var = vae(pose, generator)
@@ -99,10 +97,12 @@ def train_vae(*, device: str = "cpu", seed: int = 0, resume: bool = True, progre
 
 @torch.no_grad()
 def vae_metrics(vae: PoseVAE, splits, kinematics: Kinematics) -> dict:
-    """Reconstruction error (through the latent mean) per split: pose MSE and joint error in cm."""
+    """Reconstruction error (through the latent mean) per split and per source's test frames (``test_SOURCE``):
+    pose MSE and joint error in cm."""
     out = {}
-    for split in ("train", "validation", "test", "ood"):
-        pose = getattr(splits, split)
+    parts = {split: getattr(splits, split) for split in ("train", "validation", "test", "ood")}
+    parts.update({f"{SOURCE_SPLIT}{source}": pose for source, pose in by_source(splits, "test").items()})
+    for split, pose in parts.items():
         recon = vae.decoder(vae.encoder(pose)[0])
         out[split] = {"pose_mse": float((recon - pose).pow(2).mean()),
                       "joint_error_cm": float(100 * (kinematics(recon) - kinematics(pose)).norm(dim=-1).mean())}
@@ -140,84 +140,23 @@ def _restore(run: Path, cfg: dict, model: torch.nn.Module, optimizer, schedule, 
     return int(meta["step"]), float(meta["seconds"])
 
 
-def train_encoder(kind: str, *, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                  settings: dict | None = None, directory: Path | None = None, run: Path | None = None
-                  ) -> ObservationEncoder:
-    """Train the learned start E for loss ``kind`` on Θ's training observations (``training_observations``):
-    minimize the loss of F(E(y)) against y, plus ``latent_weight`` x |E(F(x)) - x|^2 on prior samples."""
+def train_theta(kind: str, *, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
+                settings: dict | None = None, directory: Path | None = None, run: Path | None = None) -> Mapping:
+    """Fit Eq. 3's Θ with Algorithm 1 for the observation model ``kind`` (``training_observations``), keep the
+    round that scores best on the validation frames, choose its Θ + δ step sizes, evaluate it and write the
+    zoo entry."""
     if kind not in LOSS_NAMES:
         raise LandformError(f"unknown pose loss {kind!r}; use one of {', '.join(LOSS_NAMES)}")
-    cfg = {**ENCODER_SETTINGS, **(settings or {})}
+    cfg = {**THETA_SETTINGS, **(settings or {})}
+    name = theta_name(kind)
     vae = load_vae(device, directory)
     obs = observation(kind, vae.decoder)
-    observations = training_observations(kind, vae, THETA_SETTINGS, device=device)
-    torch.manual_seed(seed)
-    encoder = ObservationEncoder(observation_shape(kind), vae.latent_dim, cfg["hidden"], cfg["layers"]).to(device)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=cfg["lr"])
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg["steps"], eta_min=cfg["lr"] / 100)
-    generator = torch.Generator().manual_seed(seed)
-    run = Path(run) if run is not None else runs_dir() / encoder_name(kind)
-    step, elapsed = 0, 0.0
-    if resume and (run / "state.safetensors").exists():
-        step, elapsed = _restore(run, cfg, encoder, optimizer, schedule, generator)
-    started = time.perf_counter()
-    bar = progress_bar(range(step, cfg["steps"]), enabled=progress, initial=step, total=cfg["steps"],
-                       desc=encoder_name(kind))
-    for step in bar:
-        y = observations(cfg["batch_size"], generator)
-        fitted = obs.loss(obs.forward(encoder(y)), y).mean()
-        latent = torch.randn(cfg["prior_batch"], vae.latent_dim, generator=generator).to(device)
-        with torch.no_grad():
-            drawn = obs.forward(latent)
-        loss = fitted + cfg["latent_weight"] * (encoder(drawn) - latent).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if (step + 1) % 100 == 0:
-            bar.set_postfix(loss=f"{fitted.item():.4g}")
-        if (step + 1) % cfg["checkpoint_every"] == 0 or step + 1 == cfg["steps"]:
-            _checkpoint(run, cfg, encoder, optimizer, schedule, generator, step + 1,
-                        elapsed + time.perf_counter() - started)
-    elapsed += time.perf_counter() - started
-    encoder.eval().requires_grad_(False)
-    splits = load_splits()
-    metrics = {}
-    with torch.no_grad():
-        for split in ("train", "validation", "test", "ood"):
-            y = obs.target(getattr(splits, split).to(device))
-            metrics[split] = float(obs.loss(obs.forward(encoder(y)), y).mean())
-    config = {**encoder.config(), "loss": kind, "training": cfg, "seed": seed, "train_seconds": round(elapsed, 1),
-              "vae": vae_fingerprint(directory), "start_loss": metrics}
-    zoo.save(encoder_name(kind), zoo.half(encoder.state_dict()), config,
-             encoder_card(kind, cfg, metrics, elapsed, splits.describe()), directory=directory)
-    return encoder
-
-
-def train_theta(kind: str, *, anchored: bool = False, device: str = "cpu", seed: int = 0, resume: bool = True,
-                progress: bool = True, settings: dict | None = None, directory: Path | None = None,
-                run: Path | None = None) -> Mapping:
-    """Fit Θ with Algorithm 1 for the observation model ``kind`` (``training_observations``), keep the
-    round that scores best on the validation frames, evaluate it and write the zoo entry. With
-    ``anchored`` Θ is the default mode's x = E(y) + Θ(z), fitted around the shipped learned start E
-    (``ANCHORED_SETTINGS``; Θ's output starts small, so every trajectory starts at E's guess)."""
-    if kind not in LOSS_NAMES:
-        raise LandformError(f"unknown pose loss {kind!r}; use one of {', '.join(LOSS_NAMES)}")
-    cfg = {**(ANCHORED_SETTINGS if anchored else THETA_SETTINGS), **(settings or {})}
-    name = theta_name(kind, anchored)
-    vae = load_vae(device, directory)
-    encoder = load_encoder(kind, device, directory) if anchored else None
-    obs = observation(kind, vae.decoder)
-    splits = load_splits()
+    splits = cached_splits()
     observations = training_observations(kind, vae, cfg, device=device)
     with torch.no_grad():
         val_y = obs.target(splits.validation.to(device))
     torch.manual_seed(seed)
-    mapping = Mapping(cfg["z_dim"], (vae.latent_dim,), hidden=cfg["hidden"], additive=anchored)
-    if anchored:
-        with torch.no_grad():
-            mapping.net[-1].weight.mul_(cfg["output_scale"])
-            mapping.net[-1].bias.zero_()
+    mapping = Mapping(cfg["z_dim"], (vae.latent_dim,), hidden=cfg["hidden"])
     started = time.perf_counter()
     run = Path(run) if run is not None else runs_dir() / name
     # Algorithm 1 in chunks of ``select_every`` rounds (fit resumes exactly from its checkpoint); keep the
@@ -227,10 +166,10 @@ def train_theta(kind: str, *, anchored: bool = False, device: str = "cpu", seed:
     for rounds in range(done + cfg["select_every"], cfg["rounds"] + 1, cfg["select_every"]):
         fit(mapping, obs.forward, obs.loss, observations, rounds=rounds, trajectories=cfg["trajectories"],
             steps=cfg["steps"], lr_z=cfg["lr_z"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-            batch_size=cfg["batch_size"], base=encoder, checkpoint_dir=run, resume=rounds > cfg["select_every"],
+            batch_size=cfg["batch_size"], checkpoint_dir=run, resume=rounds > cfg["select_every"],
             seed=seed, device=device, progress=progress)
         score = validation_score(obs, mapping, val_y, lr_z=cfg["lr_z"], seed=seed, device=device,
-                                 steps=cfg["select_steps"], base=encoder)
+                                 steps=cfg["select_steps"])
         selection.append({"rounds": rounds, "validation_mean_log_loss": score})
         if best is None or score < best[0]:
             best = (score, rounds, {k: v.detach().clone() for k, v in mapping.state_dict().items()})
@@ -241,23 +180,64 @@ def train_theta(kind: str, *, anchored: bool = False, device: str = "cpu", seed:
     history = (checkpoint_state(run) or {}).get("history", [])
     seconds = sum(r.get("seconds", 0.0) for r in history) or time.perf_counter() - started
     mapping.eval().requires_grad_(False)
-    (lr_z, lr_x), rate_selection = choose_default_rates(obs, mapping, val_y, seed=seed, device=device, base=encoder)
-    models = PoseModels(vae, load_theta(kind, device, directory), encoder=encoder, anchored=mapping,
-                        rates=(lr_z, lr_x)) if anchored else PoseModels(vae, mapping, rates=(lr_z, lr_x))
+    (lr_z, lr_x), rate_selection = choose_default_rates(obs, mapping, val_y, seed=seed, device=device)
+    models = PoseModels(vae, mapping, rates=(lr_z, lr_x))
     evaluation = {split: evaluate_split(kind, models, split, device=device, seed=seed, count=128)
                   for split in ("in_distribution", "ood")}
     config = {**mapping.config(), "loss": kind, "fit": cfg, "seed": seed, "train_seconds": round(seconds, 1),
               "trajectories_total": cfg["trajectories"] * best[1], "selected_rounds": best[1],
               "selection": selection, "default_lr_z": lr_z, "lr_x": lr_x, "rate_selection": rate_selection,
               "vae": vae_fingerprint(directory), "evaluation": evaluation}
-    if anchored:
-        config["encoder"] = zoo.fingerprint(encoder_name(kind), directory)
-    card = anchored_card if anchored else theta_card
     zoo.save(name, zoo.half(mapping.state_dict()), config,
-             card(kind, cfg, seconds, evaluation, splits.describe(), vae.latent_dim, best[1], (lr_z, lr_x),
-                  rate_selection),
+             theta_card(kind, cfg, seconds, evaluation, splits.describe(), vae.latent_dim, best[1], (lr_z, lr_x),
+                        rate_selection),
              directory=directory)
     return mapping
+
+
+def train_landscape(kind: str, *, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
+                    settings: dict | None = None, directory: Path | None = None, run: Path | None = None,
+                    evaluation: dict | None = None) -> Landscape:
+    """The default mode's landscape for loss ``kind``, learned by the core recipe (``landform.recipe.learn``,
+    no time budget) from the pose Problem: the learned start (``RECIPE_SETTINGS``' MLP, pSp's latent term on
+    prior draws), Θ anchored at it, and the inference settings tuned on the validation frames; evaluated
+    (``evaluate_split`` with ``evaluation``'s options over its defaults, 128 frames per split) and written to
+    the zoo with its card."""
+    if kind not in LOSS_NAMES:
+        raise LandformError(f"unknown pose loss {kind!r}; use one of {', '.join(LOSS_NAMES)}")
+    cfg = {**RECIPE_SETTINGS, **(settings or {})}
+    name = landscape_name(kind)
+    vae = load_vae(device, directory)
+    splits = cached_splits()
+    obs = observation(kind, vae.decoder)
+    with torch.no_grad():  # shuffled: the recipe selects Θ and tunes on a few of them, from every source
+        order = torch.randperm(splits.validation.shape[0], generator=torch.Generator().manual_seed(seed))
+        val_y = obs.target(splits.validation[order].to(device))
+    run = Path(run) if run is not None else runs_dir() / name
+    torch.manual_seed(seed)
+    start = StartEncoder(observation_shape(kind), (vae.latent_dim,), architecture="mlp", hidden=cfg["start_hidden"],
+                         layers=cfg["start_layers"])
+
+    def prior(n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, vae.latent_dim, generator=generator)
+
+    began = time.perf_counter()
+    landscape = learn(pose_problem(kind, vae, device=device), run, seconds=math.inf, rounds=cfg["rounds"],
+                      hidden=cfg["hidden"], z_dim=cfg["z_dim"], trajectories=cfg["trajectories"],
+                      start_steps=cfg["start_steps"], resume=resume, seed=seed, device=device, progress=progress,
+                      start=start, prior=prior, prior_weight=cfg["prior_weight"], validation=val_y,
+                      pool_size=cfg["pool_size"], log=print if progress else (lambda line: None))
+    seconds = time.perf_counter() - began
+    models = PoseModels(vae, load_theta(kind, device, directory), landscape, rates=theta_rates(kind, directory))
+    options = {"count": 128, **(evaluation or {})}
+    evaluation = {split: evaluate_split(kind, models, split, device=device, seed=seed, **options)
+                  for split in ("in_distribution", "ood")}
+    tensors, config = landscape.state()
+    config.update(loss=kind, recipe_settings=cfg, seed=seed, train_seconds=round(seconds, 1),
+                  vae=vae_fingerprint(directory), evaluation=evaluation)
+    zoo.save(name, half_weights(tensors), config,
+             landscape_card(kind, cfg, landscape, seconds, evaluation, splits.describe()), directory=directory)
+    return landscape
 
 
 def _load_selection(run: Path) -> tuple[tuple[float, int, dict] | None, list[dict]]:
@@ -268,24 +248,30 @@ def _load_selection(run: Path) -> tuple[tuple[float, int, dict] | None, list[dic
     return (meta["score"], meta["rounds"], state), meta["selection"]
 
 
+def half_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A landscape's weights in float16 for the zoo, but the start's input statistics (``y_mean``, ``y_scale``)
+    kept in float32: a near-constant observation entry has a scale far below float16's smallest number (it
+    would round to 0 and the start would divide by it)."""
+    statistics = {k: v for k, v in tensors.items() if k.endswith((".y_mean", ".y_scale"))}
+    return {**zoo.half({k: v for k, v in tensors.items() if k not in statistics}), **statistics}
+
+
 def validation_score(obs, mapping: Mapping, val_y: torch.Tensor, *, lr_z: float, seed: int, device: str,
-                     steps: int = 200, base: torch.nn.Module | None = None) -> float:
-    """Mean over steps 0..``steps`` of log(mean validation loss) of Eq. 3 (x = base(y) + Θ(z) for an
-    anchored Θ): rewards both speed and the end point."""
+                     steps: int = 200) -> float:
+    """Mean over steps 0..``steps`` of log(mean validation loss) of Eq. 3: rewards both speed and the end point."""
     mapping.eval()
-    curve = invert(obs.forward, obs.loss, val_y, mapping=mapping, lr=lr_z, steps=steps, seed=seed, base=base,
+    curve = invert(obs.forward, obs.loss, val_y, mapping=mapping, lr=lr_z, steps=steps, seed=seed,
                    device=device).losses.mean(dim=1)
     mapping.train()
     return float(curve.clamp_min(1e-12).log().mean())
 
 
-def choose_default_rates(obs, mapping: Mapping, val_y: torch.Tensor, *, seed: int, device: str, steps: int = 200,
-                         base: torch.nn.Module | None = None) -> tuple[tuple[float, float], dict[str, dict]]:
-    """The default mode's step sizes (on z, on δ), chosen on the validation frames as the baseline's rate is:
-    of ``LR_Z_CHOICES`` x ``LR_X_CHOICES``, among the pairs whose mean loss stays at or below the baseline's
-    (learning rate swept) from step 5 on, the one with the highest speedup at 20 (ties: the lower worst ratio
-    over steps); if no pair stays below, the one with the lowest worst ratio. With a learned start (``base``)
-    every pair is past the baseline's step-20 loss at once, so the fastest to its step-200 loss is chosen."""
+def choose_default_rates(obs, mapping: Mapping, val_y: torch.Tensor, *, seed: int, device: str, steps: int = 200
+                         ) -> tuple[tuple[float, float], dict[str, dict]]:
+    """The step sizes (on z, on δ) of Eq. 3's Θ + δ (the default mode where joints are hidden), chosen on the
+    validation frames as the baseline's rate is: of ``LR_Z_CHOICES`` x ``LR_X_CHOICES``, among the pairs whose
+    mean loss stays at or below the baseline's (learning rate swept) from step 5 on, the one with the highest
+    speedup at 20 (ties: the lower worst ratio over steps); if no pair stays below, the lowest worst ratio."""
     _, sweep = sweep_lr(obs.forward, obs.loss, val_y, steps=steps, x_shape=tuple(mapping.x_shape), seed=seed,
                         device=device)
     best_lr = min(sweep, key=lambda lr: sweep[lr]["final"])
@@ -295,18 +281,13 @@ def choose_default_rates(obs, mapping: Mapping, val_y: torch.Tensor, *, seed: in
     for lr_z in LR_Z_CHOICES:
         for lr_x in LR_X_CHOICES:
             ours = invert(obs.forward, obs.loss, val_y, mapping=mapping, mode="residual", lr=lr_z, lr_x=lr_x,
-                          steps=steps, seed=seed, base=base, device=device).losses.mean(1)
+                          steps=steps, seed=seed, device=device).losses.mean(1)
             table[f"{lr_z}/{lr_x}"] = {"worst_ratio_from_5": float((ours[5:] / baseline[5:]).max()),
                                        "speedup_at_20": speedup_at(baseline, ours, 20),
                                        "steps_to_baseline_200": step_reached(ours, float(baseline[-1]))}
     below = [k for k, v in table.items() if v["worst_ratio_from_5"] <= 1.0]
-
-    def rank(key: str) -> tuple[float, float]:
-        reached = table[key]["steps_to_baseline_200"]
-        fast = -(math.inf if reached is None else reached) if base is not None else table[key]["speedup_at_20"]
-        return fast, -table[key]["worst_ratio_from_5"]
-
-    best = max(below, key=rank) if below else min(table, key=lambda k: table[k]["worst_ratio_from_5"])
+    best = max(below, key=lambda k: (table[k]["speedup_at_20"], -table[k]["worst_ratio_from_5"])) if below \
+        else min(table, key=lambda k: table[k]["worst_ratio_from_5"])
     return (float(best.split("/")[0]), float(best.split("/")[1])), table
 
 
@@ -315,20 +296,18 @@ def _vae_trainer(*, device: str = "cpu", seed: int = 0, resume: bool = True, pro
     train_vae(device=device, seed=seed, resume=resume, progress=progress, directory=zoo_dir, run=run_dir)
 
 
-def _trainer(train, name: str, kind: str, **fixed):
-    """The ``zoo train`` entry point of one pose zoo entry: ``train(kind, **fixed)`` with the CLI's options."""
+def _trainer(train, name: str, kind: str):
+    """The ``zoo train`` entry point of one pose zoo entry: ``train(kind)`` with the CLI's options."""
     def trainer(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
                 run_dir: Path | None = None, zoo_dir: Path | None = None) -> None:
-        train(kind, **fixed, device=device, seed=seed, resume=resume, progress=progress, directory=zoo_dir,
+        train(kind, device=device, seed=seed, resume=resume, progress=progress, directory=zoo_dir,
               run=run_dir)
 
     trainer.__doc__ = f"Train and ship {name}."
     return trainer
 
 
-# In dependency order: the VAE, then per loss the Eq. 3 Θ, the learned start, and the Θ anchored at it.
+# In dependency order: the VAE, then per loss the Eq. 3 Θ and the landscape (the recipe: start, anchored Θ, settings).
 TRAINERS = {VAE_NAME: _vae_trainer,
-            **{name: _trainer(train, name, kind, **fixed) for kind in LOSS_NAMES
-               for name, train, fixed in ((theta_name(kind), train_theta, {}),
-                                          (encoder_name(kind), train_encoder, {}),
-                                          (theta_name(kind, True), train_theta, {"anchored": True}))}}
+            **{name: _trainer(train, name, kind) for kind in LOSS_NAMES
+               for name, train in ((theta_name(kind), train_theta), (landscape_name(kind), train_landscape))}}

@@ -17,7 +17,7 @@ from landform.tasks.pose.data import HINGES, JOINTS, SPHERICAL
 from landform.tasks.pose.evaluate import DEFAULT_MODE, STEPS, methods
 from landform.tasks.pose.kinematics import KEYPOINTS, Kinematics
 from landform.tasks.pose.load import PoseModels
-from landform.tasks.pose.problem import cached_splits, observe, pose_problem
+from landform.tasks.pose.problem import observe, pose_problem, sweep_poses
 
 
 def read_observation(path: str | Path) -> tuple[str, torch.Tensor, torch.Tensor | None]:
@@ -101,12 +101,13 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
         models = PoseModels.load(kind, device).for_mask(kind, mask)
         vae = models.vae
         ours = next(m for m in methods(models) if m.name == "landscape")
-        result = ours.run(pose_problem(kind, vae, mask, device=device, encoder=models.encoder), y.to(device), ours.lr,
+        result = ours.run(pose_problem(kind, vae, mask, device=device, base=models.encoder), y.to(device), ours.lr,
                           steps=steps, seed=seed, device=device, progress=progress)
         with torch.no_grad():
             poses = vae.decoder(result.x)
             points = kinematics(poses)
-        record = {"input": str(name), "observation": kind, "steps": steps, "mode": DEFAULT_MODE,
+        mode = models.landscape.settings.mode if models.landscape is not None else DEFAULT_MODE
+        record = {"input": str(name), "observation": kind, "steps": steps, "mode": mode,
                   "learned_start": models.encoder is not None,
                   "keypoint_order": list(KEYPOINTS), "joint_order": list(JOINTS),
                   "final_loss": result.losses[-1].tolist(), "latent": result.x.tolist(),
@@ -120,8 +121,8 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
 def _swept_lrs(kind: str, steps: int, seed: int, device: str) -> dict[str, float]:
     """The swept step sizes (baseline, encoder_init) chosen on the validation frames."""
     models = PoseModels.load(kind, device)
-    problem = pose_problem(kind, models.vae, device=device, encoder=models.encoder)
-    y_val = observe(kind, models.vae, cached_splits().validation.to(device))
+    problem = pose_problem(kind, models.vae, device=device, base=models.encoder)
+    y_val = observe(kind, models.vae, sweep_poses(seed).to(device))
     swept = [m for m in methods(models) if isinstance(m.lr, tuple)]
     comparison = compare(problem, y_val, swept, y_val=y_val, steps=steps, seed=seed, device=device, bootstrap=0)
     return dict(comparison.lrs)
@@ -140,7 +141,7 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
         kind, y, mask = read_observation(name)
         models = PoseModels.load(kind, device).for_mask(kind, mask)
         chosen = methods(models, fixed=_swept_lrs(kind, steps, seed, str(device)))
-        comparison = compare(pose_problem(kind, models.vae, mask, device=device, encoder=models.encoder),
+        comparison = compare(pose_problem(kind, models.vae, mask, device=device, base=models.encoder),
                              y.to(device), chosen, steps=steps,
                              seed=seed, device=device, bootstrap=1000 if y.shape[0] > 1 else 0)
         stem = Path(name).stem

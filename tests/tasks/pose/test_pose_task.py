@@ -13,10 +13,10 @@ from landform.errors import LandformError
 from landform.tasks.pose import TRAINERS, compare_inputs, invert_inputs
 from landform.tasks.pose.evaluate import check_targets, evaluate_split, methods
 from landform.tasks.pose.kinematics import KEYPOINTS, Kinematics, PinholeCamera
-from landform.tasks.pose.load import PoseModels, load_encoder, load_theta
+from landform.tasks.pose.load import PoseModels, load_landscape, load_theta
 from landform.tasks.pose.model import load_vae
 from landform.tasks.pose.problem import pose_problem, split_poses
-from landform.tasks.pose.train import train_encoder
+from landform.tasks.pose.train import train_landscape
 from landform.tasks.pose.user import read_observation
 
 
@@ -28,9 +28,10 @@ def joints():
 def test_trainers_cover_the_zoo_entries():
     kinds = ("pose_params", "joints_3d", "keypoints_2d")
     assert set(TRAINERS) == {"pose-vae", *(f"pose-{entry}-{kind}" for kind in kinds
-                                           for entry in ("theta", "encoder", "theta-anchored"))}
-    names = list(TRAINERS)  # dependency order: a Θ anchored at E comes after E, E after the VAE
-    assert all(names.index(f"pose-encoder-{k}") < names.index(f"pose-theta-anchored-{k}") for k in kinds)
+                                           for entry in ("theta", "landscape"))}
+    names = list(TRAINERS)  # dependency order: the landscape's evaluation needs Eq. 3's Θ, both the VAE
+    assert names[0] == "pose-vae" and all(names.index(f"pose-theta-{k}") < names.index(f"pose-landscape-{k}")
+                                          for k in kinds)
 
 
 def test_invert_3d_joints_from_json_with_mask(tmp_path, joints):
@@ -155,27 +156,39 @@ def test_cli_prints_one_line_for_a_bad_file(tmp_path, capsys):
 
 def test_shipped_models_run_the_default_mode_from_the_learned_start():
     models = PoseModels.load("keypoints_2d")
-    assert models.encoder is not None and models.anchored is not None and models.anchored.additive
+    assert models.landscape is not None and models.encoder is models.landscape.start
+    assert models.landscape.mapping.additive
     chosen = {m.name: m for m in methods(models)}
     assert list(chosen) == ["baseline", "encoder_init", "landscape", "landscape_pure"]
-    assert chosen["landscape"].use_base and chosen["landscape"].mapping is models.anchored
+    assert chosen["landscape"].use_base and chosen["landscape"] == models.landscape.method("landscape")
     assert not chosen["landscape_pure"].use_base and chosen["landscape_pure"].mapping is models.theta
 
 
-def test_encoder_trains_resumes_and_refuses_another_vae(tmp_path):
-    from landform import zoo
+def test_landscape_is_learned_by_the_core_recipe_resumes_and_refuses_another_vae(tmp_path):
+    from landform import recipe, zoo
+    from landform.recipe import Landscape
 
     run, directory = tmp_path / "run", tmp_path / "zoo"
-    settings = {"steps": 6, "checkpoint_every": 3, "batch_size": 16, "prior_batch": 8, "hidden": 32}
-    train_encoder("joints_3d", settings=settings, run=run, directory=directory, progress=False)
-    first = load_encoder("joints_3d", directory=directory)
-    assert zoo.load_pair(run / "state.safetensors")[1]["step"] == 6
-    # A rerun resumes the finished checkpoint: nothing is trained again, the same weights are written.
-    train_encoder("joints_3d", settings=settings, run=run, directory=directory, progress=False)
-    again = load_encoder("joints_3d", directory=directory)
-    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values(),
-                                                   strict=True))
-    assert "landform zoo train pose-encoder-joints_3d" in (directory / "pose-encoder-joints_3d.md").read_text()
+    directory.mkdir()
+    for name in ("pose-vae", "pose-theta-joints_3d"):  # the landscape is evaluated beside Eq. 3's Θ
+        for suffix in (".safetensors", ".json", ".md"):
+            shutil.copy(zoo.path(name).with_suffix(suffix), directory / f"{name}{suffix}")
+    settings = {"rounds": 2, "trajectories": 8, "start_steps": 20, "pool_size": 64, "start_hidden": 32,
+                "hidden": 32, "z_dim": 16}
+    tiny = {"settings": settings, "run": run, "directory": directory, "progress": False,
+            "evaluation": {"count": 4, "lr": 0.1, "steps": 20, "timing_repeats": 1, "bootstrap": 0}}
+    with pytest.MonkeyPatch.context() as patch:  # tuning on 4 frames, evaluation on 4 frames over 20 steps
+        patch.setattr(recipe, "TUNE_COUNT", 4)
+        first = train_landscape("joints_3d", **tiny)
+        assert isinstance(first, Landscape) and first.start is not None and first.start.layers == 3
+        loaded = load_landscape("joints_3d", directory=directory)
+        assert loaded.settings == first.settings and loaded.record["recipe"] == "fast"
+        # A rerun resumes: the saved start is reused (the same weights), Θ's fit continues from its checkpoint.
+        again = train_landscape("joints_3d", **tiny)
+    assert all(torch.equal(a, b) for a, b in zip(first.start.state_dict().values(),
+                                                   again.start.state_dict().values(), strict=True))
+    card = (directory / "pose-landscape-joints_3d.md").read_text()
+    assert "landform zoo train pose-landscape-joints_3d" in card and "landform.recipe.learn" in card
     (directory / "pose-vae.safetensors").write_bytes(b"another vae")
     with pytest.raises(LandformError, match="another pose-vae"):
-        load_encoder("joints_3d", directory=directory)
+        load_landscape("joints_3d", directory=directory)

@@ -69,3 +69,14 @@ def by_source(splits: PoseSplits, split: str) -> dict[str, torch.Tensor]:
     for row, (name, _) in enumerate(splits.sources[split]):
         index.setdefault(source_of(name), []).append(row)
     return {source: frames[rows] for source, rows in index.items()}
+
+
+def deepmimic_weighted(splits: PoseSplits, share: float) -> torch.Tensor:
+    """Sampling probabilities over the training frames that give the DeepMimic frames (and their mirror images)
+    ``share`` of the draws together and the other sources the rest, uniform within each side (all DeepMimic
+    when there is nothing else)."""
+    deepmimic = torch.tensor([source_of(name) == "deepmimic" for name, _ in splits.sources["train"]])
+    others = int((~deepmimic).sum())
+    if others == 0 or int(deepmimic.sum()) == 0:
+        return torch.full((deepmimic.numel(),), 1.0 / deepmimic.numel())
+    return torch.where(deepmimic, share / deepmimic.sum(), (1 - share) / others).double()
