@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from landform.compare import SWEEP_LRS, Method, start_pass_seconds
+from landform.compare import SWEEP_LRS, Method, start_pass_seconds, sweep_lr
 from landform.errors import LandformError
 from landform.fitting import FitResult, fit
 from landform.inference import InversionResult, invert
@@ -402,9 +402,9 @@ class _ThetaSelector:
         if self._baseline is None:
             common = {"steps": self.steps, "seed": self.seed, "device": self.device, "allow_nonfinite": True,
                       "x_shape": self.problem.x_shape}
-            curves = [torch.nan_to_num(invert(self.problem.forward, self.problem.loss, self.val, lr=lr,
-                                              **common).losses.mean(1), nan=math.inf) for lr in SWEEP_LRS]
-            self._baseline = min(curves, key=lambda c: float(c[-1]))
+            best_lr, _ = sweep_lr(self.problem.forward, self.problem.loss, self.val, **common)
+            curve = invert(self.problem.forward, self.problem.loss, self.val, lr=best_lr, **common).losses.mean(1)
+            self._baseline = torch.nan_to_num(curve, nan=math.inf)
         return self._baseline
 
     def __call__(self, result: FitResult) -> bool:

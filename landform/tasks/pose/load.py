@@ -102,7 +102,7 @@ class PoseModels:
             else None
         return cls(vae, theta, landscape, rates=theta_rates(kind, directory))
 
-    def for_mask(self, kind: str, mask: torch.Tensor | None) -> PoseModels:
+    def for_mask(self, mask: torch.Tensor | None) -> PoseModels:
         """The models to use on observations with ``mask``: the learned start only saw whole bodies, so where
         joints are hidden the default mode is x = Θ(z) + δ with Eq. 3's Θ (and its own step sizes)."""
         if mask is None or bool(torch.as_tensor(mask).all()) or self.landscape is None:

@@ -66,7 +66,7 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
         y_val = observe(kind, vae, sweep_poses(seed).to(device))
         panels, panel_lines, lrs = {}, {}, None
         for split in report_splits():
-            poses = split_poses(split, count=REPORT_COUNT.get(split, SOURCE_COUNT), seed=seed).to(device)
+            poses = report_poses(split, seed).to(device)
             y = observe(kind, vae, poses)
             comparison, block = run_comparison(kind, models[kind], y, y_val=y_val if lrs is None else None,
                                                fixed=lrs, seed=seed, device=device,
@@ -104,7 +104,7 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
                                               for kind, m in models.items()},
                          "learned_start": {kind: m.encoder is not None for kind, m in models.items()},
                          "theta": THETA_SETTINGS, "split": cached_splits().describe(),
-                         "frames": {split: f"{_count(split)} of {split_poses(split).shape[0]}"
+                         "frames": {split: f"{report_poses(split, seed).shape[0]} of {split_poses(split).shape[0]}"
                                     for split in report_splits()},
                          "timing": f"fastest of {TIMING_REPEATS} interleaved runs of {TIMING_STEPS} steps",
                          "seconds": round(time.perf_counter() - started, 1)}
@@ -113,9 +113,10 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
     return summary
 
 
-def _count(split: str) -> int:
-    """How many frames of ``split`` the report uses."""
-    return split_poses(split, count=REPORT_COUNT.get(split, SOURCE_COUNT)).shape[0]
+def report_poses(split: str, seed: int) -> torch.Tensor:
+    """The frames of ``split`` the report uses: a seeded subset of ``REPORT_COUNT`` (``SOURCE_COUNT`` for a
+    source's own split) where the split is larger."""
+    return split_poses(split, count=REPORT_COUNT.get(split, SOURCE_COUNT), seed=seed)
 
 
 def _frame_scores(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -98,7 +98,7 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
     out = Path(out)
     for name in inputs:
         kind, y, mask = read_observation(name)
-        models = PoseModels.load(kind, device).for_mask(kind, mask)
+        models = PoseModels.load(kind, device).for_mask(mask)
         vae = models.vae
         ours = next(m for m in methods(models) if m.name == "landscape")
         result = ours.run(pose_problem(kind, vae, mask, device=device, base=models.encoder), y.to(device), ours.lr,
@@ -139,7 +139,7 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
     summary = {}
     for name in inputs:
         kind, y, mask = read_observation(name)
-        models = PoseModels.load(kind, device).for_mask(kind, mask)
+        models = PoseModels.load(kind, device).for_mask(mask)
         chosen = methods(models, fixed=_swept_lrs(kind, steps, seed, str(device)))
         comparison = compare(pose_problem(kind, models.vae, mask, device=device, base=models.encoder),
                              y.to(device), chosen, steps=steps,
