@@ -171,7 +171,7 @@ def test_a_user_problem_factory_plugs_in(tmp_path, monkeypatch):
         assert run.returncode == 0, run.stderr
         return run.stdout
 
-    small = ["--rounds", "8", "--trajectories", "32", "--steps", "10", "--hidden", "32", "--time", "40s",
+    small = ["--rounds", "8", "--trajectories", "32", "--steps", "10", "--hidden", "32", "--time", "10s",
              "--threads", "1"]
     landform_cli("fit", "--problem", spec, "--out", "runs/theta", *small)
     out = landform_cli("compare", "--problem", spec, "--mapping", "runs/theta", "--out", "runs/cmp", "--count", "16",

@@ -1,4 +1,12 @@
-"""The image task on a user's own images: ``landform invert --task images`` and ``landform compare``."""
+"""The image task on a user's own images: ``landform invert --task images`` and ``landform compare``.
+
+``compare`` sweeps each method's step size on Fashion-MNIST validation images (the report's §7.2 protocol).
+That sweep depends only on the shipped models, the seed, the steps and the mode, never on the user's images,
+so its result is kept: ``STEP_SIZES`` ships the one for the default settings, and any other sweep is stored
+in RUNS/images-step-sizes.json on first use. A record is used only when its key (the models' fingerprints and
+every setting of the sweep) equals the run's. ``STEP_SIZES`` is that cache file after a run on an empty RUNS:
+``LANDFORM_RUNS=/tmp/r landform compare --task images PHOTO --out /tmp/o --threads 1``.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +16,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landform.compare import DEFAULT_MODE
+from landform import zoo
+from landform.compare import DEFAULT_MODE, SWEEP_LRS, Comparison, Method
 from landform.errors import LandformError
+from landform.io import read_json
 from landform.report import plot_curves, summary_table, write_curves_csv, write_json
+from landform.tasks import runs_dir
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
 from landform.tasks.images.figures import save_labeled_grid
-from landform.tasks.images.task import INVERT_LR_X, LR_Z, load_models, run_comparison, summary_block
+from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
+from landform.tasks.images.task import (
+    ANCHORED_NAME,
+    INVERT_LR_X,
+    LANDSCAPE_NAME,
+    LR_X,
+    LR_Z,
+    ImageModels,
+    load_models,
+    run_comparison,
+    summary_block,
+)
 from landform.zoo import save_pair
 
+STEP_SIZES = Path(__file__).resolve().parent / "step_sizes.json"
+STEP_SIZES_CACHE = "images-step-sizes.json"
+VAL_COUNT = 8  # validation images of the sweep (as in `landform demo`)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -84,10 +109,20 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
     files = image_files(inputs)
     images = load_images(files)
     models = load_models(device)
-    val = seeded_subset(load_fashion_mnist("val")[0], 8, seed)
-    comparison, encoder = run_comparison(models, images, val, steps=steps, seed=seed, device=device,
-                                         progress=progress, mode=mode)
+    key = sweep_key(seed=seed, steps=steps, mode=mode)
+    record, source = stored_step_sizes(key)
+    if record is None:
+        val = seeded_subset(load_fashion_mnist("val")[0], VAL_COUNT, seed)
+        comparison, encoder = run_comparison(models, images, val, steps=steps, seed=seed, device=device,
+                                             progress=progress, mode=mode)
+        source = store_step_sizes(key, comparison)
+        print(f"step sizes swept on {VAL_COUNT} validation images, kept in {source} for later runs")
+    else:
+        comparison, encoder = run_comparison(models, images, None, steps=steps, seed=seed, device=device,
+                                             progress=progress, methods=tuned_methods(models, mode, record))
+        comparison.summary["lr_sweep"] = record["sweeps"]
     block = summary_block(comparison, encoder)
+    block["step_sizes_from"] = str(source)
     out = Path(out)
     curves = {name: result.losses for name, result in comparison.results.items()}
     write_curves_csv(out / "curves.csv", {**curves, "encoder": torch.full((steps + 1,), block["encoder"])})
@@ -104,3 +139,41 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
     print(summary_table(block, [s for s in (0, 1, 2, 5, 10, 20, 200) if s in block["steps"]]))
     print(f"wrote {out}/curves.csv, curves.png, reconstructions.png, summary.json")
     return summary
+
+
+def sweep_key(*, seed: int, steps: int, mode: str) -> dict:
+    """Everything the step-size sweep of ``compare_inputs`` depends on: the models (their fingerprints), the
+    validation images (``VAL_COUNT`` drawn with ``seed``), the steps, the mode and the rates swept."""
+    models = (GENERATOR_NAME, "images-encoder", LANDSCAPE_NAME, ANCHORED_NAME)
+    return {"models": {name: zoo.fingerprint(name) for name in models}, "seed": seed, "steps": steps,
+            "mode": mode, "val_count": VAL_COUNT, "optimizer": "adam", "lrs": list(SWEEP_LRS),
+            "lr_x": list(LR_X), "lr_z": LR_Z}
+
+
+def _records(path: Path) -> list[dict]:
+    return read_json(path, "step-size file").get("records", []) if path.exists() else []
+
+
+def stored_step_sizes(key: dict) -> tuple[dict | None, Path | None]:
+    """The kept sweep whose key equals ``key`` (the shipped file first, then the RUNS cache), and its file."""
+    for path in (STEP_SIZES, runs_dir() / STEP_SIZES_CACHE):
+        for record in _records(path):
+            if record.get("key") == key:
+                return record, path
+    return None, None
+
+
+def store_step_sizes(key: dict, comparison: Comparison) -> Path:
+    """Add this comparison's sweep under ``key`` to the RUNS cache (replacing a record of the same key)."""
+    path = runs_dir() / STEP_SIZES_CACHE
+    record = {"key": key, "lr": comparison.lrs, "sweeps": {name: {str(rate): entry for rate, entry in sweep.items()}
+                                                           for name, sweep in comparison.sweeps.items()},
+              "lr_x": {name: method.lr_x for name, method in comparison.methods.items()}}
+    write_json(path, {"records": [r for r in _records(path) if r.get("key") != key] + [record]})
+    return path
+
+
+def tuned_methods(models: ImageModels, mode: str, record: dict) -> list[Method]:
+    """``models.methods(mode)`` with every step size fixed to the kept sweep's choice."""
+    return [replace(method, lr=record["lr"][method.name], lr_x=record["lr_x"][method.name])
+            for method in models.methods(mode)]

@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+import landform.tasks.images.user as user
 from landform import zoo
+from landform.compare import DEFAULT_MODE, SWEEP_LRS
 from landform.errors import LandformError
+from landform.tasks import RUNS_ENV
 from landform.tasks.images import compare_inputs, demo, invert_inputs, load_models
 from landform.tasks.images.generator import Generator, load_generator
+from landform.tasks.images.task import run_comparison
+from landform.tasks.images.user import STEP_SIZES_CACHE
 
 
 def test_shipped_generator_draws_varied_images_in_range():
@@ -80,8 +85,10 @@ def test_landscape_is_ahead_of_the_baseline_after_two_steps():
     assert float(ours[2]) < best
 
 
-def test_user_images_any_size_and_colour(tmp_path, capsys):
+def test_user_images_any_size_and_colour(tmp_path, capsys, monkeypatch):
     from PIL import Image
+
+    monkeypatch.setenv(RUNS_ENV, str(tmp_path / "runs"))
 
     rgb = (np.random.default_rng(0).random((30, 40, 3)) * 255).astype(np.uint8)
     Image.fromarray(rgb).save(tmp_path / "photo.png")
@@ -98,6 +105,27 @@ def test_user_images_any_size_and_colour(tmp_path, capsys):
     assert set(summary["user"]) >= {"baseline", "encoder_init", "landscape", "landscape_pure", "encoder",
                                     "speedup_at_20", "improvement_at_200"}
     assert (tmp_path / "cmp" / "curves.png").exists()
+    swept = summary["user"]
+    assert swept["step_sizes_from"] == str(tmp_path / "runs" / STEP_SIZES_CACHE) and swept["lr_sweep"]["baseline"]
+
+    # The same settings again: the kept sweep is reused (no validation inversion), with the same step sizes.
+    def no_validation(*args, **kwargs):
+        assert args[2] is None, "swept again although a matching sweep was kept"
+        return run_comparison(*args, **kwargs)
+
+    monkeypatch.setattr(user, "run_comparison", no_validation)
+    again = compare_inputs([str(tmp_path / "photo.png")], tmp_path / "cmp2", steps=4, progress=False)["user"]
+    assert again["lr"] == swept["lr"] and again["lr_x"] == swept["lr_x"] and again["lr_sweep"] == swept["lr_sweep"]
+    assert again["baseline"] == swept["baseline"]  # the same inversion of the same photo
+
+
+def test_the_shipped_step_sizes_match_the_shipped_models():
+    """The kept sweep for `landform compare --task images` at its defaults belongs to the models in the zoo (a
+    retrained model without a fresh sweep would fail here) and fixes every method's step size."""
+    record, source = user.stored_step_sizes(user.sweep_key(seed=0, steps=200, mode=DEFAULT_MODE))
+    assert source == user.STEP_SIZES, "no shipped sweep for the default settings of the current zoo"
+    assert set(record["lr"]) == {m.name for m in load_models().methods()}
+    assert all(rate in SWEEP_LRS for rate in (record["lr"]["baseline"], record["lr"]["encoder_init"]))
 
 
 def test_models_fitted_for_another_generator_are_refused(monkeypatch):
