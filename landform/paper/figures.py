@@ -6,46 +6,66 @@ from pathlib import Path
 
 import torch
 
-from landform.compare import SWEEP_LRS, compare
+from landform.compare import SWEEP_LRS, Method, compare, summarize_methods
 from landform.metrics import bootstrap_ci, improvement_at
+from landform.paper.curves import cached_losses, weights_digest
 from landform.paper.registry import Budget, register
-from landform.paper.tables import _finish, _image_sets, paper_models
+from landform.paper.tables import _finish, _image_sets, paper_models, runs_root
 from landform.report import format_interval, markdown_table, plot_curves, save_figure
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
 from landform.tasks.images.task import LR_Z, ImageModels, load_models
-from landform.tasks.images.train import PAPER_FIT, PAPER_NAME, theta_label
+from landform.tasks.images.train import PAPER_FIT, PAPER_NAME, paper_theta, theta_label
 
 FIG3_STEPS = (20, 200, 2000)
+
+
+def _losses(models: ImageModels, method: Method, split: str, images: torch.Tensor, steps: int, budget: Budget,
+            reference_lr: float | None = None) -> torch.Tensor:
+    """``method``'s [steps + 1, n] loss table on the split's images, kept in RUNS/paper/curves (fig3 and scaling
+    share the tables they both need: the baseline's, pure Eq. 3's with the paper-budget Θ)."""
+    lr_x = reference_lr if method.lr_x == "baseline" else method.lr_x
+    key = {"images": budget.images, "seed": budget.seed, "device": budget.device, "method": method.name,
+           "theta": weights_digest(method.mapping) if method.mapping is not None else "none", "split": split,
+           "lr": method.lr, "lr_x": lr_x, "mode": method.mode, "warmup": method.warmup}
+    return cached_losses(key, steps, lambda n: method.run(models.problem(), images, method.lr, steps=n,
+                                                          seed=budget.seed, device=budget.device,
+                                                          reference_lr=reference_lr).losses,
+                         folder=runs_root() / "curves")
 
 
 @register("fig3")
 def fig3(budget: Budget, out: Path) -> dict:
     """Fig. 3a: mean loss against step, to convergence (``budget.long_steps``: 2000, as in the paper), for the
     baseline, encoder-initialized descent, the encoder's flat line and ours (default mode, and the paper's Eq. 3
-    with the paper-budget Θ), in and out of distribution."""
+    with the paper-budget Θ), in and out of distribution. Step sizes are swept on validation images at
+    ``budget.steps`` (200), as in every report; the curves are kept (``_losses``), so a rerun only adds what
+    changed."""
     models, theta = paper_models(budget)
     val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 8, budget.seed)
-    methods = models.methods(lrs=(0.5, 0.1) if budget.quick else SWEEP_LRS)
+    swept = compare(models.problem(), val, models.methods(lrs=(0.5, 0.1) if budget.quick else SWEEP_LRS), y_val=val,
+                    steps=budget.steps, seed=budget.seed, device=budget.device, bootstrap=0)
+    methods, reference_lr = swept.tuned(), swept.lrs["baseline"]
     steps = budget.long_steps
     shown = sorted({min(k, steps) for k in FIG3_STEPS})
     panels, hlines, summary = {}, {}, {}
     for split, images in _image_sets(budget).items():
-        result = compare(models.problem(), images, methods, y_val=val, steps=steps, seed=budget.seed,
-                         device=budget.device, bootstrap=0 if budget.quick else 1000, report_steps=shown)
-        methods, val = result.tuned(), None  # swept once, on validation images, for both splits
+        tables = {m.name: _losses(models, m, split, images, steps, budget, reference_lr) for m in methods}
+        block = summarize_methods(tables, steps=shown, bootstrap=0 if budget.quick else 1000, seed=budget.seed,
+                                  extra={"lr": swept.lrs, "lr_sweep": {name: {str(k): v for k, v in sweep.items()}
+                                                                       for name, sweep in swept.sweeps.items()}})
         with torch.no_grad():
             encoder = float(models.loss(models.generator(models.encoder(images)), images).mean())
         title = "in distribution (Fashion-MNIST)" if split == "in_distribution" else "out of distribution (MNIST)"
-        panels[title] = {name: r.losses for name, r in result.results.items()}
+        panels[title] = tables
         hlines[title] = {"encoder (one pass)": encoder}
-        base, pure = result.results["baseline"].losses, result.results["landscape_pure"].losses
+        base, pure = tables["baseline"], tables["landscape_pure"]
         gains = {str(k): {"improvement": improvement_at(base, pure, k),
                           "ci95": None if budget.quick else bootstrap_ci(lambda b, o, k=k: improvement_at(b, o, k),
                                                                          base, pure, seed=budget.seed)}
                  for k in shown}
-        summary[split] = {**result.summary, "encoder": encoder, "pure_improvement": gains,
-                          "loss_at": {name: {str(k): float(r.losses.mean(1)[k]) for k in shown}
-                                      for name, r in result.results.items()}}
+        summary[split] = {**block, "encoder": encoder, "pure_improvement": gains,
+                          "loss_at": {name: {str(k): float(table.mean(1)[k]) for k in shown}
+                                      for name, table in tables.items()}}
     plot_curves(out / "fig3.png", panels, hlines=hlines, ylabel="mean loss (Eq. 5)")
     names = ("baseline", "encoder_init", "landscape", "landscape_pure")
     rows = []
@@ -67,46 +87,45 @@ def fig3(budget: Budget, out: Path) -> dict:
 
 def _snapshots(budget: Budget) -> list[tuple[int, Path | None]]:
     """(trajectory steps fitted, Θ's weights) along the paper-budget fit: the untrained Θ (None), the trainer's
-    snapshots (RUNS/images-landscape-paper/snapshots) and its latest checkpoint."""
-    from landform.fitting import checkpoint_state
+    snapshots (RUNS/images-landscape/snapshots), the Θ the paper suite runs (``paper_theta``: the shipped
+    entry, or the fit's latest checkpoint where it went further)."""
     from landform.tasks import runs_dir
 
-    run = runs_dir() / PAPER_NAME
     per_round = PAPER_FIT["trajectories"] * PAPER_FIT["steps"]
     points: dict[int, Path | None] = {0: None}
-    for path in sorted((run / "snapshots").glob("round-*.safetensors")):
+    for path in sorted((runs_dir() / PAPER_NAME / "snapshots").glob("round-*.safetensors")):
         points[int(path.stem.split("-")[1]) * per_round] = path
-    state = checkpoint_state(run)
-    if state is not None and state.get("rounds_completed", 0) > 0:
-        points.setdefault(state["rounds_completed"] * per_round, run)
+    _, info = paper_theta(budget.device)
+    if info.get("trajectories") == PAPER_FIT["trajectories"] and info.get("lr") == PAPER_FIT["lr"]:
+        points.setdefault(info["trajectory_steps"], Path(info["path"]))
     return sorted(points.items())
 
 
 @register("scaling")
 def scaling(budget: Budget, out: Path) -> dict:
-    """Pure Eq. 3's loss at 20 / 200 / 2000 steps against the trajectory steps Θ was fitted for, along the
-    paper-budget fit (0 to 2.56M), in and out of distribution, with 95% bootstrap intervals over images; the
-    baseline's losses as flat lines."""
+    """Pure Eq. 3's loss at 20 and 200 steps (``budget.steps``) against the trajectory steps Θ was fitted for,
+    along the paper-budget fit (0 to 2.56M), and at 2000 (``budget.long_steps``) for Θ at the full budget, in and out of
+    distribution, with 95% bootstrap intervals over images; the baseline's losses as flat lines. Every loss table
+    is kept (``landform.paper.curves``): a rerun, or one after the fit went on, computes only what is new."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from landform.compare import Method
     from landform.mapping import Mapping
     from landform.paper.tables import _baseline_lr
 
     models = load_models(budget.device)
-    steps = budget.long_steps
-    shown = sorted({min(k, steps) for k in FIG3_STEPS})
+    shown = sorted({min(k, budget.long_steps) for k in FIG3_STEPS})
     sets = _image_sets(budget)
     lr = _baseline_lr(models, budget)
-    method = Method("baseline", init=models.mean_start, lr=lr)
-    baseline = {split: method.run(models.problem(), y, lr, steps=steps, seed=budget.seed, device=budget.device).losses
+    baseline_method = Method("baseline", init=models.mean_start, lr=lr)
+    baseline = {split: _losses(models, baseline_method, split, y, budget.long_steps, budget)
                 for split, y in sets.items()}
     points = _snapshots(budget)
     if budget.quick:
         points = points[:1] + points[-1:] if len(points) > 1 else points
+    full_budget = PAPER_FIT["rounds"] * PAPER_FIT["trajectories"] * PAPER_FIT["steps"]
     torch.manual_seed(budget.seed)
     untrained = Mapping(256, (models.mapping.x_dim,), hidden=1024)  # the trainer's initialization
 
@@ -114,31 +133,36 @@ def scaling(budget: Budget, out: Path) -> dict:
         return bootstrap_ci(lambda curve: float(curve[k]), table, resamples=200 if budget.quick else 1000,
                             seed=budget.seed)
 
+    def cells(block: dict) -> list[str]:
+        return [f"{block[str(k)]['mean']:.4f}{format_interval(block[str(k)]['ci95'])}" if str(k) in block else "—"
+                for k in shown]
+
     rows, record = [], {"points": [], "baseline": {}}
     for split, table in baseline.items():
         record["baseline"][split] = {str(k): {"mean": float(table.mean(1)[k]), "ci95": interval(table, k)}
                                      for k in shown}
-    for fitted, path in points:
+    for index, (fitted, path) in enumerate(points):
         theta = untrained if path is None else Mapping.load(path, map_location=budget.device)
-        entry = {"trajectory_steps": fitted, "path": None if path is None else str(path)}
+        method = Method("landscape_pure", mapping=theta, mode="pure", lr=LR_Z)
+        full = index == len(points) - 1 if budget.quick else fitted >= full_budget
+        steps = budget.long_steps if full else budget.steps
+        entry = {"trajectory_steps": fitted, "path": None if path is None else str(path), "steps": steps}
         for split, y in sets.items():
-            curve = Method("landscape_pure", mapping=theta, mode="pure", lr=LR_Z).run(
-                models.problem(), y, LR_Z, steps=steps, seed=budget.seed, device=budget.device).losses
-            entry[split] = {str(k): {"mean": float(curve.mean(1)[k]), "ci95": interval(curve, k)} for k in shown}
-            rows.append([f"{fitted:,}", split, *[f"{entry[split][str(k)]['mean']:.4f}"
-                                                 f"{format_interval(entry[split][str(k)]['ci95'])}" for k in shown]])
+            curve = _losses(models, method, split, y, steps, budget)
+            entry[split] = {str(k): {"mean": float(curve.mean(1)[k]), "ci95": interval(curve, k)}
+                            for k in shown if k <= steps}
+            rows.append([f"{fitted:,}", split, *cells(entry[split])])
         record["points"].append(entry)
     for split in sets:
-        rows.append(["baseline", split, *[f"{record['baseline'][split][str(k)]['mean']:.4f}"
-                                          f"{format_interval(record['baseline'][split][str(k)]['ci95'])}"
-                                          for k in shown]])
+        rows.append(["baseline", split, *cells(record["baseline"][split])])
     figure, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.2), squeeze=False)
     for axis, split in zip(axes[0], sets, strict=True):
-        x = [max(p["trajectory_steps"], 1) for p in record["points"]]
         for k, color in zip(shown, ("tab:blue", "tab:orange", "tab:green"), strict=False):
-            means = [p[split][str(k)]["mean"] for p in record["points"]]
-            lows = [p[split][str(k)]["ci95"][0] or m for p, m in zip(record["points"], means, strict=True)]
-            highs = [p[split][str(k)]["ci95"][1] or m for p, m in zip(record["points"], means, strict=True)]
+            kept = [p for p in record["points"] if str(k) in p[split]]
+            x = [max(p["trajectory_steps"], 1) for p in kept]
+            means = [p[split][str(k)]["mean"] for p in kept]
+            lows = [p[split][str(k)]["ci95"][0] or m for p, m in zip(kept, means, strict=True)]
+            highs = [p[split][str(k)]["ci95"][1] or m for p, m in zip(kept, means, strict=True)]
             axis.plot(x, means, "-o", color=color, label=f"Eq. 3, step {k}")
             axis.fill_between(x, lows, highs, color=color, alpha=0.2)
             axis.axhline(record["baseline"][split][str(k)]["mean"], color=color, linestyle="--", linewidth=1,
@@ -156,9 +180,12 @@ def scaling(budget: Budget, out: Path) -> dict:
     markdown = markdown_table(["trajectory steps fitted", "split", *[f"loss at {k}" for k in shown]], rows)
     markdown += (f"\n\nPure Eq. 3 with Θ from the paper-budget fit ({PAPER_NAME}: N = {PAPER_FIT['trajectories']}, "
                  f"T = {PAPER_FIT['steps']}, lr {PAPER_FIT['lr']}) at each saved round, {budget.images} images per "
-                 f"split, [95% bootstrap interval over images]; baseline lr {lr} (swept). Figure: scaling.png.")
+                 f"split, [95% bootstrap interval over images]; baseline lr {lr} (swept). Every saved Θ runs "
+                 f"{budget.steps} steps, the one at the paper's full budget {budget.long_steps} (—: not run that "
+                 f"long). Figure: scaling.png.")
     return _finish(out, "scaling", {"title": "Scaling: pure Eq. 3 against Θ's fitting budget", **record,
-                                    "baseline_lr": lr, "steps": steps}, markdown)
+                                    "baseline_lr": lr, "steps": budget.steps, "long_steps": budget.long_steps},
+                   markdown)
 
 
 def _trajectory(models: ImageModels, images: torch.Tensor, space: str, steps: int, lr: float) -> torch.Tensor:

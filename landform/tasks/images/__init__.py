@@ -16,8 +16,7 @@ _EXPORTS = {"compare_inputs": "user", "invert_inputs": "user", "demo": "task", "
             "train_paper_landscape": "train",
             "train_generator": "generator", "train_encoder": "encoder"}
 _TRAINERS = {"images-generator": "train_generator", "images-encoder": "train_encoder",
-             "images-landscape": "train_landscape", "images-landscape-anchored": "train_anchored_landscape",
-             "images-landscape-paper": "train_paper_landscape"}
+             "images-landscape": "train_paper_landscape", "images-landscape-anchored": "train_anchored_landscape"}
 
 __all__ = ["TRAINERS", "compare_inputs", "demo", "image_problem", "invert_inputs", "load_models"]
 

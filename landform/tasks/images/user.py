@@ -28,7 +28,6 @@ from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
 from landform.tasks.images.task import (
     ANCHORED_NAME,
     INVERT_LR_X,
-    LANDSCAPE_NAME,
     LR_X,
     LR_Z,
     ImageModels,
@@ -142,9 +141,10 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
 
 
 def sweep_key(*, seed: int, steps: int, mode: str) -> dict:
-    """Everything the step-size sweep of ``compare_inputs`` depends on: the models (their fingerprints), the
-    validation images (``VAL_COUNT`` drawn with ``seed``), the steps, the mode and the rates swept."""
-    models = (GENERATOR_NAME, "images-encoder", LANDSCAPE_NAME, ANCHORED_NAME)
+    """Everything the step-size sweep of ``compare_inputs`` depends on: the models of the swept methods (their
+    fingerprints; pure Eq. 3 has a fixed step size), the validation images (``VAL_COUNT`` drawn with ``seed``),
+    the steps, the mode and the rates swept."""
+    models = (GENERATOR_NAME, "images-encoder", ANCHORED_NAME)
     return {"models": {name: zoo.fingerprint(name) for name in models}, "seed": seed, "steps": steps,
             "mode": mode, "val_count": VAL_COUNT, "optimizer": "adam", "lrs": list(SWEEP_LRS),
             "lr_x": list(LR_X), "lr_z": LR_Z}
