@@ -51,8 +51,7 @@ def fig3(budget: Budget, out: Path) -> dict:
     for split, images in _image_sets(budget).items():
         tables = {m.name: _losses(models, m, split, images, steps, budget, reference_lr) for m in methods}
         block = summarize_methods(tables, steps=shown, bootstrap=0 if budget.quick else 1000, seed=budget.seed,
-                                  extra={"lr": swept.lrs, "lr_sweep": {name: {str(k): v for k, v in sweep.items()}
-                                                                       for name, sweep in swept.sweeps.items()}})
+                                  extra={"lr": swept.lrs, "lr_sweep": swept.summary["lr_sweep"]})
         with torch.no_grad():
             encoder = float(models.loss(models.generator(models.encoder(images)), images).mean())
         title = "in distribution (Fashion-MNIST)" if split == "in_distribution" else "out of distribution (MNIST)"

@@ -166,8 +166,7 @@ def stored_step_sizes(key: dict) -> tuple[dict | None, Path | None]:
 def store_step_sizes(key: dict, comparison: Comparison) -> Path:
     """Add this comparison's sweep under ``key`` to the RUNS cache (replacing a record of the same key)."""
     path = runs_dir() / STEP_SIZES_CACHE
-    record = {"key": key, "lr": comparison.lrs, "sweeps": {name: {str(rate): entry for rate, entry in sweep.items()}
-                                                           for name, sweep in comparison.sweeps.items()},
+    record = {"key": key, "lr": comparison.lrs, "sweeps": comparison.summary["lr_sweep"],
               "lr_x": {name: method.lr_x for name, method in comparison.methods.items()}}
     write_json(path, {"records": [r for r in _records(path) if r.get("key") != key] + [record]})
     return path
