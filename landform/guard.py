@@ -116,16 +116,36 @@ def _fail(message: str) -> int:
     return EXIT_ERROR
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Hold Ctrl-C and SIGTERM while torch is imported and raise them after: raised inside torch's C++
+    start-up code (a Python call made from pybind11) they abort the process instead of stopping it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    heard: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, frame: heard.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if heard:
+        raise Terminated() if heard[0] == signal.SIGTERM else KeyboardInterrupt()
+
+
 def _dispatch(args: argparse.Namespace, handlers: dict[str, Callable],
               prepare: Callable[[argparse.Namespace], None] | None = None) -> int:
     try:
         if prepare is not None:
             prepare(args)
         check_args(args)  # before torch is imported: a bad number is refused at once
-        # numpy first, on its own: torch imports it inside a try/except, so a Ctrl-C that lands in numpy's
-        # import would be swallowed there and surface later as "cannot load module more than once".
-        import numpy  # noqa: F401
-        import torch
+        with _signals_held():
+            # numpy first, on its own: torch imports it inside a try/except, so a Ctrl-C that lands in
+            # numpy's import would be swallowed there and surface later as "cannot load module more than once".
+            import numpy  # noqa: F401
+            import torch
 
         check_choices(args)
         if getattr(args, "threads", None) is not None:

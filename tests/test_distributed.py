@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked_cli
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -118,10 +119,9 @@ def test_two_processes_end_identical_rank0_alone_writes_and_a_killed_run_resumes
 
     # One process cannot continue what two began: one line, exit status 2, the checkpoint untouched.
     before = {p.name: p.read_bytes() for p in (whole / "ckpt-000004").iterdir()}
-    single = subprocess.run([str(BIN / "landform"), "fit", "--recipe", "paper", "--out", str(whole), "--resume",
-                             "--rounds", "5",
+    single = forked_cli.run(["fit", "--recipe", "paper", "--out", str(whole), "--resume", "--rounds", "5",
                              "--trajectories", "32", "--steps", "5", "--hidden", "32", "--batch-size", "16",
-                             "--seed", "5"], capture_output=True, text=True, env=ENV, timeout=300)
+                             "--seed", "5"], ENV, timeout=300)
     assert single.returncode == 2
     assert single.stderr.strip().count("\n") == 0 and "fitted by 2 process(es)" in single.stderr
     assert {p.name: p.read_bytes() for p in (whole / "ckpt-000004").iterdir()} == before
@@ -145,13 +145,11 @@ def test_the_readme_torchrun_command_then_compare_and_quality_against_one_proces
     assert run.returncode == 0, run.stderr[-3000:]
     assert checkpoint_state(tmp_path / "dist")["world_size"] == 2
 
-    single = subprocess.run([str(BIN / "landform"), "fit", "--recipe", "paper", "--out", str(tmp_path / "single"),
-                             *small.split()],
-                            capture_output=True, text=True, env=ENV, timeout=600)
+    single = forked_cli.run(["fit", "--recipe", "paper", "--out", str(tmp_path / "single"), *small.split()], ENV,
+                            timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
-    compared = subprocess.run([str(BIN / "landform"), "compare", "--mapping", str(tmp_path / "dist"), "--out",
-                               str(tmp_path / "cmp"), "--count", "64"], capture_output=True, text=True, env=ENV,
-                              timeout=600)
+    compared = forked_cli.run(["compare", "--mapping", str(tmp_path / "dist"), "--out", str(tmp_path / "cmp"),
+                               "--count", "64"], ENV, timeout=600)
     assert compared.returncode == 0, compared.stderr[-3000:]
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())["test"]
     at_20 = summary["steps"].index(20)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import forked_cli
 import pytest
 import torch
 
@@ -205,16 +207,22 @@ def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+def _forked_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    """``_cli``'s command in a child of a process that has imported torch already (tests/forked_cli.py)."""
+    return forked_cli.run(list(args), dict(os.environ), cwd=cwd, timeout=600)
+
+
 def test_cli_fit_compare_invert_with_the_recipe(tmp_path, learned):
     directory, _ = learned
-    done = _cli("compare", "--mapping", str(directory), "--count", "16", "--steps", "30", "--out",
-                str(tmp_path / "cmp"), "--threads", "1", cwd=tmp_path)
+    done = _forked_cli("compare", "--mapping", str(directory), "--count", "16", "--steps", "30", "--out",
+                       str(tmp_path / "cmp"), "--threads", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "using " in done.stderr and "wall-clock speedup" in done.stdout
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())["test"]
     assert {"baseline", "encoder_init", "landscape", "landscape_pure"} <= set(summary)
     assert summary["start_seconds"] > 0 and summary["wallclock_speedup_at_20"] > 0
-    done = _cli("invert", "--mapping", str(directory), "--count", "8", "--out", str(tmp_path / "inv"), cwd=tmp_path)
+    done = _forked_cli("invert", "--mapping", str(directory), "--count", "8", "--out", str(tmp_path / "inv"),
+                       cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "observations" in done.stdout and (tmp_path / "inv" / "inversion.safetensors").exists()
 
@@ -243,7 +251,7 @@ def test_cli_fit_with_a_forward_model_that_raises_is_one_line_and_keeps_the_user
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    done = _cli("fit", "--problem", "broken:make_problem", "--out", str(out), "--time", "20s", cwd=tmp_path)
+    done = _forked_cli("fit", "--problem", "broken:make_problem", "--out", str(out), "--time", "20s", cwd=tmp_path)
     assert done.returncode == 2 and "the forward model exploded" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"

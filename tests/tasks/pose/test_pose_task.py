@@ -177,8 +177,10 @@ def test_landscape_is_learned_by_the_core_recipe_resumes_and_refuses_another_vae
                 "hidden": 32, "z_dim": 16}
     tiny = {"settings": settings, "run": run, "directory": directory, "progress": False,
             "evaluation": {"count": 4, "lr": 0.1, "steps": 20, "timing_repeats": 1, "bootstrap": 0}}
-    with pytest.MonkeyPatch.context() as patch:  # tuning on 4 frames, evaluation on 4 frames over 20 steps
+    with pytest.MonkeyPatch.context() as patch:  # tuning and evaluation on 4 frames over 20 steps
         patch.setattr(recipe, "TUNE_COUNT", 4)
+        patch.setattr(recipe, "REPORT_HORIZON", 20)
+        patch.setattr(recipe, "TARGET_STEPS", (1, 2, 5, 10, 20))
         first = train_landscape("joints_3d", **tiny)
         assert isinstance(first, Landscape) and first.start is not None and first.start.layers == 3
         loaded = load_landscape("joints_3d", directory=directory)
