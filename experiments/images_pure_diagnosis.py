@@ -14,8 +14,11 @@ For each Θ given (the shipped images-landscape, the paper-budget fit so far, ..
 
 Means over images with 95% bootstrap intervals.
 
-    .venv/bin/python experiments/images_pure_diagnosis.py --threads 1 shipped:landform/zoo/images-landscape \
-        paper:~/.cache/landform/runs/images-landscape-paper --out report/paper/diagnosis
+    .venv/bin/python experiments/images_pure_diagnosis.py --threads 1 --count 12 \
+        previous:r80 paper:landform/zoo/images-landscape --out report/paper/diagnosis
+
+(``r80``: the 80-round pure Θ shipped before the paper-budget one, ``git show
+18bb03a~1:landform/zoo/images-landscape.safetensors > r80.safetensors``, and the same for ``.json``.)
 """
 
 from __future__ import annotations

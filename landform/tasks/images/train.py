@@ -187,7 +187,7 @@ def _card(name: str, z_dim: int, rounds: int, trajectories: int, steps: int, lr:
     seconds = sum(h["seconds"] for h in history)
     first, last = history[0], history[-1]
     paper = (rounds, trajectories, steps, lr) == tuple(PAPER_FIT.values())
-    budget = ("the paper's §7.1 budget: N = 256, B = 500, lr 1e-4 (2.56M trajectory steps)" if paper else
+    budget = ("The paper's §7.1 budget: N = 256, B = 500, lr 1e-4 (2.56M trajectory steps)" if paper else
               f"""The paper's §7.1 uses N = 256, B = 500 and lr 1e-4 on four GPUs; on 2 CPU cores we run
   {rounds * trajectories * steps:,} trajectory steps instead of 2.56M, and a 10x larger Θ learning rate
   to make up for the fewer updates""")
@@ -195,7 +195,7 @@ def _card(name: str, z_dim: int, rounds: int, trajectories: int, steps: int, lr:
     status = (f"\n**Partial**: {reached} of the {rounds} rounds (a session ended before the fit did); "
               f"`landform zoo train {name}` continues from these weights.\n" if partial else "")
     warm = (f"\n- **Warm start**: rounds 1-{done} were fitted in an earlier session and shipped as this entry "
-            f"(float16); rounds {done + 1}-{reached} continued from those weights with a fresh AdamW state and "
+            f"(float32); rounds {done + 1}-{reached} continued from those weights with a fresh AdamW state and "
             f"seed + {done}: close to, not bit-identical with, one uninterrupted fit.\n" if done else "")
     return f"""# {name}
 {status}
