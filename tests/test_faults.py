@@ -1,6 +1,7 @@
 """Fault injection (issue 12): interruptions and failures at every point of a checkpoint write, real
-SIGTERM/SIGKILL of the console script, a full disk, and every bad input of the issue through the real
-``landform`` command. Each must give one line and exit status 2 (130/143 for signals), leave the previous
+SIGTERM/SIGKILL of the console script, a full disk, and every bad input of the issue through the ``landform``
+command (in a process of its own: the console script, or a child forked after torch's import, see
+``THROUGH_THE_CONSOLE_SCRIPT``). Each must give one line and exit status 2 (130/143 for signals), leave the previous
 checkpoint or output intact, and a resume must equal the uninterrupted run bitwise or refuse in one line."""
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ def _run(argv, env, cwd=None, timeout=180):
 
 @pytest.fixture(scope="module")
 def reference_fit(probe, tmp_path_factory):
-    """An uninterrupted 4-round fit through the console script, and a 2-round one to resume from."""
+    """An uninterrupted 4-round fit through the command (a forked child), and a 2-round one to resume from."""
     root = tmp_path_factory.mktemp("reference")
     for rounds in (4, 2):
         run = forked_cli.run(["fit", "--problem", "probe:problem", "--out", str(root / f"r{rounds}"), "--rounds",
@@ -512,8 +513,8 @@ THROUGH_THE_CONSOLE_SCRIPT = {"invert --lr -0.1", "zoo show ../../README", "fact
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_through_the_console_script_is_one_line_and_changes_nothing(case, probe, bad_files,
-                                                                             reference_fit, tmp_path):
+def test_bad_input_through_the_command_is_one_line_and_changes_nothing(case, probe, bad_files, reference_fit,
+                                                                       tmp_path):
     if case == "--device cuda without CUDA" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     argv, message = BAD_INPUTS[case]
