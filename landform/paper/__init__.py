@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from landform.errors import LandformError
 from landform.paper.registry import REPRODUCTIONS, Budget, quick_root, register
 from landform.report import write_json
@@ -60,6 +62,7 @@ def reproduce(name: str, *, out_root: Path | None = None, quick: bool = False, s
         summary = REPRODUCTIONS[each](budget, out)
         summary["seconds"] = time.perf_counter() - started
         summary["quick"] = quick
+        summary["threads"] = torch.get_num_threads()  # float results change with the thread count
         write_json(out / "summary.json", summary)  # again, with its wall time
         summaries[each] = summary
     return summaries

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -166,6 +167,35 @@ def _fashion_sampler():
     return draw
 
 
+def _noise_sampler():
+    """Gaussian-noise images N(0.5, 0.5^2), clipped to [0, 1]: Table 6's training observations."""
+    def draw(n: int, rng: torch.Generator) -> torch.Tensor:
+        return (0.5 + 0.5 * torch.randn(n, 1, 28, 28, generator=rng)).clamp(0, 1)
+    return draw
+
+
+def _run_name(table: str, z_dim: int = 256, method: str = "buffer") -> str:
+    """The checkpoint folder of a table's fit (without its seed): Table 3's Z = 256 is Table 2's full model (the
+    same settings), so the two share those fits, as Table 6's Fashion-MNIST column does."""
+    if table == "table6":
+        return "table6-noise"
+    if table == "table3" and z_dim != 256:
+        return f"table3-z{z_dim}"
+    return f"table2-{method}"
+
+
+def planned_fits(budget: Budget) -> list[tuple[str, Callable, dict]]:
+    """Every Θ fit Tables 2, 3 and 6 make, as (checkpoint name, observation sampler, ``fit_image_theta``
+    options): ``experiments/paper_table_fits.py`` runs them ahead in parallel processes, and the tables then
+    resume the finished checkpoints instead of fitting one after another (Tables 2 and 6 first)."""
+    seeds = budget.seeds
+    return [*[(f"{_run_name('table2', method=method)}-seed{seed}", _fashion_sampler, {"method": method, "seed": seed})
+              for seed in seeds for method in ("buffer", "online")],
+            *[(f"{_run_name('table6')}-seed{seed}", _noise_sampler, {"seed": seed}) for seed in seeds],
+            *[(f"{_run_name('table3', z_dim)}-seed{seed}", _fashion_sampler, {"z_dim": z_dim, "seed": seed})
+              for z_dim in (16, 64) for seed in seeds]]
+
+
 def _at(table: torch.Tensor, step: int) -> float:
     return float(table.mean(1)[min(step, table.shape[0] - 1)])
 
@@ -178,8 +208,8 @@ def table2(budget: Budget, out: Path) -> dict:
     lr = _baseline_lr(models, budget)
     sets = _image_sets(budget)
     baseline = _baseline_curves(models, sets, budget, lr)
-    images: dict = {method: _fitted_losses(models, _fashion_sampler(), sets, budget, f"table2-{method}", (20, 200),
-                                           method=method) for method in ABLATIONS}
+    images: dict = {method: _fitted_losses(models, _fashion_sampler(), sets, budget, _run_name("table2", method=method),
+                                           (20, 200), method=method) for method in ABLATIONS}
     images["baseline"] = {split: {str(s): _at(table, s) for s in (20, 200)} for split, table in baseline.items()}
     paper_curves = {split: _landscape_curve(models, models.mapping, y, budget) for split, y in sets.items()}
     images["paper_budget"] = {split: {str(s): _at(table, s) for s in (20, 200)}
@@ -241,7 +271,7 @@ def table3(budget: Budget, out: Path) -> dict:
     steps = (20, budget.steps)
     curves = _baseline_curves(models, sets, budget, lr)
     baseline = {split: {str(s): _at(table, s) for s in steps} for split, table in curves.items()}
-    results = {str(z_dim): _fitted_losses(models, _fashion_sampler(), sets, budget, f"table3-z{z_dim}", steps,
+    results = {str(z_dim): _fitted_losses(models, _fashion_sampler(), sets, budget, _run_name("table3", z_dim), steps,
                                           z_dim=z_dim) for z_dim in dims}
     last = str(budget.steps)
     rows = [[split, *[_mean_std(results[str(d)][split][last]) for d in dims], baseline[split][last]]
@@ -314,16 +344,13 @@ def table6(budget: Budget, out: Path) -> dict:
     models = load_models(budget.device)
     lr = _baseline_lr(models, budget)
 
-    def noise(n: int, rng: torch.Generator) -> torch.Tensor:
-        return (0.5 + 0.5 * torch.randn(n, 1, 28, 28, generator=rng)).clamp(0, 1)
-
     sets = _image_sets(budget)
     last = str(budget.steps)
     curves = _baseline_curves(models, sets, budget, lr)
-    fitted = _fitted_losses(models, noise, sets, budget, "table6-noise", (budget.steps,))
+    fitted = _fitted_losses(models, _noise_sampler(), sets, budget, _run_name("table6"), (budget.steps,))
     # The same fit on Fashion-MNIST (Table 2's full model: its checkpoints are reused when table2 ran first)
     # separates what the noise does from what the suite's small fitting budget does.
-    reference = _fitted_losses(models, _fashion_sampler(), sets, budget, "table2-buffer", (budget.steps,))
+    reference = _fitted_losses(models, _fashion_sampler(), sets, budget, _run_name("table2"), (budget.steps,))
 
     def improvement(spread: dict, base: float) -> dict:
         return _spread([1 - value / base if base else math.nan for value in spread["values"]])
