@@ -1,4 +1,4 @@
-"""Why pure Eq. 3 (x = Θ(z), z from 0) ends above the baseline on the image task: range, step size or budget.
+"""What limits pure Eq. 3 (x = Θ(z), z from 0) against the baseline on the image task: range, step size or budget.
 
 For each Θ given (the shipped images-landscape, the paper-budget fit so far, ...) and Fashion-MNIST test images
 (in distribution) and MNIST (OOD), it measures:
@@ -15,7 +15,7 @@ For each Θ given (the shipped images-landscape, the paper-budget fit so far, ..
 Means over images with 95% bootstrap intervals.
 
     .venv/bin/python experiments/images_pure_diagnosis.py --threads 1 --count 12 \
-        previous:r80 paper:landform/zoo/images-landscape --out report/paper/diagnosis
+        r80:r80 paper-r500:landform/zoo/images-landscape --out report/paper/diagnosis
 
 (``r80``: the 80-round pure Θ shipped before the paper-budget one, ``git show
 18bb03a~1:landform/zoo/images-landscape.safetensors > r80.safetensors``, and the same for ``.json``.)
@@ -117,7 +117,7 @@ def main() -> None:
         ["Θ", "split", f"baseline @{steps}", f"Eq. 3 @{steps} (lr 0.1)",
          f"Eq. 3 @{steps} (lr {' / '.join(map(str, args.lr_z))})", "range residual ‖Θ(z*) − w_b‖ / ‖w_b − w̄‖",
          "loss at Θ(z*)", f"Eq. 3 from z*, @{steps}", "‖z*‖ vs ‖z_200‖ (Eq. 3)"], rows)
-    write_text(out / "summary.md", f"# Why pure Eq. 3 ends above the baseline\n\nWritten by "
+    write_text(out / "summary.md", f"# What limits pure Eq. 3: range, step size, reach\n\nWritten by "
                f"`experiments/images_pure_diagnosis.py` ({args.threads} thread(s), {args.count} images per split, "
                f"{results['seconds'] / 60:.1f} min).\n\n{markdown}\n\nMean over images [95% bootstrap interval]. "
                "z* is the preimage under Θ of the baseline's end point w_b (Adam from 0, F not involved).\n")
