@@ -37,19 +37,21 @@ def fitted(problem):
     return mapping
 
 
-# The longest tests (README commands and other end-to-end runs, 20-100 s each on 2 idle cores), run first.
+# The longest tests (README commands and other end-to-end runs, 6-18 s each on 2 idle cores), run first.
 # Under `pytest -n 2` the wall time is about half the tests' total only when neither worker is left running one
 # long test alone at the end; started first, they run beside the short ones. Ordered in pairs: with the
-# scheduling below the first two go to one worker, the next two to the other. Names no longer collected are
+# scheduling below the first two go to one worker, the next two to the other (the two torchrun tests, each
+# with two worker processes of its own, one after the other on the same worker). Names no longer collected are
 # ignored (a renamed test only runs in its usual place).
 SLOW_FIRST = (
-    "tests/test_cli.py::test_the_readme_image_commands_run_as_written[compare]",
-    "tests/test_cli.py::test_a_user_problem_factory_plugs_in",
-    "tests/test_recipe.py::test_the_readme_landscape_snippet_runs",
-    "tests/test_paper.py::test_every_reproduction_runs_quick_and_writes_its_report",
     "tests/test_distributed.py::test_the_readme_torchrun_command_then_compare_and_quality_against_one_process",
     "tests/test_distributed.py::test_two_processes_end_identical_rank0_alone_writes_and_a_killed_run_resumes_exactly",
+    "tests/test_cli.py::test_a_user_problem_factory_plugs_in",
     "tests/tasks/images/test_task.py::test_demo_writes_the_report_with_the_issue_keys",
+    "tests/test_cli.py::test_the_readme_image_commands_run_as_written[compare]",
+    "tests/test_recipe.py::test_the_readme_landscape_snippet_runs",
+    "tests/test_faults.py::test_a_real_signal_during_a_checkpoint_write_then_resume_equals_the_uninterrupted_run"
+    "[2-ckpt-000003.tmp/mapping.json-130]",
     "tests/test_cli.py::test_the_readme_python_snippet_runs_and_the_landscape_is_faster",
 )  # none of them takes a module-scoped fixture: moved, they would set it up twice
 

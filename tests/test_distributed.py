@@ -76,9 +76,14 @@ save_file(mapping.state_dict(), os.path.join(thetas, f"theta-rank{rank}.safetens
 '''
 
 
-def _torchrun(argv, cwd, env=None, timeout=300):
-    return subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node=2", *argv], capture_output=True, text=True,
-                          cwd=cwd, env=env or ENV, timeout=timeout)
+def _torchrun(argv, cwd, env=None, timeout=300, console_script=False):
+    """``torchrun --standalone --nproc_per_node=2 ARGV``: its launcher forked from the test's forkserver (torch
+    already imported; its two workers are fresh processes, as always), or the real console script."""
+    argv = ["--standalone", "--nproc_per_node=2", *argv]
+    if console_script:
+        return subprocess.run([TORCHRUN, *argv], capture_output=True, text=True, cwd=cwd, env=env or ENV,
+                              timeout=timeout)
+    return forked_cli.run(argv, env or ENV, cwd, timeout=timeout, program="torchrun")
 
 
 def _fit(tmp_path, name, rounds, resume=False, **env):
@@ -141,7 +146,7 @@ def test_the_readme_torchrun_command_then_compare_and_quality_against_one_proces
     assert "--recipe paper" in command  # the fast recipe runs in one process
     argv = command.replace("DIR", str(tmp_path / "dist")).replace("...", small).split()
     assert argv[:4] == ["torchrun", "--standalone", "--nproc_per_node=2", "landform"], command
-    run = _torchrun(argv[3:], ROOT)
+    run = _torchrun(argv[3:], ROOT, console_script=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert checkpoint_state(tmp_path / "dist")["world_size"] == 2
 
