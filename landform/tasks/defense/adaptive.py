@@ -52,9 +52,11 @@ ADAPTIVE_SIZE = 500
 CHUNK = 100  # as the demo's: the defense's negatives are the other images of the chunk
 EOT_DRAWS = 20
 # APGD steps per attack: through the step with the draw fixed, BPDA on ours, EOT (x EOT_DRAWS gradients each),
-# BPDA on the baseline (each of its gradients runs the baseline's 40 steps; 0: not run, its default on the CPU,
-# where it took about 4 minutes per chunk of 100 images on the shared 2-core machine).
-STEPS = {"fixed_draw": 10, "bpda": 10, "eot": 1, "baseline_bpda": 0}
+# BPDA on the baseline (each of its gradients runs the baseline's 40 steps). AutoAttack's 100 steps where the
+# 2-core CPU finishes them in minutes; EOT (20 gradients a step) and the baseline's BPDA shorter, so that the whole
+# evaluation takes about half an hour per model (the report names the steps beside every number).
+STEPS = {"fixed_draw": 100, "bpda": 100, "eot": 10, "baseline_bpda": 20}
+REMEDY_FIXED_STEPS, REMEDY_EOT_STEPS = 10, 1  # the remedies report's attacks (report/defense/adaptive_remedies)
 # An attack is not started once this many seconds have passed in a model's evaluation (the report then says
 # which were not run): the shared 2-core machine this was written on ran every job many times slower.
 ATTACK_BUDGET_S = 3300
@@ -362,7 +364,7 @@ REMEDY_SIZE = 100
 REMEDY_SCORE_SEED = 987_654  # the randomized defense's draw when scored (not one the attacker's EOT draws)
 
 
-def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_steps: int = STEPS["eot"],
+def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_steps: int = REMEDY_EOT_STEPS,
              seed: int = 0, log=None) -> dict:
     """The literature's cheapest remedies, on the first ``size`` images: the defense with a fresh random start
     (and fresh views) at every call, which the attacker can only average (EOT), after 1 step (attacked through
@@ -387,8 +389,8 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
         x, y, lambda xc, yc: _seeded(seed, lambda: torchattacks.AutoAttack(
             model, norm="L2", eps=eps, version="standard", n_classes=10, seed=seed)(xc, yc)), log)
     variants = {  # name: (defense steps, scoring draw, attacks: (label, bpda, loss, EOT draws, APGD steps))
-        "fixed_draw_1_step": (1, EVAL_SEED, [("apgd_ce", False, "ce", 1, STEPS["fixed_draw"]),
-                                             ("apgd_dlr", False, "dlr", 1, STEPS["fixed_draw"])]),
+        "fixed_draw_1_step": (1, EVAL_SEED, [("apgd_ce", False, "ce", 1, REMEDY_FIXED_STEPS),
+                                             ("apgd_dlr", False, "dlr", 1, REMEDY_FIXED_STEPS)]),
         "fresh_draw_1_step": (1, REMEDY_SCORE_SEED, [("apgd_ce_eot", False, "ce", eot, eot_steps),
                                                      ("apgd_dlr_eot", False, "dlr", eot, eot_steps),
                                                      ("bpda_apgd_ce_eot", True, "ce", eot, eot_steps)]),
@@ -443,7 +445,7 @@ def _remedy_worker(recipe: str, kwargs: dict, threads: int, progress: bool) -> d
 
 def demo_remedies(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True,
                   recipes: tuple[str, ...] = SHIPPED, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS,
-                  eot_steps: int = STEPS["eot"]) -> dict:
+                  eot_steps: int = REMEDY_EOT_STEPS) -> dict:
     """Write OUT/summary.json and OUT/summary.md: the remedies (``remedies``) per model; CPU only."""
     if device != "cpu":
         raise LandformError("the adaptive evaluation runs on the CPU (--device cpu)")
@@ -523,6 +525,22 @@ def _pct(block: dict | None) -> str:
     return text
 
 
+def _reading(c: dict) -> str:
+    """How strong the adaptive attacks were against the bar, from the settings the report ran with."""
+    steps = c["apgd_steps"]
+    baseline = (f"the transfer attacks and BPDA ({steps['baseline_bpda']} APGD-CE steps, each gradient through its "
+                f"{c['baseline_steps']} steps treated as the identity)" if steps["baseline_bpda"] else
+                "the transfer attacks only (its BPDA is not run)")
+    return (f"Reading: the adaptive attacks here are shorter than AutoAttack's (APGD {steps['fixed_draw']} steps "
+            f"and 1 restart through the step with the draw fixed, BPDA {steps['bpda']} steps, EOT {steps['eot']} "
+            f"step(s) of {c['eot']} draws each) while the bar, AutoAttack on the undefended classifier, is its full "
+            "standard version (APGD-CE and APGD-T, 100 steps each, FAB-T, Square): the comparison favours the "
+            "defense, and the margin over AutoAttack is an upper bound on what a stronger adaptive attack would "
+            "leave. The noise control is only evaluated on the examples made against ours (no attack adapts to "
+            f"the noise), so ours − noise under an adaptive attack is not a like-for-like comparison. The baseline "
+            f"is attacked by {baseline}.")
+
+
 def _markdown(s: dict) -> str:
     c = s["settings"]
     lines = [
@@ -571,16 +589,9 @@ def _markdown(s: dict) -> str:
                          ""])
     lines += [markdown_table(header, rows), "",
               "Seconds: an attack's own time, summed over its chunks as recorded when each was computed (attacks "
-              "are cached per chunk; 1 thread on a 2-core machine shared with other jobs, so several times the "
-              "unloaded time); the transfer attacks' are under `seconds` in summary.json; the job time is this "
-              "run's.", "",
-              "Reading: the adaptive attacks here are short (APGD 10 steps and 1 restart through the step; EOT with "
-              "1 step of 20 draws) while the bar, AutoAttack on the undefended classifier, is its full standard "
-              "version (APGD-CE and APGD-T, 100 steps each, FAB-T, Square): the comparison favours the defense, "
-              "and the margin over AutoAttack is an upper bound on what a stronger adaptive attack would leave. The "
-              "noise control is only evaluated on the examples made against ours (no attack adapts to the noise), "
-              "so ours − noise under an adaptive attack is not a like-for-like comparison. The baseline is attacked "
-              "by the transfer attacks only (its BPDA is not run by default).", "",
+              "are cached per chunk, so a rerun shows the times of the run that computed them); the transfer "
+              "attacks' are under `seconds` in summary.json; the job time is this run's.", "",
+              _reading(c), "",
               f"## Non-adaptive table (torchattacks PGD-L2 transfer, {c['main_size']} images)", ""]
     header = ["model", "no defense", "ours 1", "its noise", "baseline 40", "its noise", "ours 1 − baseline 40",
               "ours 1 − no defense"]
