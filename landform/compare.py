@@ -211,11 +211,11 @@ DEFAULT_WARMUP = 20  # the paper's trajectory length T: Θ alone leads for the s
 
 def default_methods(problem: Problem, mapping: Mapping, *, mode: str = DEFAULT_MODE, lr_z: float = 0.1,
                     lrs: Sequence[float] = SWEEP_LRS) -> list[Method]:
-    """The comparison every report makes: the baseline (descent on x, lr swept), the landscape in ``mode``
-    (δ at the baseline's swept step size, warmed up over ``DEFAULT_WARMUP`` steps) and, when that is not
-    already it, the paper's pure Eq. 3 beside it."""
+    """The comparison every report makes: the baseline (descent on x from 0, ``init="origin"``, lr swept), the
+    landscape in ``mode`` (δ at the baseline's swept step size, warmed up over ``DEFAULT_WARMUP`` steps) and,
+    when that is not already it, the paper's pure Eq. 3 beside it."""
     use_base = problem.base is not None
-    methods = [Method("baseline", lr=tuple(lrs), use_base=use_base),
+    methods = [Method("baseline", lr=tuple(lrs), use_base=use_base, init="origin"),
                Method("landscape", mapping=mapping, mode=mode, lr=lr_z, use_base=mapping.additive,
                       lr_x="baseline", warmup=DEFAULT_WARMUP if mode == "residual" else 0)]
     if mode != "pure":

@@ -32,6 +32,7 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Init = str | torch.Tensor
 Start = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 MODES = ("pure", "residual", "handoff")
+ORIGIN_JITTER = 0.01  # init="origin": the scale (times init_scale) of the nudge off a critical point at 0
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -76,17 +77,18 @@ def resolve_optimizer(optimizer: str | type[torch.optim.Optimizer]) -> type[torc
 
 def initial_variable(init: Init, shape: tuple[int, ...], *, init_scale: float = 1.0, seed: int = 0,
                      device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The starting point of the optimized variable: zeros (the paper's z0), seeded Gaussian, or a tensor."""
+    """The starting point of the optimized variable: zeros (the paper's z0; also "origin", which ``invert``
+    then nudges off a critical point), seeded Gaussian, or a tensor."""
     if isinstance(init, torch.Tensor):
         if tuple(init.shape) != tuple(shape):
             raise LandformError(f"init tensor has shape {tuple(init.shape)}, expected {tuple(shape)}")
         return init.detach().to(device=device, dtype=dtype).clone()
-    if init == "zeros":
+    if init in ("zeros", "origin"):
         return torch.zeros(shape, device=device, dtype=dtype)
     if init == "gaussian":
         generator = torch.Generator().manual_seed(seed)
         return (torch.randn(shape, generator=generator, dtype=torch.float64) * init_scale).to(device, dtype)
-    raise LandformError(f"unknown init {init!r}; use 'zeros', 'gaussian' or a tensor")
+    raise LandformError(f"unknown init {init!r}; use 'zeros', 'origin', 'gaussian' or a tensor")
 
 
 def check_loss_values(values: torch.Tensor, batch: int) -> torch.Tensor:
@@ -160,7 +162,10 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
     inside the forward model or the loss. ``snapshots`` lists steps at which to keep x. An example that
     starts at one of ``starts`` is refined by descent on x alone (``from_start="x"``) or keeps moving z
     too (``"both"``, for candidates near Θ's own start). A loss that turns non-finite is an error unless
-    ``allow_nonfinite`` (learning-rate sweeps).
+    ``allow_nonfinite`` (learning-rate sweeps). ``init="origin"`` starts at 0 like ``"zeros"``, except for
+    examples whose gradient there is exactly zero (0 is a critical point: |Ax|², a bias-free ReLU net), where
+    descent would never move: those start from a seeded Gaussian of scale ``ORIGIN_JITTER * init_scale``
+    (one more F evaluation, counted). The baselines of ``compare`` and the recipe start there.
     """
     if not isinstance(steps, int) or steps < 0:
         raise LandformError(f"steps must be an integer >= 0, got {steps}")
@@ -214,11 +219,15 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
         def on_manifold(v: torch.Tensor) -> torch.Tensor:
             return mapping(v, base_value) if mapping.additive else mapping(v)
 
+    chosen, evaluations = None, steps + 1
+    if isinstance(init, str) and init == "origin":
+        variable = _off_critical_point(forward, loss, y, mask, on_manifold, variable,
+                                       ORIGIN_JITTER * init_scale, seed)
+        evaluations += 1
     with torch.no_grad():
         start_x = on_manifold(variable)
     uses_delta = mode in ("residual", "handoff") or len(starts) > 0
     delta = torch.zeros_like(start_x) if uses_delta else None
-    chosen, evaluations = None, steps + 1
     z_frozen = torch.zeros(batch, dtype=torch.bool, device=device)
     if len(starts):
         chosen = _choose_starts(forward, loss, y, mask, start_x, starts)
@@ -308,6 +317,22 @@ def _choose_starts(forward: Forward, loss: Loss, y: torch.Tensor, mask: torch.Te
         values += [objective(forward, loss, _start_value(c, y, landscape_start), y, mask)[0] for c in starts]
     table = torch.nan_to_num(torch.stack(values), nan=float("inf"))
     return table.argmin(dim=0)
+
+
+def _off_critical_point(forward: Forward, loss: Loss, y: torch.Tensor, mask: torch.Tensor | None,
+                        to_x: Callable[[torch.Tensor], torch.Tensor], variable: torch.Tensor, scale: float,
+                        seed: int) -> torch.Tensor:
+    """``variable``, with the rows whose loss gradient is exactly zero moved to a seeded Gaussian of ``scale``."""
+    probe = variable.detach().clone().requires_grad_(True)
+    values, _ = objective(forward, loss, to_x(probe), y, mask)
+    (grad,) = torch.autograd.grad(values.sum(), probe, allow_unused=True)
+    stuck = torch.ones(probe.shape[0], dtype=torch.bool, device=probe.device) if grad is None \
+        else grad.flatten(1).abs().amax(dim=1) == 0
+    if not stuck.any():
+        return variable
+    generator = torch.Generator().manual_seed(seed)
+    jitter = (torch.randn(variable.shape, generator=generator, dtype=torch.float64) * scale).to(variable)
+    return torch.where(stuck.view(-1, *[1] * (variable.dim() - 1)), variable + jitter, variable).detach()
 
 
 def _baseline_shape(init: Init, x_shape: tuple[int, ...] | None,

@@ -55,6 +55,7 @@ VALIDATION_SIZE = 512
 
 
 SETTING_MODES = ("start", "residual", "pure")
+START_LR_FACTORS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.02)  # δ's step sizes tried from the start, times the baseline's
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Landscape:
         """The tuned inference as a ``compare`` method (run it on ``problem_with_start(problem, self)``)."""
         s = self.settings
         if s.mode == "start":
-            return Method(name, lr=s.lr_x, use_base=True)
+            return Method(name, lr=s.lr_x, use_base=True, init="origin")
         if s.mode == "pure":
             return Method(name, mapping=self.mapping, mode="pure", lr=s.lr_z, use_base=True)
         return Method(name, mapping=self.mapping, mode="residual", lr=s.lr_z, lr_x=s.lr_x, warmup=s.warmup,
@@ -172,6 +173,8 @@ class Landscape:
     def describe(self) -> str:
         """One line: what inversion with this landscape uses."""
         start = f"learned start ({self.start.describe()})" if self.start is not None else "the Problem's base"
+        if self.record.get("start", {}).get("check", {}).get("dropped"):
+            start = "no start (E(y) = 0: descent from the learned start ended above the baseline)"
         return f"{start} + anchored Θ (hidden {self.mapping.hidden}); {self.settings.describe()}"
 
 
@@ -188,8 +191,8 @@ def landscape_methods(landscape: Landscape, lrs: tuple[float, ...] = SWEEP_LRS) 
     """What ``compare`` runs for a Landscape: the baseline (descent on x from 0, lr swept), the practitioners'
     pipeline (descent on x from the learned start, its own swept lr: ``encoder_init``), the landscape's tuned
     inference, and the paper's Eq. 3 on its Θ (z alone, x = E(y) + Θ(z): ``landscape_pure``)."""
-    return [Method("baseline", lr=lrs), Method("encoder_init", lr=lrs, use_base=True), landscape.method(),
-            Method("landscape_pure", mapping=landscape.mapping, mode="pure", lr=0.1, use_base=True)]
+    return [Method("baseline", lr=lrs, init="origin"), Method("encoder_init", lr=lrs, use_base=True, init="origin"),
+            landscape.method(), Method("landscape_pure", mapping=landscape.mapping, mode="pure", lr=0.1, use_base=True)]
 
 
 def problem_with_start(problem: Problem, landscape: Landscape) -> Problem:
@@ -319,6 +322,13 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
     start, start_record = _learned_start(problem, directory, encoder, train, val, budget, max_steps=start_steps,
                                          resume=resume, seed=seed, device=device, progress=progress, log=log,
                                          prior=prior, prior_weight=prior_weight)
+    baseline_runs = _baseline_runs(problem, val[-TUNE_COUNT:], seed=seed, device=device)
+    if start is not None:
+        start_record["check"] = _check_start(problem, start, val[-TUNE_COUNT:], baseline_runs, seed=seed,
+                                             device=device)
+        if start_record["check"]["dropped"]:
+            log(f"fit: descent from the learned start ends {start_record['check']['ratio']:.2f}x the baseline's "
+                f"loss on held-out observations (a trap); the start is dropped: Θ is anchored at x = 0")
     base = start if start is not None else problem.base
     mapping = Mapping(z_dim, problem.x_shape, hidden=width, additive=True)
     with torch.no_grad():  # Θ starts close to 0: the anchored start begins as the learned start's guess
@@ -336,7 +346,8 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
 
     landscape = Landscape(start=start, mapping=mapping.eval(), settings=InferenceSettings("pure", lr_z, 0.1, 0, 200))
     settings, tuning = tune(problem_with_start(problem, landscape), landscape, val[-TUNE_COUNT:], warmup=steps,
-                            seed=seed, device=device, deadline=budget.began + budget.seconds)
+                            seed=seed, device=device, deadline=budget.began + budget.seconds,
+                            baseline_runs=baseline_runs)
     landscape.settings = settings
     landscape.record = {"recipe": "fast", "seconds": round(budget.used(), 1), "budget_seconds": seconds,
                         "observations": {"train": int(train.shape[0]), "held_out": held},
@@ -376,6 +387,42 @@ def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, tra
     return encoder, record
 
 
+START_TRAP = 1.05  # a start from which descent ends this far above the baseline's loss is dropped
+
+
+def _baseline_runs(problem: Problem, y_val: torch.Tensor, *, seed: int,
+                   device: torch.device | str | None) -> dict[float, InversionResult]:
+    """The baseline (descent on x from 0, ``init="origin"``) at every swept step size, REPORT_HORIZON steps."""
+    return {lr: invert(problem.forward, problem.loss, y_val, lr=lr, x_shape=problem.x_shape, init="origin",
+                       steps=REPORT_HORIZON, seed=seed, device=device, allow_nonfinite=True) for lr in SWEEP_LRS}
+
+
+def _final(result: InversionResult) -> float:
+    return float(torch.nan_to_num(result.losses.mean(1), nan=math.inf)[-1])
+
+
+def _check_start(problem: Problem, start: StartEncoder, y_val: torch.Tensor,
+                 baseline_runs: dict[float, InversionResult], *, seed: int, device: torch.device) -> dict:
+    """Whether descent from the learned start ends near the baseline's loss on held-out observations. A start
+    trained through F can settle where F's gradient vanishes (a renderer's shapes switched off: a blank image
+    is a fair guess and a dead end); if descent from it ends more than START_TRAP above the baseline's, its
+    head is zeroed, so it guesses x = 0 like the baseline and Θ is anchored there."""
+    baseline = min(_final(run) for run in baseline_runs.values())
+    with torch.no_grad():
+        guess = start(y_val.to(device))
+    from_start = min(_final(invert(problem.forward, problem.loss, y_val, lr=lr, base=guess, x_shape=problem.x_shape,
+                                   init="origin", steps=REPORT_HORIZON, seed=seed, device=device,
+                                   allow_nonfinite=True))
+                     for lr in SWEEP_LRS)
+    ratio = from_start / max(baseline, 1e-30)
+    dropped = not ratio <= START_TRAP
+    if dropped:
+        with torch.no_grad():
+            start.head.weight.zero_()
+            start.head.bias.zero_()
+    return {"baseline_final": baseline, "start_final": from_start, "ratio": ratio, "dropped": dropped}
+
+
 class _ThetaSelector:
     """``fit``'s ``should_stop``: every few rounds, Θ's mean log loss over the first T steps on held-out
     observations (Eq. 3 around the start); keeps the best Θ, stops on a plateau or at 80% of the budget."""
@@ -401,7 +448,7 @@ class _ThetaSelector:
         """The baseline's mean loss curve over T steps on the held-out observations (lr swept; computed once)."""
         if self._baseline is None:
             common = {"steps": self.steps, "seed": self.seed, "device": self.device, "allow_nonfinite": True,
-                      "x_shape": self.problem.x_shape}
+                      "x_shape": self.problem.x_shape, "init": "origin"}
             best_lr, _ = sweep_lr(self.problem.forward, self.problem.loss, self.val, **common)
             curve = invert(self.problem.forward, self.problem.loss, self.val, lr=best_lr, **common).losses.mean(1)
             self._baseline = torch.nan_to_num(curve, nan=math.inf)
@@ -438,15 +485,16 @@ class _ThetaSelector:
 # ---------------------------------------------------------------------------------------------- tuning
 
 def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup: int = HORIZON, seed: int = 0,
-         device: torch.device | str | None = None, deadline: float = math.inf) -> tuple[InferenceSettings, dict]:
+         device: torch.device | str | None = None, deadline: float = math.inf,
+         baseline_runs: dict[float, InversionResult] | None = None) -> tuple[InferenceSettings, dict]:
     """The inference settings, among start + δ, Θ + δ and Eq. 3 around the start with a few step sizes each, that
     reach the swept baseline's losses on ``y_val`` soonest in wall-clock time and go furthest below them
     (``problem.base`` is the landscape's start), among those at or below the baseline at every step from 1.
-    Past ``deadline`` (``time.perf_counter()``) the candidates not yet run are skipped, and listed."""
+    Past ``deadline`` (``time.perf_counter()``) the candidates not yet run are skipped, and listed.
+    ``baseline_runs`` are ``_baseline_runs`` on ``y_val``, if already run."""
     common = {"steps": REPORT_HORIZON, "seed": seed, "device": device, "allow_nonfinite": True}
-    runs = {lr: invert(problem.forward, problem.loss, y_val, lr=lr, x_shape=problem.x_shape, **common)
-            for lr in SWEEP_LRS}
-    finals = {lr: float(torch.nan_to_num(r.losses.mean(1), nan=math.inf)[-1]) for lr, r in runs.items()}
+    runs = baseline_runs or _baseline_runs(problem, y_val, seed=seed, device=device)
+    finals = {lr: _final(r) for lr, r in runs.items()}
     baseline_lr = min(finals, key=finals.get)
     baseline = runs[baseline_lr]
     reference = baseline.losses.mean(1).double()
@@ -462,11 +510,16 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
         method = replace(landscape, settings=settings).method()
         candidates.append((settings, method.run(problem, y_val, method.lr, **common)))
 
-    for factor in (0.5, 1.0, 2.0):
+    for factor in START_LR_FACTORS:
         run(InferenceSettings("start", 0.1, baseline_lr * factor, 0, REPORT_HORIZON))
+    # δ's step size from a good start is often far below the baseline's from 0: the best start-mode rate joins
+    # the residual mode's choices.
+    best_start = min((s for s, _ in candidates if s.mode == "start"),
+                     key=lambda s: _rank(_judge(reference, dict(candidates)[s], baseline.seconds_per_step,
+                                                baseline.seconds_per_step, start_seconds)))
     for lr_z in (0.1, 0.3):
-        for factor in (0.5, 1.0):
-            run(InferenceSettings("residual", lr_z, baseline_lr * factor, warmup, REPORT_HORIZON))
+        for lr_x in dict.fromkeys((baseline_lr * 0.5, baseline_lr, best_start.lr_x)):
+            run(InferenceSettings("residual", lr_z, lr_x, warmup, REPORT_HORIZON))
     for lr_z in (0.03, 0.1, 0.3):
         run(InferenceSettings("pure", lr_z, baseline_lr, 0, REPORT_HORIZON))
     # One step's cost per kind of candidate: the fastest run of that kind (single runs are noisy on a busy machine).
@@ -517,16 +570,18 @@ def _judge(reference: torch.Tensor, result: InversionResult, seconds_per_step: f
 
 
 MARGIN = 0.98  # validation is a sample: settings this far below the baseline at every step are preferred
+TIE = 1.01  # ... then those at most 1% above it at their worst step (converged curves tie within a sample's noise)
 
 
 def _rank(judged: dict) -> tuple[float, float]:
-    """Settings below the baseline at every step first (by MARGIN, then at all), each tier ranked by how much
-    sooner they reach the baseline's losses plus how far below them they go (both as mean log ratios); else
-    the least far above it."""
+    """Settings below the baseline at every step first (by MARGIN, then at all, then within TIE of it), each
+    tier ranked by how much sooner they reach the baseline's losses plus how far below them they go (both as
+    mean log ratios); else the least far above it."""
     worst = judged["worst_ratio_from_1"]
-    if worst <= 1.0:
-        return (0.0 if worst <= MARGIN else 1.0, judged["log_time_ratio"] + judged["log_loss_ratio"])
-    return (2.0, worst)
+    if worst <= TIE:
+        tier = 0.0 if worst <= MARGIN else 1.0 if worst <= 1.0 else 2.0
+        return (tier, judged["log_time_ratio"] + judged["log_loss_ratio"])
+    return (3.0, worst)
 
 
 def _steps_that_pay(curve: torch.Tensor, tolerance: float = 0.01) -> int:

@@ -3,7 +3,8 @@
 ``StartEncoder`` picks its architecture from the observations' shape (a small conv net for images
 ``[C, H, W]``, an MLP for anything else, flattened) and is trained by ``train_start`` to minimize the
 Problem's own loss ``L(F(E(y)), y)`` on training observations: no ground-truth x is needed, only F. Its
-last layer starts at zero, so an untrained start is the baseline's start (x = 0). The recipe
+last layer starts at zero, so an untrained start is the baseline's start (x = 0), unless 0 is a critical
+point of the loss (then it starts with small random weights, or it would never learn). The recipe
 (``landform.recipe``) anchors Θ at its guess: x = E(y) + Θ(z).
 """
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from landform.errors import LandformError
-from landform.inference import Forward, Loss, check_forward_output, check_loss_values
+from landform.inference import ORIGIN_JITTER, Forward, Loss, check_forward_output, check_loss_values
 from landform.progress import progress_bar
 
 ARCHITECTURES = ("mlp", "conv")
@@ -159,6 +160,7 @@ def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torc
         encoder.train()
         return float(values.mean())
 
+    _leave_critical_point(encoder, forward, loss, train[:batch_size].to(device), generator)
     best, best_state, stalls = validation_loss(), _copy_state(encoder), 0
     curve: list[tuple[int, float]] = [(0, best)]
     began, stopped, step = time.perf_counter(), "max_steps", 0
@@ -199,6 +201,21 @@ def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torc
     encoder.load_state_dict(best_state)
     encoder.eval().requires_grad_(False)
     return StartTraining(steps=step, seconds=time.perf_counter() - began, stopped=stopped, validation=curve)
+
+
+def _leave_critical_point(encoder: StartEncoder, forward: Forward, loss: Loss, y: torch.Tensor,
+                          generator: torch.Generator) -> None:
+    """The untrained start guesses x = 0 for every y; where F's loss has exactly zero gradient there (|Ax|², a
+    bias-free ReLU net) its zero head would never learn, so the head gets small random weights instead."""
+    x = encoder(y).detach().requires_grad_(True)
+    y_hat = forward(x)
+    check_forward_output(y_hat, y)
+    (grad,) = torch.autograd.grad(check_loss_values(loss(y_hat, y), y.shape[0]).sum(), x, allow_unused=True)
+    if grad is not None and bool((grad != 0).any()):
+        return
+    with torch.no_grad():
+        weight = torch.randn(encoder.head.weight.shape, generator=generator) * (ORIGIN_JITTER / encoder.hidden ** 0.5)
+        encoder.head.weight.copy_(weight.to(encoder.head.weight))
 
 
 def _copy_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -130,3 +130,31 @@ def test_snapshots_keep_x_at_the_asked_steps(problem, fitted, test_observations)
     assert torch.equal(result.snapshots[0], fitted(torch.zeros(3, 16)))
     shorter = invert(problem.forward, problem.loss, y, mapping=fitted, steps=2)
     assert torch.allclose(result.snapshots[2], shorter.x)
+
+
+def _phase_retrieval():
+    """|Ax|²: x = 0 is a critical point for every observation, where descent from zeros never moves."""
+    a = torch.randn(24, 8, generator=torch.Generator().manual_seed(0))
+
+    def forward(x):
+        return (x @ a.T) ** 2
+
+    def loss(y_hat, y):
+        return (y_hat - y).pow(2).mean(dim=1)
+    return forward, loss, forward(torch.randn(6, 8, generator=torch.Generator().manual_seed(1)))
+
+
+def test_origin_init_leaves_a_critical_point_at_zero_and_is_zeros_elsewhere(problem, test_observations):
+    forward, loss, y = _phase_retrieval()
+    stuck = invert(forward, loss, y, x_shape=(8,), lr=0.1, steps=30)
+    moved = invert(forward, loss, y, x_shape=(8,), lr=0.1, steps=30, init="origin", seed=3)
+    assert torch.equal(stuck.losses[-1], stuck.losses[0])  # zeros: no gradient, no step
+    assert (moved.losses[-1] < 0.5 * moved.losses[0]).all()
+    assert moved.evaluations == stuck.evaluations + 1
+    again = invert(forward, loss, y, x_shape=(8,), lr=0.1, steps=30, init="origin", seed=3)
+    assert torch.equal(again.x, moved.x)
+    # Where the gradient at 0 is not zero, "origin" is plain zeros: the same steps bit for bit.
+    y = test_observations[:8]
+    plain = invert(problem.forward, problem.loss, y, x_shape=problem.x_shape, lr=0.05, steps=10)
+    origin = invert(problem.forward, problem.loss, y, x_shape=problem.x_shape, lr=0.05, steps=10, init="origin")
+    assert torch.equal(plain.losses, origin.losses)

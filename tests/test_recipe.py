@@ -14,7 +14,7 @@ import forked_cli
 import pytest
 import torch
 
-from landform import LandformError, recipe
+from landform import LandformError, Problem, recipe
 from landform.examples import decoder, renderer
 from landform.recipe import Landscape, artifact_path, landscape_methods, learn, problem_with_start
 from landform.start import StartEncoder, train_start
@@ -140,7 +140,7 @@ def test_tuned_settings_stay_at_or_below_the_baseline_on_validation(learned):
     _, landscape = learned
     tuning = landscape.record["tuning"]
     chosen = tuning["candidates"][tuning["chosen"]]
-    for bound in (recipe.MARGIN, 1.0):  # the soonest and lowest of those below the baseline everywhere
+    for bound in (recipe.MARGIN, 1.0, recipe.TIE):  # the soonest and lowest of those below the baseline everywhere
         feasible = [c for c in tuning["candidates"].values() if c["worst_ratio_from_1"] <= bound]
         if feasible:
             assert chosen["worst_ratio_from_1"] <= bound
@@ -274,3 +274,42 @@ def test_tuning_past_its_deadline_keeps_the_starts_candidates(learned, problem):
     settings, tuning = recipe.tune(problem_with_start(problem, landscape), landscape, y, deadline=0.0)
     assert settings.mode == "start" and len(tuning["candidates"]) == 3
     assert any(key.startswith("pure") for key in tuning["skipped"])
+
+
+def test_a_start_at_a_critical_point_of_the_loss_still_learns():
+    a = torch.randn(24, 8, generator=torch.Generator().manual_seed(0))
+
+    def forward(x):
+        return (x @ a.T) ** 2
+
+    def loss(y_hat, y):
+        return (y_hat - y).pow(2).mean(dim=1)
+    generator = torch.Generator().manual_seed(1)
+    train, val = (forward(torch.randn(n, 8, generator=generator)) for n in (512, 64))
+    encoder = StartEncoder((24,), (8,), hidden=32)
+    record = train_start(encoder, forward, loss, train, val, seconds=60, max_steps=150, check_every=50,
+                         batch_size=64, progress=False)
+    first, best = record.validation[0][1], min(v for _, v in record.validation)
+    assert best < 0.5 * first  # with a zero head it would stay at x = 0, where |Ax|² has no gradient
+
+
+def test_a_start_that_traps_descent_is_dropped_and_a_fair_one_kept():
+    """Descent from a start where F saturates (sigmoid at -50: no usable gradient) ends far above the baseline;
+    the check zeroes its head, so it guesses x = 0 like the baseline. A start at x = 0 itself is kept."""
+    def forward(x):
+        return torch.sigmoid(x)
+
+    def loss(y_hat, y):
+        return (y_hat - y).pow(2).mean(dim=1)
+    y = torch.sigmoid(torch.randn(16, 4, generator=torch.Generator().manual_seed(0)))
+    problem = Problem(forward=forward, loss=loss, x_shape=(4,), train_observations=None,
+                             test_observations=None)
+    runs = recipe._baseline_runs(problem, y, seed=0, device="cpu")
+    trap, fair = StartEncoder((4,), (4,), hidden=8), StartEncoder((4,), (4,), hidden=8)
+    with torch.no_grad():
+        trap.head.bias.fill_(-50.0)
+    checked = recipe._check_start(problem, trap, y, runs, seed=0, device=torch.device("cpu"))
+    assert checked["dropped"] and checked["ratio"] > 10
+    assert torch.equal(trap(y), torch.zeros(16, 4))
+    checked = recipe._check_start(problem, fair, y, runs, seed=0, device=torch.device("cpu"))
+    assert not checked["dropped"] and checked["ratio"] <= recipe.START_TRAP
