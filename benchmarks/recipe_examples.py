@@ -1,7 +1,9 @@
 """The README's two commands on the example problems: `landform fit` (the fast recipe, no extra flags) and
 `landform compare`, and the table of what they give (benchmarks/results/recipe-examples.{json,md}).
 
-    python benchmarks/recipe_examples.py [--threads 1] [--out DIR]
+    python benchmarks/recipe_examples.py [--threads 1] [--out DIR] [--set examples|probes]
+
+``--set probes`` runs the same on the probe problems of ``benchmarks/probe_problems.py`` (recipe-probes.*).
 
 Each problem: fit into a fresh directory (timed), compare on 256 test observations, then the headline numbers
 from compare's summary.json, with their 95% bootstrap intervals over examples.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -26,14 +29,24 @@ PROBLEMS = {
     "renderer with local minima": "landform.examples.renderer:make_problem",
     "synthetic (built in)": "landform.synthetic:synthetic_problem",
 }
-RESULTS = Path(__file__).resolve().parent / "results"
+PROBES = {
+    "conv decoder": "probe_problems:conv_decoder",
+    "colour decoder": "probe_problems:color_decoder",
+    "blob renderer": "probe_problems:blob_renderer",
+    "phase retrieval": "probe_problems:phase_retrieval",
+    "deblurring": "probe_problems:deblur",
+}
+SETS = {"examples": PROBLEMS, "probes": PROBES}
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 LANDFORM = str(Path(sys.executable).with_name("landform"))
 
 
 def run(argv: list[str], cwd: Path) -> float:
     """Run a landform command; its wall-clock seconds (a failure stops the benchmark with its message)."""
     began = time.perf_counter()
-    done = subprocess.run([LANDFORM, *argv], capture_output=True, text=True, cwd=cwd)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([LANDFORM, *argv], capture_output=True, text=True, cwd=cwd, env=env)
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed: {done.stderr.strip().splitlines()[-1]}")
     return time.perf_counter() - began
@@ -65,35 +78,42 @@ def measure(name: str, spec: str, root: Path, threads: list[str]) -> dict:
             "improvement_at_200_ci95": block.get("improvement_at_200_ci95"),
             "worst_ratio_to_baseline_from_1": max(ratios), "reported_steps": steps,
             "ms_per_step": {k: round(1e3 * v, 3) for k, v in block["seconds_per_step"].items()},
-            "start_ms": block.get("start_ms", {}).get("landscape")}
+            "start_ms": block.get("start_ms", {}).get("landscape"),
+            "encoder_init_wallclock_speedup_at_20": block["methods"]["encoder_init"]["wallclock_speedup_at_20"],
+            "start_dropped": bool(fitted["record"]["start"].get("check", {}).get("dropped"))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1", help="torch threads for every command (default 1)")
     parser.add_argument("--out", default=str(RESULTS), help="where the table goes")
+    parser.add_argument("--set", default="examples", choices=sorted(SETS), help="which problems (default examples)")
     args = parser.parse_args()
     threads = ["--threads", args.threads]
     with tempfile.TemporaryDirectory() as scratch:
-        results = {name: measure(name, spec, Path(scratch), threads) for name, spec in PROBLEMS.items()}
+        results = {name: measure(name, spec, Path(scratch), threads) for name, spec in SETS[args.set].items()}
     rows = [[name, f"{r['fit_seconds'] / 60:.1f} min",
              f"{r['speedup_at_20']:.1f}x{interval(r['speedup_at_20_ci95'])}",
              f"{r['wallclock_speedup_at_20']:.1f}x{interval(r['wallclock_speedup_at_20_ci95'])}",
              f"{100 * r['improvement_at_200']:+.1f}%{interval(r['improvement_at_200_ci95'], 100)}",
              f"{r['worst_ratio_to_baseline_from_1']:.3f}",
              f"{r['ms_per_step']['baseline']:.1f} / {r['ms_per_step']['landscape']:.1f} (+{r['start_ms']:.1f} once)",
-             r["settings"]["mode"]] for name, r in results.items()]
+             f"{r['encoder_init_wallclock_speedup_at_20']:.1f}x",
+             r["settings"]["mode"] + (" (start dropped)" if r["start_dropped"] else "")] for name, r in results.items()]
     table = markdown_table(["problem", "fit", "speedup at 20", "wall-clock speedup to the baseline's step-20 loss",
                             "improvement at 200", "worst ratio to the baseline, steps 1-200",
-                            "ms/step baseline / ours (start)", "mode chosen"], rows)
+                            "ms/step baseline / ours (start)", "encoder_init's wall-clock speedup", "mode chosen"],
+                           rows)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
-    note = (f"`python benchmarks/recipe_examples.py --threads {args.threads}`: `landform fit --problem SPEC --out D` "
+    note = (f"`python benchmarks/recipe_examples.py --threads {args.threads} --set {args.set}`: "
+            f"`landform fit --problem SPEC --out D` "
             f"and `landform compare --problem SPEC --mapping D --out C`, nothing else but --threads; 256 test "
             f"observations each, 95% bootstrap intervals over them; {platform.processor() or platform.machine()}, "
             f"load average {' '.join(load)} at the end.")
     out = Path(args.out)
-    write_json(out / "recipe-examples.json", {"threads": args.threads, "load_average": load, "results": results})
-    write_bytes(out / "recipe-examples.md", f"{table}\n\n{note}\n".encode())
+    stem = {"examples": "recipe-examples", "probes": "recipe-probes"}[args.set]
+    write_json(out / f"{stem}.json", {"threads": args.threads, "load_average": load, "results": results})
+    write_bytes(out / f"{stem}.md", f"{table}\n\n{note}\n".encode())
     print(table)
     print(note)
 
