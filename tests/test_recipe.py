@@ -202,6 +202,28 @@ def test_example_problems_are_well_posed():
         assert not torch.equal(y, problem.train_observations(4, torch.Generator().manual_seed(0)))
 
 
+def test_probe_problems_are_well_posed_and_have_the_faults_the_readme_names(monkeypatch):
+    """benchmarks/probe_problems.py: every problem is well posed; |Ax|² has exactly zero gradient at 0 and the
+    blob renderer draws a blank image once its colour logits are far negative (the two faults they found)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import probe_problems
+    import recipe_examples
+
+    for spec in recipe_examples.PROBES.values():
+        problem = getattr(probe_problems, spec.split(":")[1])()
+        y = problem.test_observations(4, torch.Generator().manual_seed(0))
+        x = torch.zeros(4, *problem.x_shape, requires_grad=True)
+        values = problem.loss(problem.forward(x), y)
+        assert values.shape == (4,) and torch.isfinite(values).all()
+        assert not torch.equal(y, problem.train_observations(4, torch.Generator().manual_seed(0)))
+        (grad,) = torch.autograd.grad(values.sum(), x)
+        assert (grad.abs().max() == 0) == (problem.name == "phase_retrieval")
+    blobs = probe_problems.blob_renderer()
+    x = torch.randn(4, 3, 6)
+    x[:, :, 3:] = -50.0
+    assert float(blobs.forward(x.view(4, 18)).abs().max()) < 1e-20
+
+
 def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "landform", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=600)
