@@ -324,8 +324,10 @@ def _off_critical_point(forward: Forward, loss: Loss, y: torch.Tensor, mask: tor
                         seed: int) -> torch.Tensor:
     """``variable``, with the rows whose loss gradient is exactly zero moved to a seeded Gaussian of ``scale``."""
     probe = variable.detach().clone().requires_grad_(True)
-    values, _ = objective(forward, loss, to_x(probe), y, mask)
-    (grad,) = torch.autograd.grad(values.sum(), probe, allow_unused=True)
+    with torch.random.fork_rng(devices=[probe.device] if probe.device.type == "cuda" else []):
+        torch.manual_seed(seed)  # a random F (dropout, noise) leaves the caller's random state as it was
+        values, _ = objective(forward, loss, to_x(probe), y, mask)
+        (grad,) = torch.autograd.grad(values.sum(), probe, allow_unused=True)
     stuck = torch.ones(probe.shape[0], dtype=torch.bool, device=probe.device) if grad is None \
         else grad.flatten(1).abs().amax(dim=1) == 0
     if not stuck.any():
