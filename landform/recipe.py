@@ -1,7 +1,8 @@
 """The fast-inversion recipe, learned from a ``Problem`` alone: what ``landform fit`` does by default.
 
 1. **A learned start** E(y) (``landform.start``), trained through the frozen F on training observations,
-   unless the Problem brings its own ``base``.
+   unless the Problem brings its own ``base``; dropped (x = 0) if descent from it ends above the baseline's
+   loss on validation observations (``START_TRAP``: a start can learn a guess where F has no gradient).
 2. **An anchored Θ**: Algorithm 1 (``landform.fit``) fits x = E(y) + Θ(z) around the start's guess, with
    Θ's width sized to F's cost (its pass may cost at most ``THETA_SHARE`` of F's), early-stopped on
    validation observations.
@@ -9,7 +10,7 @@
    does not pay for its cost, E(y) + Θ(z) + δ, or Eq. 3 around the start), the step sizes on z and δ, the
    warm-up, and the number of steps after which more steps stop paying; chosen by wall-clock time to reach
    the swept baseline's losses and how far below them it goes, among settings that stay at or below the
-   baseline at every step.
+   baseline at every step (then within ``TIE`` of it). The baseline is descent on x from 0 (``init="origin"``).
 
 Everything inversion needs is one artifact, ``DIR/landscape.safetensors`` + ``landscape.json`` (atomic,
 checked on load), beside the resumable Θ checkpoint of ``fit``: ``Landscape.load(DIR)`` gives an object
