@@ -411,10 +411,9 @@ def _check_start(problem: Problem, start: StartEncoder, y_val: torch.Tensor,
     baseline = min(_final(run) for run in baseline_runs.values())
     with torch.no_grad():
         guess = start(y_val.to(device))
-    from_start = min(_final(invert(problem.forward, problem.loss, y_val, lr=lr, base=guess, x_shape=problem.x_shape,
-                                   init="origin", steps=REPORT_HORIZON, seed=seed, device=device,
-                                   allow_nonfinite=True))
-                     for lr in SWEEP_LRS)
+    _, sweep = sweep_lr(problem.forward, problem.loss, y_val, steps=REPORT_HORIZON, base=guess,
+                        x_shape=problem.x_shape, init="origin", seed=seed, device=device, allow_nonfinite=True)
+    from_start = min(entry["final"] for entry in sweep.values())
     ratio = from_start / max(baseline, 1e-30)
     dropped = not ratio <= START_TRAP
     if dropped:

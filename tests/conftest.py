@@ -23,6 +23,19 @@ def problem():
 
 
 @pytest.fixture(scope="session")
+def phase_retrieval():
+    """(forward, loss) of |Ax|², A 24 x 8: x = 0 is a critical point for every observation (zero gradient)."""
+    a = torch.randn(24, 8, generator=torch.Generator().manual_seed(0))
+
+    def forward(x):
+        return (x @ a.T) ** 2
+
+    def loss(y_hat, y):
+        return (y_hat - y).pow(2).mean(dim=1)
+    return forward, loss
+
+
+@pytest.fixture(scope="session")
 def test_observations(problem):
     return problem.test_observations(64, torch.Generator().manual_seed(11))
 

@@ -132,20 +132,10 @@ def test_snapshots_keep_x_at_the_asked_steps(problem, fitted, test_observations)
     assert torch.allclose(result.snapshots[2], shorter.x)
 
 
-def _phase_retrieval():
-    """|Ax|²: x = 0 is a critical point for every observation, where descent from zeros never moves."""
-    a = torch.randn(24, 8, generator=torch.Generator().manual_seed(0))
-
-    def forward(x):
-        return (x @ a.T) ** 2
-
-    def loss(y_hat, y):
-        return (y_hat - y).pow(2).mean(dim=1)
-    return forward, loss, forward(torch.randn(6, 8, generator=torch.Generator().manual_seed(1)))
-
-
-def test_origin_init_leaves_a_critical_point_at_zero_and_is_zeros_elsewhere(problem, test_observations):
-    forward, loss, y = _phase_retrieval()
+def test_origin_init_leaves_a_critical_point_at_zero_and_is_zeros_elsewhere(problem, test_observations,
+                                                                            phase_retrieval):
+    forward, loss = phase_retrieval
+    y = forward(torch.randn(6, 8, generator=torch.Generator().manual_seed(1)))
     stuck = invert(forward, loss, y, x_shape=(8,), lr=0.1, steps=30)
     moved = invert(forward, loss, y, x_shape=(8,), lr=0.1, steps=30, init="origin", seed=3)
     assert torch.equal(stuck.losses[-1], stuck.losses[0])  # zeros: no gradient, no step

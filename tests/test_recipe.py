@@ -298,14 +298,8 @@ def test_tuning_past_its_deadline_keeps_the_starts_candidates(learned, problem):
     assert any(key.startswith("pure") for key in tuning["skipped"])
 
 
-def test_a_start_at_a_critical_point_of_the_loss_still_learns():
-    a = torch.randn(24, 8, generator=torch.Generator().manual_seed(0))
-
-    def forward(x):
-        return (x @ a.T) ** 2
-
-    def loss(y_hat, y):
-        return (y_hat - y).pow(2).mean(dim=1)
+def test_a_start_at_a_critical_point_of_the_loss_still_learns(phase_retrieval):
+    forward, loss = phase_retrieval
     generator = torch.Generator().manual_seed(1)
     train, val = (forward(torch.randn(n, 8, generator=generator)) for n in (512, 64))
     encoder = StartEncoder((24,), (8,), hidden=32)
@@ -324,8 +318,7 @@ def test_a_start_that_traps_descent_is_dropped_and_a_fair_one_kept():
     def loss(y_hat, y):
         return (y_hat - y).pow(2).mean(dim=1)
     y = torch.sigmoid(torch.randn(16, 4, generator=torch.Generator().manual_seed(0)))
-    problem = Problem(forward=forward, loss=loss, x_shape=(4,), train_observations=None,
-                             test_observations=None)
+    problem = Problem(forward=forward, loss=loss, x_shape=(4,), train_observations=None, test_observations=None)
     runs = recipe._baseline_runs(problem, y, seed=0, device="cpu")
     trap, fair = StartEncoder((4,), (4,), hidden=8), StartEncoder((4,), (4,), hidden=8)
     with torch.no_grad():
