@@ -220,16 +220,39 @@ def _settings(value: Any, source: Path) -> InferenceSettings:
 
 # ------------------------------------------------------------------------------------------------ costs
 
-def seconds_per_pass(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, repeats: int = 5) -> float:
-    """The fastest of ``repeats`` forward + backward (with respect to the input) passes of ``function``; a
-    forward pass alone is ``compare.start_pass_seconds``."""
-    best = math.inf
-    for _ in range(repeats):
-        x = inputs.detach().clone().requires_grad_(True)
-        began = time.perf_counter()
-        torch.autograd.grad(function(x).float().sum(), x)
-        best = min(best, time.perf_counter() - began)
-    return best
+def seconds_per_pass(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, repeats: int = 5, *,
+                     backward: bool = True) -> float:
+    """The work of one pass of ``function`` over ``inputs`` (forward + backward with respect to the input, or the
+    forward alone), the least of ``repeats``: what sizing compares, so it must not depend on the machine's load.
+    On the CPU it is the calling thread's CPU time with one intra-op thread (wall time on a busy 2-core
+    machine inflated F's pass a hundredfold and the models' passes by unrelated factors, so the sizes chosen
+    followed the load); on an accelerator, wall time between synchronizations."""
+    cpu = inputs.device.type == "cpu"
+    clock = time.thread_time if cpu else time.perf_counter
+    threads = torch.get_num_threads()
+    if cpu:
+        torch.set_num_threads(1)
+    try:
+        best = math.inf
+        for _ in range(repeats):
+            x = inputs.detach().clone().requires_grad_(backward)
+            _synchronize(x)
+            began = clock()
+            if backward:
+                torch.autograd.grad(function(x).float().sum(), x)
+            else:
+                with torch.no_grad():
+                    function(x)
+            _synchronize(x)
+            best = min(best, clock() - began)
+        return best
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _synchronize(tensor: torch.Tensor) -> None:
+    if tensor.device.type == "cuda":
+        torch.cuda.synchronize(tensor.device)
 
 
 START_SHARE = 1.0  # the start's pass may cost at most one of F's forward + backward passes
@@ -240,7 +263,8 @@ def sized_models(problem: Problem, y: torch.Tensor, z_dim: int, *, hidden: int |
                  device: torch.device | str = "cpu") -> tuple[StartEncoder, int, dict]:
     """The start and Θ's width sized to F's cost on a batch: the richest start whose pass costs at most
     START_SHARE of F's forward + backward pass (a conv net only for image observations), and the widest Θ
-    (of THETA_WIDTHS, unless ``hidden`` fixes it) whose pass costs at most THETA_SHARE of it; and the costs."""
+    (of THETA_WIDTHS, unless ``hidden`` fixes it) whose pass costs at most THETA_SHARE of it; and the costs
+    (``seconds_per_pass``: CPU time on one thread, so the same machine sizes the same way idle or busy)."""
     batch = y.shape[0]
     f_seconds = seconds_per_pass(problem.forward, torch.zeros(batch, *problem.x_shape, device=device))
     costs: dict[str, Any] = {"batch": batch, "forward_ms_per_batch": round(1e3 * f_seconds, 3), "start_ms": {},
@@ -251,7 +275,7 @@ def sized_models(problem: Problem, y: torch.Tensor, z_dim: int, *, hidden: int |
             continue
         candidate = StartEncoder(tuple(y.shape[1:]), problem.x_shape, architecture=architecture,
                                  hidden=size if architecture == "mlp" else 256, channels=size).to(device)
-        seconds = start_pass_seconds(candidate, y, repeats=5)
+        seconds = seconds_per_pass(candidate, y, backward=False)
         costs["start_ms"][f"{architecture}-{size}"] = round(1e3 * seconds, 3)
         start = candidate
         if seconds <= START_SHARE * f_seconds:
@@ -319,7 +343,8 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
     if start is not None:
         encoder = start.to(device)
     log(f"fit: {train.shape[0]} training and {held} held-out observations; F's pass "
-        f"{costs['forward_ms_per_batch']:.2f} ms per {costs['batch']}: start {encoder.describe()}, Θ hidden {width}")
+        f"{costs['forward_ms_per_batch']:.2f} ms of one core per {costs['batch']}: start {encoder.describe()}, "
+        f"Θ hidden {width}")
     start, start_record = _learned_start(problem, directory, encoder, train, val, budget, max_steps=start_steps,
                                          resume=resume, seed=seed, device=device, progress=progress, log=log,
                                          prior=prior, prior_weight=prior_weight)

@@ -329,3 +329,21 @@ def test_a_start_that_traps_descent_is_dropped_and_a_fair_one_kept():
     assert torch.equal(trap(y), torch.zeros(16, 4))
     checked = recipe._check_start(problem, fair, y, runs, seed=0, device=torch.device("cpu"))
     assert not checked["dropped"] and checked["ratio"] <= recipe.START_TRAP
+
+
+def test_sizing_measures_work_not_waiting_so_a_busy_machine_sizes_the_same():
+    """On the CPU a pass costs its thread's CPU time on one intra-op thread: time spent waiting (here a sleep,
+    on a busy machine other processes' turns) is not counted, and the thread count is restored."""
+    import time
+
+    threads = torch.get_num_threads()
+
+    def waits(x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.05)
+        return x * 2
+
+    assert recipe.seconds_per_pass(waits, torch.zeros(4, 3), repeats=2) < 0.02
+    assert recipe.seconds_per_pass(waits, torch.zeros(4, 3), repeats=2, backward=False) < 0.02
+    big = recipe.seconds_per_pass(torch.nn.Linear(512, 512), torch.zeros(512, 512), repeats=2)
+    small = recipe.seconds_per_pass(torch.nn.Linear(512, 512), torch.zeros(8, 512), repeats=2)
+    assert big > small > 0 and torch.get_num_threads() == threads
