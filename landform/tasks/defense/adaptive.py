@@ -397,9 +397,12 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
                                                      ("apgd_dlr_eot", False, "dlr", eot, eot_steps),
                                                      ("bpda_apgd_ce_eot", True, "ce", eot, eot_steps)]),
         "fresh_draw_5_steps": (5, REMEDY_SCORE_SEED, [("bpda_apgd_ce_eot", True, "ce", eot, eot_steps),
-                                                      ("apgd_ce_eot", False, "ce", eot, eot_steps)]),
+                                                      ("apgd_ce_eot", False, "ce", eot, eot_steps),
+                                                      ("apgd_dlr_eot", False, "dlr", eot, eot_steps)]),
     }
-    out = {"images": size, "autoattack_no_defense": _acc((_predict(model, x_aa) == y).cpu())}
+    clean_undefended = (_predict(model, x) == y).cpu()
+    out = {"images": size, "autoattack_no_defense": _acc((_predict(model, x_aa) == y).cpu()),
+           "clean": _acc(clean_undefended)}
     for name, (steps, score_seed, runs) in variants.items():
         fixed = name.startswith("fixed")
         started = time.perf_counter()
@@ -434,6 +437,7 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
         blocks["worst"] = {**_acc(robust), "noise": _acc(noise), "minus_noise": _diff(robust, noise)}
         blocks["worst_minus_autoattack_no_defense"] = _diff(robust, (_predict(model, x_aa) == y).cpu())
         blocks["clean_with_defense"] = _acc(clean["_correct"])
+        blocks["clean_drop"] = _diff(clean_undefended, clean["_correct"])
         blocks["seconds"] = round(time.perf_counter() - started, 1)
         out[name] = blocks
         if log is not None:
@@ -487,13 +491,14 @@ def demo_remedies(out: Path, *, device: str = "cpu", seed: int = 0, progress: bo
                                     b.get("attacked_images", ""), b.get("seconds", "")])
             w = blocks["worst"]
             rows_md.append([name, variant, "**worst of all**", _pct(w), _pct(w["noise"]), "", "", blocks["seconds"]])
-    header2 = ["model", "AutoAttack, no defense", *[f"{v}: worst" for v in ("fixed_draw_1_step", "fresh_draw_1_step",
-                                                                             "fresh_draw_5_steps")],
-               *[f"{v}: clean" for v in ("fixed_draw_1_step", "fresh_draw_1_step", "fresh_draw_5_steps")]]
-    rows2 = [[name, _pct(r["autoattack_no_defense"]),
-              *[_pct(r[v]["worst"]) for v in ("fixed_draw_1_step", "fresh_draw_1_step", "fresh_draw_5_steps")],
-              *[_pct(r[v]["clean_with_defense"]) for v in ("fixed_draw_1_step", "fresh_draw_1_step",
-                                                           "fresh_draw_5_steps")]]
+    variants = ("fixed_draw_1_step", "fresh_draw_1_step", "fresh_draw_5_steps")
+    header2 = ["model", "AutoAttack, no defense", "clean, no defense", *[f"{v}: worst" for v in variants],
+               *[f"{v}: clean" for v in variants], "fresh_draw_5_steps: worst minus AutoAttack, no defense",
+               "fresh_draw_5_steps: clean drop"]
+    rows2 = [[name, _pct(r["autoattack_no_defense"]), _pct(r["clean"]), *[_pct(r[v]["worst"]) for v in variants],
+              *[_pct(r[v]["clean_with_defense"]) for v in variants],
+              _pct(r["fresh_draw_5_steps"]["worst_minus_autoattack_no_defense"]),
+              _pct(r["fresh_draw_5_steps"]["clean_drop"])]
              for name, r in rows.items()]
     text = "\n".join([
         "# Defense under adaptive attacks: the remedies tried (issue 21)", "",
