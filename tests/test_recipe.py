@@ -347,3 +347,38 @@ def test_sizing_measures_work_not_waiting_so_a_busy_machine_sizes_the_same():
     big = recipe.seconds_per_pass(torch.nn.Linear(512, 512), torch.zeros(512, 512), repeats=2)
     small = recipe.seconds_per_pass(torch.nn.Linear(512, 512), torch.zeros(8, 512), repeats=2)
     assert big > small > 0 and torch.get_num_threads() == threads
+
+
+def test_a_conv_start_that_traps_descent_gets_one_try_of_the_mlp_start(tmp_path):
+    """Image observations size a conv start and an MLP fallback; if the conv start is dropped as a trap, the MLP
+    start is trained, checked and kept (the record says which start it replaced), and saved for --resume."""
+    problem = renderer.make_problem()
+    y = problem.train_observations(64, torch.Generator().manual_seed(0))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recipe, "START_SHARE", 1e6)  # every start fits F's cost: the richest conv, then the MLP
+        starts, _, _ = recipe.sized_models(problem, y, 32)
+    assert [s.architecture for s in starts] == ["conv", "mlp"] and starts[0].channels == 32 and starts[1].hidden == 512
+    flat = recipe.sized_models(problem, y.flatten(1).view(64, 1, 1, -1), 32)[0]
+    assert [s.architecture for s in flat] == ["mlp"]
+
+    real = recipe._check_start
+    checked = []
+
+    def conv_traps(problem, start, *args, **kwargs):
+        checked.append(start.architecture)
+        if start.architecture == "conv":
+            return {"baseline_final": 1.0, "start_final": 2.5, "ratio": 2.5, "dropped": True}
+        return real(problem, start, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:  # small starts keep it to seconds
+        patch.setattr(recipe, "START_SHARE", 1e6)
+        patch.setattr(recipe, "START_CHOICES", (("conv", 4), ("mlp", 32)))
+        patch.setattr(recipe, "TUNE_COUNT", 8)
+        patch.setattr(recipe, "_check_start", conv_traps)
+        landscape = learn(problem, tmp_path, seconds=60, rounds=2, trajectories=16, start_steps=40, pool_size=256,
+                          progress=False, log=lambda _: None)
+    assert checked == ["conv", "mlp"] and landscape.start.architecture == "mlp"
+    record = landscape.record["start"]
+    assert record["kind"] == "mlp" and record["replaced"]["kind"] == "conv" and record["replaced"]["check"]["dropped"]
+    saved = recipe.load_pair(tmp_path / "start.safetensors")[1]
+    assert saved["start"]["architecture"] == "mlp"
