@@ -35,18 +35,44 @@ SWEEP_LRS = (0.5, 0.1, 0.05, 0.01, 0.001)
 REPORT_STEPS = (0, 1, 2, 5, 10, 20, 50, 200)
 
 
+EDGE_FACTORS = (5.0, 0.1)  # past the grid's largest step size, x5 each time; past its smallest, x0.1
+EDGE_TRIES = 2
+
+
+def sweep_rates(rates: Sequence[float], final_of: Callable[[float], float]) -> dict[float, float]:
+    """``final_of(rate)`` (a final loss, non-finite if it diverged) for every rate of the grid, then past the
+    grid's edge while the best rate lies on it (at most EDGE_TRIES rates each way): a baseline whose best step
+    size is the grid's largest (x in physical units, say) is not held back by the grid."""
+    finals = {float(rate): final_of(rate) for rate in rates}
+    if len(finals) < 2:
+        return finals
+    for edge, factor in zip((max, min), EDGE_FACTORS, strict=True):
+        for _ in range(EDGE_TRIES):
+            best = min(finals, key=lambda rate: (finals[rate], rate))  # all diverged: the smallest, to go lower
+            if best != edge(finals):
+                break
+            rate = float(f"{best * factor:.3g}")
+            finals[rate] = final_of(rate)
+    return finals
+
+
 def sweep_lr(forward, loss, y_val: torch.Tensor, *, lrs: Sequence[float] = SWEEP_LRS, steps: int = 200,
              **invert_kwargs) -> tuple[float, dict[float, dict[str, float]]]:
-    """The baseline learning rate with the lowest mean loss after ``steps`` on ``y_val``.
+    """The baseline learning rate with the lowest mean loss after ``steps`` on ``y_val`` (``lrs``, extended
+    past their edge by ``sweep_rates``).
 
     Returns the best rate and, for every rate, its mean loss at step 20 and at the last step, so a
     report can show the whole sweep.
     """
     results: dict[float, dict[str, float]] = {}
-    for lr in lrs:
+
+    def final_of(lr: float) -> float:
         curve = invert(forward, loss, y_val, lr=lr, steps=steps, **invert_kwargs).losses.mean(dim=1)
         finite = torch.nan_to_num(curve, nan=float("inf"))
         results[lr] = {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1])}
+        return results[lr]["final"]
+
+    sweep_rates(lrs, final_of)
     best = min(results, key=lambda lr: results[lr]["final"])
     return best, results
 
@@ -235,6 +261,30 @@ def start_pass_seconds(base: Callable[[torch.Tensor], torch.Tensor], y: torch.Te
     return best
 
 
+def _sweep(problem: Problem, method: Method, y_val: torch.Tensor, rates: Sequence[float], x_rates: Sequence,
+           *, steps: int, reference_lr: float | None, **common) -> dict:
+    """``method``'s mean loss at step 20 and at the end on ``y_val`` for each step size (and δ's, if several);
+    one step size alone is swept past the grid's edge too (``sweep_rates``)."""
+    sweep: dict = {}
+
+    def final_of(rate: float, x_rate) -> float:
+        curve = replace(method, lr_x=x_rate).run(problem, y_val, rate, steps=steps, allow_nonfinite=True,
+                                                 reference_lr=reference_lr, **common).losses.mean(1)
+        finite = torch.nan_to_num(curve, nan=float("inf"))
+        key = rate if len(x_rates) == 1 else f"{rate}/{x_rate}"
+        sweep[key] = {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1]), "lr": rate,
+                      "lr_x": x_rate}
+        return float(finite[-1])
+
+    if len(x_rates) == 1:
+        sweep_rates(rates, functools.partial(final_of, x_rate=x_rates[0]))
+    else:
+        for rate in rates:
+            for x_rate in x_rates:
+                final_of(rate, x_rate)
+    return sweep
+
+
 def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_val: torch.Tensor | None = None,
             steps: int = 200, optimizer: str = "adam", mask: torch.Tensor | None = None,
             snapshots: Sequence[int] = (), seed: int = 0, device: str | None = None, progress: bool = False,
@@ -253,14 +303,8 @@ def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_v
         x_rates = method.lr_x if isinstance(method.lr_x, tuple) else (method.lr_x,)
         grid = [(rate, x_rate) for rate in rates for x_rate in x_rates]
         if len(grid) > 1 and y_val is not None:
-            sweeps[method.name] = {}
-            for rate, x_rate in grid:
-                curve = replace(method, lr_x=x_rate).run(problem, y_val, rate, steps=steps, allow_nonfinite=True,
-                                                         reference_lr=lrs.get(reference), **common).losses.mean(1)
-                finite = torch.nan_to_num(curve, nan=float("inf"))
-                key = rate if len(x_rates) == 1 else f"{rate}/{x_rate}"
-                sweeps[method.name][key] = {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1]),
-                                            "lr": rate, "lr_x": x_rate}
+            sweeps[method.name] = _sweep(problem, method, y_val, rates, x_rates, steps=steps,
+                                         reference_lr=lrs.get(reference), **common)
             best = min(sweeps[method.name].values(), key=lambda entry: entry["final"])
             lrs[method.name], chosen[method.name] = best["lr"], replace(method, lr_x=best["lr_x"])
         else:

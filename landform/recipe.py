@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from landform.compare import SWEEP_LRS, Method, start_pass_seconds, sweep_lr
+from landform.compare import SWEEP_LRS, Method, start_pass_seconds, sweep_lr, sweep_rates
 from landform.errors import LandformError
 from landform.fitting import FitResult, fit
 from landform.inference import InversionResult, invert
@@ -436,9 +436,17 @@ START_TRAP = 1.05  # a start from which descent ends this far above the baseline
 
 def _baseline_runs(problem: Problem, y_val: torch.Tensor, *, seed: int,
                    device: torch.device | str | None) -> dict[float, InversionResult]:
-    """The baseline (descent on x from 0, ``init="origin"``) at every swept step size, REPORT_HORIZON steps."""
-    return {lr: invert(problem.forward, problem.loss, y_val, lr=lr, x_shape=problem.x_shape, init="origin",
-                       steps=REPORT_HORIZON, seed=seed, device=device, allow_nonfinite=True) for lr in SWEEP_LRS}
+    """The baseline (descent on x from 0, ``init="origin"``) at every swept step size (``compare.sweep_rates``:
+    SWEEP_LRS, and past their edge while the best lies there), REPORT_HORIZON steps."""
+    runs: dict[float, InversionResult] = {}
+
+    def final_of(lr: float) -> float:
+        runs[lr] = invert(problem.forward, problem.loss, y_val, lr=lr, x_shape=problem.x_shape, init="origin",
+                          steps=REPORT_HORIZON, seed=seed, device=device, allow_nonfinite=True)
+        return _final(runs[lr])
+
+    sweep_rates(SWEEP_LRS, final_of)
+    return runs
 
 
 def _final(result: InversionResult) -> float:

@@ -148,3 +148,45 @@ def test_origin_init_leaves_a_critical_point_at_zero_and_is_zeros_elsewhere(prob
     plain = invert(problem.forward, problem.loss, y, x_shape=problem.x_shape, lr=0.05, steps=10)
     origin = invert(problem.forward, problem.loss, y, x_shape=problem.x_shape, lr=0.05, steps=10, init="origin")
     assert torch.equal(plain.losses, origin.losses)
+
+
+def test_the_sweep_goes_past_the_grids_edge_only_while_the_best_step_size_lies_there():
+    import math
+
+    from landform.compare import sweep_rates
+
+    grid = (0.5, 0.1, 0.01)
+
+    def valley(best):
+        def final_of(rate):
+            return (math.log(rate) - math.log(best)) ** 2
+        return final_of
+
+    assert list(sweep_rates(grid, valley(0.1))) == [0.5, 0.1, 0.01]  # inside the grid: nothing more
+    assert list(sweep_rates(grid, valley(1.0)))[3:] == [2.5]  # 2.5 is worse than 0.5: no further
+    finals = sweep_rates(grid, valley(3.0))
+    assert list(finals)[3:] == [2.5, 12.5] and min(finals, key=finals.get) == 2.5
+    assert list(sweep_rates(grid, valley(1e6)))[3:] == [2.5, 12.5]  # at most two each way
+    assert list(sweep_rates(grid, valley(1e-4)))[3:] == [0.001, 0.0001]
+    assert list(sweep_rates(grid, lambda rate: math.inf))[3:] == [0.001, 0.0001]  # all diverge: smaller ones
+    assert list(sweep_rates((0.5,), valley(3.0))) == [0.5]
+
+
+def test_a_baseline_in_physical_units_gets_step_sizes_above_the_grid():
+    """x = 100 + noise, F = identity: from 0, Adam needs steps far above 0.5; the sweep and compare find them."""
+    from landform import Problem
+    from landform.compare import Method, compare
+
+    def forward(x):
+        return x
+
+    def loss(y_hat, y):
+        return (y_hat - y).pow(2).mean(dim=1)
+
+    y = 100 + torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    best, results = sweep_lr(forward, loss, y, steps=50, x_shape=(4,))
+    assert best > 0.5 and results[best]["final"] < results[0.5]["final"]
+    problem = Problem(forward=forward, loss=loss, x_shape=(4,), train_observations=None, test_observations=None)
+    comparison = compare(problem, y, [Method("baseline", lr=(0.5, 0.1), init="origin")], y_val=y, steps=50,
+                         bootstrap=0)
+    assert comparison.lrs["baseline"] > 0.5 and "2.5" in comparison.summary["lr_sweep"]["baseline"]
