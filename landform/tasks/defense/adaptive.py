@@ -22,7 +22,7 @@ are too long to unroll on this machine). The non-adaptive table (PGD-L2 transfer
 the baseline's 40) runs on ``MAIN_SIZE`` images. Attacks are cached per chunk under runs/defense-adaptive/;
 the seconds each evaluation took are recorded (1 CPU thread).
 
-Why one file of about 630 lines: it is one experiment whose attacks, remedies, workers and report all run on
+Why one file of about 660 lines: it is one experiment whose attacks, remedies, workers and report all run on
 the same fixed chunks and the same per-chunk attack cache (``_chunked_attack``, ``_scored_chunk``); split,
 each part would import the others' private chunking and caching helpers.
 """
