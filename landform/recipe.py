@@ -358,7 +358,7 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
                                              device=device)
         if start_record["check"]["dropped"] and len(encoders) > 1 and start.architecture == "conv":
             # A conv start can learn a guess where F has no gradient that an MLP does not (seen on the example
-            # renderer: the conv start ended 2.5x the baseline, the MLP start 0.7x): the MLP gets one try.
+            # renderer: the conv start ended 2.5x the baseline, the MLP start 0.97x): the MLP gets one try.
             log(f"fit: descent from the conv start ends {start_record['check']['ratio']:.2f}x the baseline's loss "
                 f"on held-out observations (a trap); trying the MLP start ({encoders[1].describe()})")
             dropped = {"kind": start.architecture, "check": start_record["check"]}
