@@ -42,15 +42,16 @@ def step_reached(curve: Curve, target: float) -> int | None:
 def speedup_at(baseline: Curve, landscape: Curve, k: int) -> float:
     """(steps the baseline needs to reach its own loss at step k) / (steps the landscape needs).
 
-    A landscape already there at step 0 counts as one step, so the speedup is at most k; ``0.0``
-    means the landscape never reaches the baseline's step-k loss within its curve.
+    Either curve already there at step 0 counts as one step (a baseline whose step-k loss lies above its
+    start, as a large step size's can, gives 1 to a landscape there at once, not 0), so the speedup is at
+    most k; ``0.0`` means the landscape never reaches the baseline's step-k loss within its curve.
     """
     target = loss_at(baseline, [k])[0]
     baseline_steps = steps_to_reach(baseline, target)
     landscape_steps = steps_to_reach(landscape, target)
     if math.isinf(landscape_steps):
         return 0.0
-    return baseline_steps / max(landscape_steps, 1.0)
+    return max(baseline_steps, 1.0) / max(landscape_steps, 1.0)
 
 
 def improvement_at(baseline: Curve, landscape: Curve, k: int) -> float:
@@ -89,13 +90,13 @@ def wallclock_speedup(baseline: Curve, ours: Curve, seconds: tuple[float, float]
                       start: float = 0.0) -> float:
     """(seconds the baseline needs to reach its own step-k loss) / (seconds ours needs to reach it: its
     ``start`` (a learned start's pass) plus its steps, at least one), at ``seconds`` = (baseline's, ours) per
-    step; 0 if ours never gets there."""
+    step; 0 if ours never gets there. The baseline's steps count at least one, as in ``speedup_at``."""
     b, o = as_curve(baseline), as_curve(ours)
     target = float(b[k])
     own = steps_to_reach(o, target)
     if math.isinf(own):
         return 0.0
-    return steps_to_reach(b, target) * seconds[0] / (max(own, 1.0) * seconds[1] + start)
+    return max(steps_to_reach(b, target), 1.0) * seconds[0] / (max(own, 1.0) * seconds[1] + start)
 
 
 def seconds_to_reach(curve: Curve, target: float, seconds_per_step: float) -> float | None:

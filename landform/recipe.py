@@ -437,7 +437,8 @@ START_TRAP = 1.05  # a start from which descent ends this far above the baseline
 def _baseline_runs(problem: Problem, y_val: torch.Tensor, *, seed: int,
                    device: torch.device | str | None) -> dict[float, InversionResult]:
     """The baseline (descent on x from 0, ``init="origin"``) at every swept step size (``compare.sweep_rates``:
-    SWEEP_LRS, and past their edge while the best lies there), REPORT_HORIZON steps."""
+    SWEEP_LRS, and past their edge while the best lies there; a rate past the grid that did not end clearly
+    lower is left out, so the lowest final loss is the chosen rate's), REPORT_HORIZON steps."""
     runs: dict[float, InversionResult] = {}
 
     def final_of(lr: float) -> float:
@@ -445,8 +446,8 @@ def _baseline_runs(problem: Problem, y_val: torch.Tensor, *, seed: int,
                           steps=REPORT_HORIZON, seed=seed, device=device, allow_nonfinite=True)
         return _final(runs[lr])
 
-    sweep_rates(SWEEP_LRS, final_of)
-    return runs
+    best, finals = sweep_rates(SWEEP_LRS, final_of)
+    return {lr: run for lr, run in runs.items() if lr == best or not finals[lr] < finals[best]}
 
 
 def _final(result: InversionResult) -> float:

@@ -162,14 +162,19 @@ def test_the_sweep_goes_past_the_grids_edge_only_while_the_best_step_size_lies_t
             return (math.log(rate) - math.log(best)) ** 2
         return final_of
 
-    assert list(sweep_rates(grid, valley(0.1))) == [0.5, 0.1, 0.01]  # inside the grid: nothing more
-    assert list(sweep_rates(grid, valley(1.0)))[3:] == [2.5]  # 2.5 is worse than 0.5: no further
-    finals = sweep_rates(grid, valley(3.0))
-    assert list(finals)[3:] == [2.5, 12.5] and min(finals, key=finals.get) == 2.5
-    assert list(sweep_rates(grid, valley(1e6)))[3:] == [2.5, 12.5]  # at most two each way
-    assert list(sweep_rates(grid, valley(1e-4)))[3:] == [0.001, 0.0001]
-    assert list(sweep_rates(grid, lambda rate: math.inf))[3:] == [0.001, 0.0001]  # all diverge: smaller ones
-    assert list(sweep_rates((0.5,), valley(3.0))) == [0.5]
+    def tried(final_of, rates=grid):
+        best, finals = sweep_rates(rates, final_of)
+        return best, list(finals)[len(rates):]
+
+    assert tried(valley(0.1)) == (0.1, [])  # inside the grid: nothing more
+    assert tried(valley(1.0)) == (0.5, [2.5])  # 2.5 is worse than 0.5: no further
+    assert tried(valley(3.0)) == (2.5, [2.5, 12.5])
+    assert tried(valley(1e6)) == (12.5, [2.5, 12.5])  # at most two each way
+    assert tried(valley(1e-4)) == (0.0001, [0.001, 0.0001])
+    assert tried(lambda rate: math.inf) == (0.0001, [0.001, 0.0001])  # all diverge: smaller ones
+    # past the grid a rate must end clearly lower (EDGE_GAIN) to be chosen, and the sweep stops there
+    assert tried(lambda rate: {0.5: 1.0, 2.5: 0.95}.get(rate, 2.0)) == (0.5, [2.5])
+    assert tried(valley(3.0), rates=(0.5,)) == (0.5, [])
 
 
 def test_a_baseline_in_physical_units_gets_step_sizes_above_the_grid():

@@ -25,6 +25,10 @@ def test_speedup_and_improvement():
     assert metrics.improvement_at([2.0], [1.5], 0) == pytest.approx(0.25)
     never = torch.full((21,), 20.0)
     assert metrics.speedup_at(baseline, never, 20) == 0.0
+    climbs = torch.tensor([1.0, 3.0] + [2.0] * 19)  # a large step size: its step-20 loss lies above its start
+    there = torch.full((21,), 0.5)
+    assert metrics.speedup_at(climbs, there, 20) == 1.0
+    assert metrics.wallclock_speedup(climbs, there, (1.0, 1.0), 20) == 1.0
 
 
 def test_per_example_losses_are_averaged():
