@@ -6,7 +6,10 @@
 - blob_renderer: three coloured Gaussian blobs, 18 parameters to 3x32x32 (local minima: a start trained through
   F learns to switch every blob off, a blank image, where F's gradient vanishes);
 - phase_retrieval: |Ax|², 24 -> 72 (x = 0 is a critical point for every observation);
-- deblur: a 24x24 image blurred and subsampled to 12x12 (x is an image; linear, ill-posed).
+- deblur: a 24x24 image blurred and subsampled to 12x12 (x is an image; linear, ill-posed);
+- physical_units: the colour decoder with x in physical units (x = 100 + 40 z), where descent from 0 needs step
+  sizes far above the sweep's grid (it found the baseline held back by the grid's top, 0.5);
+- sensing: compressed sensing, 64 random measurements of a smooth 16x16 image (x an image, y a vector).
 
 Their first run found the three faults the recipe now handles: the baseline and the start stuck at a critical
 point at 0 (init="origin"), a start that traps descent (dropped), and δ's step sizes from the start tied to
@@ -164,3 +167,34 @@ def deblur():
     tr, te = _streams(sample, f, noise=0.005)
     return Problem(forward=f, loss=mse, x_shape=(1, 24, 24), train_observations=tr, test_observations=te,
                    name="deblur")
+
+
+def physical_units():
+    f = ColorDecoder()
+
+    def forward(x):
+        return f((x - 100.0) / 40.0)
+    tr, te = _streams(lambda n, g: 100 + 40 * torch.randn(n, 32, generator=g), forward, noise=0.01)
+    return Problem(forward=forward, loss=mse, x_shape=(32,), train_observations=tr, test_observations=te,
+                   name="physical_units")
+
+
+class Sensing(torch.nn.Module):
+    """x an image 1x16x16 -> 64 Gaussian random measurements."""
+    def __init__(self, seed=2):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("A", torch.randn(64, 256, generator=g) / 16)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.A.T
+
+
+def sensing():
+    f = Sensing()
+
+    def sample(n, g):
+        return torch.nn.functional.interpolate(torch.randn(n, 1, 4, 4, generator=g), size=16, mode="bicubic")
+    tr, te = _streams(sample, f, noise=0.01)
+    return Problem(forward=f, loss=mse, x_shape=(1, 16, 16), train_observations=tr, test_observations=te,
+                   name="sensing")

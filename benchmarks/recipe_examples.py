@@ -35,6 +35,8 @@ PROBES = {
     "blob renderer": "probe_problems:blob_renderer",
     "phase retrieval": "probe_problems:phase_retrieval",
     "deblurring": "probe_problems:deblur",
+    "physical units": "probe_problems:physical_units",
+    "compressed sensing": "probe_problems:sensing",
 }
 SETS = {"examples": PROBLEMS, "probes": PROBES}
 HERE = Path(__file__).resolve().parent
