@@ -29,8 +29,9 @@ def mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (y_hat - y).pow(2).flatten(1).mean(dim=1)
 
 
-def _streams(sample, forward, noise: float = 0.0):
-    """Train and test samplers drawing x from ``sample`` and observing F(x) (+ Gaussian noise), disjoint streams."""
+def _problem(name: str, forward, sample, x_shape: tuple[int, ...], noise: float = 0.0) -> Problem:
+    """A probe Problem (MSE): x drawn from ``sample``, observed as F(x) (+ Gaussian noise); train and test
+    observations from disjoint random streams."""
     def observations(offset):
         def draw(n, generator):
             stream = torch.Generator().manual_seed(offset + int(torch.randint(2**31, (1,), generator=generator)))
@@ -39,7 +40,8 @@ def _streams(sample, forward, noise: float = 0.0):
                 y = forward(x)
             return y + noise * torch.randn(y.shape, generator=stream) if noise else y
         return draw
-    return observations(0), observations(2**31)
+    return Problem(forward=forward, loss=mse, x_shape=x_shape, train_observations=observations(0),
+                   test_observations=observations(2**31), name=name)
 
 
 class ConvDecoder(torch.nn.Module):
@@ -67,9 +69,7 @@ class ConvDecoder(torch.nn.Module):
 
 def conv_decoder():
     f = ConvDecoder()
-    tr, te = _streams(lambda n, g: torch.randn(n, 16, generator=g), f, noise=0.02)
-    return Problem(forward=f, loss=mse, x_shape=(16,), train_observations=tr, test_observations=te,
-                   name="conv_decoder")
+    return _problem("conv_decoder", f, lambda n, g: torch.randn(n, 16, generator=g), (16,), noise=0.02)
 
 
 class ColorDecoder(torch.nn.Module):
@@ -93,9 +93,7 @@ class ColorDecoder(torch.nn.Module):
 
 def color_decoder():
     f = ColorDecoder()
-    tr, te = _streams(lambda n, g: torch.randn(n, 32, generator=g), f, noise=0.01)
-    return Problem(forward=f, loss=mse, x_shape=(32,), train_observations=tr, test_observations=te,
-                   name="color_decoder")
+    return _problem("color_decoder", f, lambda n, g: torch.randn(n, 32, generator=g), (32,), noise=0.01)
 
 
 class BlobRenderer(torch.nn.Module):
@@ -122,9 +120,7 @@ def blob_renderer():
         p = torch.randn(n, 3, 6, generator=g)
         p[:, :, :2] = (torch.rand(n, 3, 2, generator=g) * 2 - 1) * 0.75
         return p.view(n, 18)
-    tr, te = _streams(sample, f)
-    return Problem(forward=f, loss=mse, x_shape=(18,), train_observations=tr, test_observations=te,
-                   name="blob_renderer")
+    return _problem("blob_renderer", f, sample, (18,))
 
 
 class PhaseRetrieval(torch.nn.Module):
@@ -140,9 +136,7 @@ class PhaseRetrieval(torch.nn.Module):
 
 def phase_retrieval():
     f = PhaseRetrieval()
-    tr, te = _streams(lambda n, g: torch.randn(n, 24, generator=g), f, noise=0.01)
-    return Problem(forward=f, loss=mse, x_shape=(24,), train_observations=tr, test_observations=te,
-                   name="phase_retrieval")
+    return _problem("phase_retrieval", f, lambda n, g: torch.randn(n, 24, generator=g), (24,), noise=0.01)
 
 
 class Deblur(torch.nn.Module):
@@ -164,9 +158,7 @@ def deblur():
     def sample(n, g):
         with torch.no_grad():
             return torch.nn.functional.interpolate(gen(torch.randn(n, 16, generator=g)), size=24, mode="bilinear")
-    tr, te = _streams(sample, f, noise=0.005)
-    return Problem(forward=f, loss=mse, x_shape=(1, 24, 24), train_observations=tr, test_observations=te,
-                   name="deblur")
+    return _problem("deblur", f, sample, (1, 24, 24), noise=0.005)
 
 
 def physical_units():
@@ -174,9 +166,8 @@ def physical_units():
 
     def forward(x):
         return f((x - 100.0) / 40.0)
-    tr, te = _streams(lambda n, g: 100 + 40 * torch.randn(n, 32, generator=g), forward, noise=0.01)
-    return Problem(forward=forward, loss=mse, x_shape=(32,), train_observations=tr, test_observations=te,
-                   name="physical_units")
+    return _problem("physical_units", forward, lambda n, g: 100 + 40 * torch.randn(n, 32, generator=g), (32,),
+                    noise=0.01)
 
 
 class Sensing(torch.nn.Module):
@@ -195,6 +186,4 @@ def sensing():
 
     def sample(n, g):
         return torch.nn.functional.interpolate(torch.randn(n, 1, 4, 4, generator=g), size=16, mode="bicubic")
-    tr, te = _streams(sample, f, noise=0.01)
-    return Problem(forward=f, loss=mse, x_shape=(1, 16, 16), train_observations=tr, test_observations=te,
-                   name="sensing")
+    return _problem("sensing", f, sample, (1, 16, 16), noise=0.01)
