@@ -62,6 +62,12 @@ def sweep_rates(rates: Sequence[float], final_of: Callable[[float], float]) -> t
     return best, finals
 
 
+def _sweep_entry(result: InversionResult, steps: int) -> dict[str, float]:
+    """A swept run's mean loss at step 20 and at its last step (non-finite as inf: a diverged rate ranks last)."""
+    finite = torch.nan_to_num(result.losses.mean(dim=1), nan=float("inf"))
+    return {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1])}
+
+
 def sweep_lr(forward, loss, y_val: torch.Tensor, *, lrs: Sequence[float] = SWEEP_LRS, steps: int = 200,
              **invert_kwargs) -> tuple[float, dict[float, dict[str, float]]]:
     """The baseline learning rate with the lowest mean loss after ``steps`` on ``y_val`` (``lrs``, extended
@@ -73,9 +79,7 @@ def sweep_lr(forward, loss, y_val: torch.Tensor, *, lrs: Sequence[float] = SWEEP
     results: dict[float, dict[str, float]] = {}
 
     def final_of(lr: float) -> float:
-        curve = invert(forward, loss, y_val, lr=lr, steps=steps, **invert_kwargs).losses.mean(dim=1)
-        finite = torch.nan_to_num(curve, nan=float("inf"))
-        results[lr] = {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1])}
+        results[lr] = _sweep_entry(invert(forward, loss, y_val, lr=lr, steps=steps, **invert_kwargs), steps)
         return results[lr]["final"]
 
     best, _ = sweep_rates(lrs, final_of)
@@ -273,13 +277,11 @@ def _sweep(problem: Problem, method: Method, y_val: torch.Tensor, rates: Sequenc
     sweep: dict = {}
 
     def final_of(rate: float, x_rate) -> float:
-        curve = replace(method, lr_x=x_rate).run(problem, y_val, rate, steps=steps, allow_nonfinite=True,
-                                                 reference_lr=reference_lr, **common).losses.mean(1)
-        finite = torch.nan_to_num(curve, nan=float("inf"))
+        result = replace(method, lr_x=x_rate).run(problem, y_val, rate, steps=steps, allow_nonfinite=True,
+                                                  reference_lr=reference_lr, **common)
         key = rate if len(x_rates) == 1 else f"{rate}/{x_rate}"
-        sweep[key] = {"step_20": float(finite[min(20, steps)]), "final": float(finite[-1]), "lr": rate,
-                      "lr_x": x_rate}
-        return float(finite[-1])
+        sweep[key] = {**_sweep_entry(result, steps), "lr": rate, "lr_x": x_rate}
+        return sweep[key]["final"]
 
     if len(x_rates) == 1:
         best, _ = sweep_rates(rates, functools.partial(final_of, x_rate=x_rates[0]))
