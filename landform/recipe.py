@@ -3,6 +3,8 @@
 1. **A learned start** E(y) (``landform.start``), trained through the frozen F on training observations,
    unless the Problem brings its own ``base``; dropped (x = 0) if descent from it ends above the baseline's
    loss on validation observations (``START_TRAP``: a start can learn a guess where F has no gradient).
+   Then one learned error-feedback step (``start.RefinedStart``: x1 = x0 + R([y, F(x0) - y, x0]), one forward
+   pass of F), kept where it lowers the start's held-out loss (``REFINE_GAIN``) without trapping descent.
 2. **An anchored Θ**: Algorithm 1 (``landform.fit``) fits x = E(y) + Θ(z) around the start's guess, with
    Θ's width sized to F's cost (its pass may cost at most ``THETA_SHARE`` of F's), early-stopped on
    validation observations.
@@ -41,11 +43,12 @@ from landform.io import load_module_state, load_pair, read_json, save_pair
 from landform.mapping import Mapping, expected_shapes, validate_config
 from landform.metrics import speedup_at, steps_to_reach
 from landform.problem import Problem
-from landform.start import StartEncoder, StartTraining, observation_pool, train_start
+from landform.start import RefinedStart, StartEncoder, StartTraining, observation_pool, train_start
 
 RECIPES = ("fast", "paper")
 ARTIFACT = "landscape"
 START_FILE = "start"
+REFINE_FILE = "refine"
 THETA_SHARE = 0.3  # Θ's forward + backward may cost at most this share of F's
 THETA_WIDTHS = (64, 128, 256, 512, 1024)
 HORIZON = 20  # T: Θ is fitted, and judged, over the first 20 steps
@@ -89,11 +92,18 @@ class Landscape:
     mapping: Mapping
     settings: InferenceSettings
     record: dict[str, Any] = field(default_factory=dict)
+    refiner: StartEncoder | None = None  # the start's error-feedback step (``start.RefinedStart``), if it paid
+
+    def start_for(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The learned start E(y), followed by its error-feedback step through ``forward`` (F) where it has one."""
+        if self.start is None:
+            raise LandformError("this landscape has no learned start (it was fitted on a Problem's own base)")
+        return self.start if self.refiner is None else RefinedStart(self.start, forward, self.refiner)
 
     def start_of(self, problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The start E(y) used with ``problem``: the learned one, or the Problem's own base."""
+        """The start used with ``problem``: the learned one (refined through its F), or the Problem's own base."""
         if self.start is not None:
-            return self.start
+            return self.start_for(problem.forward)
         if problem.base is None:
             raise LandformError("this landscape was fitted on a Problem's own base (start), and this Problem "
                                 "has none")
@@ -122,8 +132,11 @@ class Landscape:
         tensors = {f"theta.{k}": v for k, v in self.mapping.state_dict().items()}
         if self.start is not None:
             tensors.update({f"start.{k}": v for k, v in self.start.state_dict().items()})
+        if self.refiner is not None:
+            tensors.update({f"refine.{k}": v for k, v in self.refiner.state_dict().items()})
         config = {"kind": "landform.Landscape", "mapping": self.mapping.config(),
                   "start": None if self.start is None else self.start.config(),
+                  "refine": None if self.refiner is None else self.refiner.config(),
                   "settings": asdict(self.settings), "record": self.record}
         return tensors, config
 
@@ -134,9 +147,12 @@ class Landscape:
             raise LandformError(f"{source} is not a landform Landscape config")
         expected = {f"theta.{k}": v for k, v in expected_shapes(validate_config(config.get("mapping"),
                                                                                  source)).items()}
-        if config.get("start") is not None:
-            start = StartEncoder.from_config(config["start"], str(source))
-            expected.update({f"start.{k}": tuple(v.shape) for k, v in start.state_dict().items()})
+        for part in ("start", "refine"):
+            if config.get(part) is not None:
+                module = StartEncoder.from_config(config[part], str(source))
+                expected.update({f"{part}.{k}": tuple(v.shape) for k, v in module.state_dict().items()})
+        if config.get("refine") is not None and config.get("start") is None:
+            raise LandformError(f"{source}: the landscape has an error-feedback step but no start to refine")
         return expected
 
     @classmethod
@@ -146,13 +162,10 @@ class Landscape:
         state = {k: v.float() for k, v in state.items()}
         mapping = Mapping._build(validate_config(config["mapping"], source),
                                  {k[6:]: v for k, v in state.items() if k.startswith("theta.")}, source)
-        start = None
-        if config.get("start") is not None:
-            start = StartEncoder.from_config(config["start"], str(source))
-            load_module_state(start, {k[6:]: v for k, v in state.items() if k.startswith("start.")}, str(source))
-            start.eval().requires_grad_(False)
+        start, refiner = (_module_of(config, state, part, source) for part in ("start", "refine"))
         settings = _settings(config.get("settings"), Path(source))
-        return cls(start=start, mapping=mapping.eval(), settings=settings, record=config.get("record") or {})
+        return cls(start=start, mapping=mapping.eval(), settings=settings, record=config.get("record") or {},
+                   refiner=refiner)
 
     def save(self, directory: str | Path) -> Path:
         """``DIR/landscape.safetensors`` and ``.json``, each written atomically (the JSON holds the weights'
@@ -174,9 +187,22 @@ class Landscape:
     def describe(self) -> str:
         """One line: what inversion with this landscape uses."""
         start = f"learned start ({self.start.describe()})" if self.start is not None else "the Problem's base"
+        if self.refiner is not None:
+            start += " + one error-feedback step"
         if self.record.get("start", {}).get("check", {}).get("dropped"):
             start = "no start (E(y) = 0: descent from the learned start ended above the baseline)"
         return f"{start} + anchored Θ (hidden {self.mapping.hidden}); {self.settings.describe()}"
+
+
+def _module_of(config: dict[str, Any], state: dict[str, torch.Tensor], part: str,
+               source: str | Path) -> StartEncoder | None:
+    """The frozen start (``part="start"``) or error-feedback step (``"refine"``) of a checked Landscape state."""
+    if config.get(part) is None:
+        return None
+    module = StartEncoder.from_config(config[part], str(source))
+    prefix = f"{part}."
+    load_module_state(module, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, str(source))
+    return module.eval().requires_grad_(False)
 
 
 def artifact_path(path: str | Path) -> Path | None:
@@ -315,19 +341,22 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
           lr: float = 1e-3, lr_z: float = 0.1, start_steps: int = 20000, resume: bool = False, seed: int = 0,
           device: str | torch.device | None = None, progress: bool = True, start: StartEncoder | None = None,
           prior: Callable[[int, torch.Generator], torch.Tensor] | None = None, prior_weight: float = 0.0,
-          validation: torch.Tensor | None = None, pool_size: int = POOL_SIZE,
+          validation: torch.Tensor | None = None, pool_size: int = POOL_SIZE, refine: bool | None = None,
           log: Callable[[str], None] = print) -> Landscape:
     """Learn the whole recipe for ``problem`` within about ``seconds`` and save it in ``directory``.
 
-    The start trains for at most 40% of the budget, Θ until 80% (both stop earlier on a validation plateau),
-    and the rest tunes the inference settings. With ``resume`` a saved start is reused and Θ's fit continues
+    The start trains for at most 40% of the budget, its error-feedback step until 55%, Θ until 80% (each stops
+    earlier on a validation plateau), and the rest tunes the inference settings (twice where the step is
+    judged: from it and from the start alone). With ``resume`` a saved start is reused and Θ's fit continues
     from its last committed round. A budget makes the result depend on the machine's speed; without one
     (``seconds=inf``) the fit stops on plateaus alone and a seed reproduces it.
 
     A task may fix what the user's fit measures and sizes: ``start`` (an untrained ``StartEncoder`` to train
     instead of the sized one), ``hidden`` and ``z_dim`` (Θ), ``prior`` and ``prior_weight`` (the start's pSp
     latent term, ``start.train_start``), and ``validation`` (its own held-out observations, used to select Θ
-    and tune the inference instead of draws held out from ``pool_size`` training observations).
+    and tune the inference instead of draws held out from ``pool_size`` training observations), and ``refine``
+    (the start's error-feedback step: None keeps it where the tuned inference from it ranks first, True keeps
+    it wherever it lowers the start's held-out loss, False trains none).
     """
     directory = Path(directory)
     device = torch.device(device or "cpu")
@@ -372,7 +401,13 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
         if start_record["check"]["dropped"]:
             log(f"fit: descent from the learned start ends {start_record['check']['ratio']:.2f}x the baseline's "
                 f"loss on held-out observations (a trap); the start is dropped: Θ is anchored at x = 0")
-    base = start if start is not None else problem.base
+    refiner = None
+    if start is not None and not start_record["check"]["dropped"] and refine is not False:
+        refiner, start_record["refine"] = _learned_refiner(problem, directory, start, train, val, budget,
+                                                           max_steps=start_steps, resume=resume, seed=seed,
+                                                           device=device, progress=progress, log=log)
+    base = problem.base if start is None else start if refiner is None else RefinedStart(start, problem.forward,
+                                                                                          refiner)
     mapping = Mapping(z_dim, problem.x_shape, hidden=width, additive=True)
     with torch.no_grad():  # Θ starts close to 0: the anchored start begins as the learned start's guess
         mapping.net[-1].weight.mul_(0.1)
@@ -387,10 +422,21 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
     log(f"fit: Θ {len(fitted.history)} rounds, the best at round {selector.best_round} ({selector.stopped}); "
         f"{budget.used():.0f} s so far")
 
-    landscape = Landscape(start=start, mapping=mapping.eval(), settings=InferenceSettings("pure", lr_z, 0.1, 0, 200))
-    settings, tuning = tune(problem_with_start(problem, landscape), landscape, val[-TUNE_COUNT:], warmup=steps,
-                            seed=seed, device=device, deadline=budget.began + budget.seconds,
-                            baseline_runs=baseline_runs)
+    landscape = Landscape(start=start, mapping=mapping.eval(), settings=InferenceSettings("pure", lr_z, 0.1, 0, 200),
+                          refiner=refiner)
+    common = {"warmup": steps, "seed": seed, "device": device, "deadline": budget.began + budget.seconds,
+              "baseline_runs": baseline_runs}
+    settings, tuning = tune(problem_with_start(problem, landscape), landscape, val[-TUNE_COUNT:], **common)
+    if refiner is not None and refine is None:  # kept where the tuned inference from it ranks above the start's
+        plain = replace(landscape, refiner=None)
+        plain_settings, plain_tuning = tune(problem_with_start(problem, plain), plain, val[-TUNE_COUNT:], **common)
+        ranks = [list(_rank(t["candidates"][t["chosen"]])) for t in (tuning, plain_tuning)]
+        start_record["refine"].update(kept=ranks[0] < ranks[1], refined_rank=ranks[0], start_rank=ranks[1])
+        if not ranks[0] < ranks[1]:
+            landscape, settings, tuning = plain, plain_settings, plain_tuning
+        log(f"fit: the tuned inference from the error-feedback step ranks {ranks[0][1]:.3f} (tier {ranks[0][0]:g}), "
+            f"from the start alone {ranks[1][1]:.3f} (tier {ranks[1][0]:g}): the step is "
+            f"{'kept' if landscape.refiner is not None else 'dropped'}")
     landscape.settings = settings
     landscape.record = {"recipe": "fast", "seconds": round(budget.used(), 1), "budget_seconds": seconds,
                         "observations": {"train": int(train.shape[0]), "held_out": held},
@@ -429,6 +475,39 @@ def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, tra
         f"({training.stopped}); held-out loss {training.validation[0][1]:.4g} -> "
         f"{min(v for _, v in training.validation):.4g}")
     return encoder, record
+
+
+REFINE_SHARE = 0.55  # the error-feedback step trains until this share of the budget is used
+REFINE_SIZE = (256, 2)  # its MLP's width and depth: small beside most F, whose forward pass it already adds
+REFINE_GAIN = 0.97  # ... and is tried if it lowers the start's held-out loss to at most this share of it
+
+
+def _learned_refiner(problem: Problem, directory: Path, start: StartEncoder, train: torch.Tensor, val: torch.Tensor,
+                     budget: Budget, *, max_steps: int, resume: bool, seed: int, device: torch.device,
+                     progress: bool, log: Callable[[str], None]) -> tuple[StartEncoder | None, dict]:
+    """The start's error-feedback step (``start.RefinedStart``: x1 = x0 + R([y, F(x0) - y, x0])), trained through
+    F like the start, or the one saved (on resume); None where it did not lower the start's held-out loss by
+    REFINE_GAIN. ``learn`` keeps it only if the tuned inference from it ranks above that from the start alone
+    (a better guess can still lose when its pass costs more than the steps it saves), unless told to keep it."""
+    saved = directory / f"{REFINE_FILE}.safetensors"
+    if resume and saved.exists():
+        state, config = load_pair(saved, floating=True, finite=True)
+        refiner = StartEncoder.from_config(config.get("refiner"), str(saved))
+        load_module_state(refiner, state, str(saved))
+        record = config.get("record", {})
+        log(f"fit: the error-feedback step saved in {saved} is reused")
+        return (refiner.to(device).eval().requires_grad_(False) if record.get("candidate") else None), record
+    torch.manual_seed(seed)
+    refined = RefinedStart(start, problem.forward, hidden=REFINE_SIZE[0], layers=REFINE_SIZE[1]).to(device)
+    training = train_start(refined, problem.forward, problem.loss, train, val, seconds=budget.until(REFINE_SHARE),
+                           max_steps=max_steps, seed=seed, device=device, progress=progress)
+    before, after = training.validation[0][1], min(v for _, v in training.validation)
+    record: dict[str, Any] = {"kind": "mlp", **training.as_dict(), "held_out_start": before, "held_out_refined": after}
+    record["candidate"] = record["kept"] = after <= REFINE_GAIN * before
+    save_pair(saved, refined.refiner.state_dict(), {"refiner": refined.refiner.config(), "record": record})
+    log(f"fit: error-feedback step trained {training.steps} steps in {training.seconds:.0f} s ({training.stopped}); "
+        f"held-out loss {before:.4g} -> {after:.4g}{'' if record['candidate'] else ': too little, not kept'}")
+    return (refined.refiner if record["candidate"] else None), record
 
 
 START_TRAP = 1.05  # a start from which descent ends this far above the baseline's loss is dropped

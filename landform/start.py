@@ -112,6 +112,58 @@ class StartEncoder(nn.Module):
                    layers=layers)
 
 
+class RefinedStart(nn.Module):
+    """The start plus one learned error-feedback step (HMR's iterative error feedback, SPIN's regress-then-fit):
+    x1 = x0 + R([y, F(x0) - y, x0]) with x0 = E(y). R is an MLP ``StartEncoder`` on the flattened features whose
+    head starts at zero (so an untrained R keeps E's guess); it sees how far F(x0) is from y, a local correction
+    that generalizes to held-out observations better than E's guess alone. It costs one forward pass of F.
+    E and F stay frozen: F is held outside the module's state, so it is neither trained nor saved."""
+
+    def __init__(self, start: StartEncoder, forward: Forward, refiner: StartEncoder | None = None, *,
+                 hidden: int = 512, layers: int = 3) -> None:
+        super().__init__()
+        self.start = start.requires_grad_(False)
+        self._forward = (forward,)  # a tuple: an nn.Module F would otherwise become a trained submodule
+        width = 2 * math.prod(start.y_shape) + math.prod(start.x_shape)
+        self.refiner = refiner if refiner is not None else StartEncoder((width,), start.x_shape, architecture="mlp",
+                                                                        hidden=hidden, layers=layers)
+        if self.refiner.y_shape != (width,) or self.refiner.x_shape != start.x_shape:
+            raise LandformError(f"a refiner for this start takes {width} features to x of shape "
+                                f"{list(start.x_shape)}, got {list(self.refiner.y_shape)} -> "
+                                f"{list(self.refiner.x_shape)}")
+        self.y_shape, self.x_shape, self.architecture = start.y_shape, start.x_shape, start.architecture
+
+    def features(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """E's guess x0 and R's input [y, F(x0) - y, x0] (flattened), computed without gradients."""
+        with torch.no_grad():
+            x0 = self.start(y)
+            y0 = self._forward[0](x0)
+            check_forward_output(y0, y)
+            flat = [t.reshape(y.shape[0], -1) for t in (y, y0 - y, x0)]
+        return x0, torch.cat(flat, dim=1)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.refiner.head
+
+    @property
+    def hidden(self) -> int:
+        return self.refiner.hidden
+
+    def standardize_with(self, y: torch.Tensor) -> None:
+        """R's input statistics from a sample of training observations (E keeps its own)."""
+        device = self.refiner.y_mean.device
+        self.refiner.standardize_with(torch.cat([self.features(chunk.to(device))[1]
+                                                 for chunk in y[:4096].split(512)]))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        x0, features = self.features(y)
+        return x0 + self.refiner(features)
+
+    def describe(self) -> str:
+        return f"{self.start.describe()} + one error-feedback step ({self.refiner.describe()})"
+
+
 @dataclass
 class StartTraining:
     """How the start was trained: steps, seconds, why it stopped, and its validation loss curve."""

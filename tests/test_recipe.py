@@ -17,7 +17,7 @@ import torch
 from landform import LandformError, Problem, recipe
 from landform.examples import decoder, renderer
 from landform.recipe import Landscape, artifact_path, landscape_methods, learn, problem_with_start
-from landform.start import StartEncoder, train_start
+from landform.start import RefinedStart, StartEncoder, train_start
 
 
 @pytest.fixture(scope="module")
@@ -382,3 +382,63 @@ def test_a_conv_start_that_traps_descent_gets_one_try_of_the_mlp_start(tmp_path)
     assert record["kind"] == "mlp" and record["replaced"]["kind"] == "conv" and record["replaced"]["check"]["dropped"]
     saved = recipe.load_pair(tmp_path / "start.safetensors")[1]
     assert saved["start"]["architecture"] == "mlp"
+
+
+def test_the_error_feedback_step_begins_as_the_start_learns_through_f_and_keeps_f_out_of_its_state():
+    """x1 = x0 + R([y, F(x0) - y, x0]): an untrained R keeps E's guess; trained through a frozen F (an nn.Module
+    here) it lowers the held-out loss below E's, F's weights are neither trained nor part of the state."""
+    torch.manual_seed(0)
+    forward = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8))
+    frozen = {k: v.clone() for k, v in forward.state_dict().items()}
+
+    def loss(y_hat, y):
+        return (y_hat - y).pow(2).mean(1)
+
+    with torch.no_grad():
+        train, val = forward(2 * torch.randn(2048, 4)), forward(2 * torch.randn(128, 4))
+    start = StartEncoder((8,), (4,), hidden=8, layers=1)  # a weak start: R has something to correct
+    train_start(start, forward, loss, train, val, seconds=60, max_steps=200, check_every=100, progress=False)
+    refined = RefinedStart(start, forward, hidden=64, layers=2)
+    assert torch.equal(refined(val), start(val))
+    assert not any(k.startswith(("_forward", "0.", "2.")) for k in refined.state_dict())
+    record = train_start(refined, forward, loss, train, val, seconds=60, max_steps=600, check_every=100,
+                         progress=False)
+    assert min(v for _, v in record.validation) < 0.8 * record.validation[0][1]
+    assert all(torch.equal(v, frozen[k]) for k, v in forward.state_dict().items())
+    with pytest.raises(LandformError, match="refiner for this start takes 20 features"):
+        RefinedStart(start, forward, StartEncoder((8,), (4,)))
+
+
+def test_the_error_feedback_step_is_kept_only_where_its_tuned_inference_ranks_first_and_round_trips(problem, tmp_path):
+    """learn trains the step after the start, tunes the inference from it and from the start alone, and keeps it
+    only where it ranks first (the tuning is stubbed to force either outcome: it is tested above); a kept step is
+    saved in the landscape (rebuilt from its state: the same guesses) and a resumed fit reuses the saved step."""
+    def tuned(refined_wins):
+        def stub(problem, landscape, y_val, **kwargs):
+            value = -1.0 if (landscape.refiner is not None) == refined_wins else 1.0
+            entry = {"worst_ratio_from_1": 0.5, "log_time_ratio": value, "log_loss_ratio": 0.0}
+            return recipe.InferenceSettings("start", 0.1, 0.1, 0, 20), {"candidates": {"k": entry}, "chosen": "k"}
+        return stub
+
+    y = problem.test_observations(4, torch.Generator().manual_seed(0))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recipe, "TUNE_COUNT", 8)
+        patch.setattr(recipe, "REFINE_GAIN", 10.0)  # any trained step is a candidate
+        common = {"seconds": 60, "rounds": 1, "trajectories": 16, "start_steps": 200, "pool_size": 512,
+                  "progress": False}
+        messages: list[str] = []
+        for refined_wins in (True, False):
+            patch.setattr(recipe, "tune", tuned(refined_wins))
+            landscape = learn(problem, tmp_path, resume=not refined_wins, log=messages.append, **common)
+            record = landscape.record["start"]["refine"]
+            assert record["candidate"] and record["kept"] is refined_wins
+            assert isinstance(landscape.start_of(problem), RefinedStart) is refined_wins
+            rebuilt = Landscape.load(tmp_path)
+            assert (rebuilt.refiner is not None) is refined_wins
+            assert torch.allclose(rebuilt.start_of(problem)(y), landscape.start_of(problem)(y), atol=1e-5)
+            if refined_wins:
+                tensors, config = landscape.state()
+                assert any(k.startswith("refine.") for k in tensors)
+                with pytest.raises(LandformError, match="no start to refine"):
+                    Landscape.check_config({**config, "start": None}, "x")
+    assert any("error-feedback step saved" in m for m in messages)  # the resumed fit reused the trained step
