@@ -122,6 +122,19 @@ interval over frames]; the full report is `landform demo pose`):
 """
 
 
+KEPT = "kept (this task keeps it wherever it lowers that loss; it costs one more forward pass of F)"
+
+
+def _refine_line(record: dict | None, kept: bool) -> str:
+    """The card's line on the start's error-feedback step (``landform.start.RefinedStart``)."""
+    if not record:
+        return "- **Error-feedback step**: none trained."
+    return (f"- **Error-feedback step** x1 = E(y) + R([y, F(E(y)) - y, E(y)]) (an MLP, {record.get('steps')} steps, "
+            f"{record.get('seconds')} s, stopped by {record.get('stopped')}): held-out loss "
+            f"{record.get('held_out_start', float('nan')):.4g} -> {record.get('held_out_refined', float('nan')):.4g}; "
+            + (f"{KEPT}.\n  E(y) below stands for this refined start." if kept else "not kept."))
+
+
 def landscape_card(kind: str, cfg: dict, landscape, seconds: float, evaluation: dict, split: str) -> str:
     """The card of the default mode's landscape: what the core recipe learned, how long it took, its evaluation."""
     name = landscape_name(kind)
@@ -139,6 +152,7 @@ from `landform fit`, with the sizes this task fixes:
   inputs standardized) trained through the frozen decoder on the Problem's loss, plus pSp's latent term
   {cfg['prior_weight']} x |E(F(x)) - x|^2 on latents drawn from the VAE prior: {start.get('steps')} steps,
   {start.get('seconds')} s, stopped by {start.get('stopped')}.
+{_refine_line(start.get('refine'), landscape.refiner is not None)}
 - **Anchored Θ**: x = E(y) + Θ(z), Z {cfg['z_dim']} -> X {landscape.mapping.x_shape[0]}, hidden
   {landscape.mapping.hidden}; Algorithm 1 with T = {theta.get('steps')}, N = {theta.get('trajectories')}, AdamW lr
   {theta.get('lr')}, up to {cfg['rounds']} rounds on {cfg['pool_size']:,} training observations (those of
@@ -147,7 +161,8 @@ from `landform fit`, with the sizes this task fixes:
 - **Tuned inference** on the validation frames (against the baseline, lr {tuning.get('baseline_lr')}):
   {landscape.settings.describe()} (chosen: `{tuning.get('chosen')}`).
 
-Weights stored as float16 (start and Θ in one file; `landform.Landscape.from_state` rebuilds it).
+Weights stored as float16 (start, its error-feedback step and Θ in one file; `landform.Landscape.from_state`
+rebuilds it).
 
 Data and split (the same as pose-vae): {split}
 

@@ -4,6 +4,7 @@ fitted on another VAE), and ``PoseModels``, everything shipped for one loss."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from landform import zoo
 from landform.errors import LandformError
 from landform.mapping import Mapping
 from landform.recipe import Landscape
-from landform.start import StartEncoder
+from landform.tasks.pose.losses import observation
 from landform.tasks.pose.model import VAE_NAME, PoseVAE, load_vae
 from landform.tasks.pose.settings import THETA_SETTINGS
 
@@ -88,11 +89,15 @@ class PoseModels:
     theta: Mapping
     landscape: Landscape | None = None
     rates: tuple[float, float] = (LR_Z, LR_X)
+    kind: str = "pose_params"  # the loss these models are for: the start's error-feedback step goes through its F
 
     @property
-    def encoder(self) -> StartEncoder | None:
-        """The learned start E(y), None without a landscape."""
-        return None if self.landscape is None else self.landscape.start
+    def encoder(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The learned start E(y) with its error-feedback step through this loss's F where it has one; None
+        without a landscape."""
+        if self.landscape is None:
+            return None
+        return self.landscape.start_for(observation(self.kind, self.vae.decoder).forward)
 
     @classmethod
     def load(cls, kind: str, device: str | torch.device = "cpu", directory: Path | None = None) -> PoseModels:
@@ -100,11 +105,11 @@ class PoseModels:
         vae, theta = load_vae(device, directory), load_theta(kind, device, directory)
         landscape = load_landscape(kind, device, directory) if zoo.path(landscape_name(kind), directory).exists() \
             else None
-        return cls(vae, theta, landscape, rates=theta_rates(kind, directory))
+        return cls(vae, theta, landscape, rates=theta_rates(kind, directory), kind=kind)
 
     def for_mask(self, mask: torch.Tensor | None) -> PoseModels:
         """The models to use on observations with ``mask``: the learned start only saw whole bodies, so where
         joints are hidden the default mode is x = Θ(z) + δ with Eq. 3's Θ (and its own step sizes)."""
         if mask is None or bool(torch.as_tensor(mask).all()) or self.landscape is None:
             return self
-        return PoseModels(self.vae, self.theta, rates=self.rates)
+        return PoseModels(self.vae, self.theta, rates=self.rates, kind=self.kind)

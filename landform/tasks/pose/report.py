@@ -263,13 +263,15 @@ def _markdown(summary: dict) -> str:
              "Methods, all Adam, 200 steps, one F evaluation per step: `baseline` descends on x from 0 with the "
              "learning rate swept on the validation frames over {0.5, 0.1, 0.05, 0.01, 0.001}; `encoder_init` "
              "descends on x from the learned start E(y) (an MLP from the observation to x, the pipeline "
-             "practitioners run), learning rate swept the same way; `landscape` (the default mode) is the core "
+             "practitioners run, followed by its learned error-feedback step where the landscape keeps one: "
+             "E(y) + R([y, F(E(y)) - y, E(y)]), one more forward pass of F before step 1), learning rate swept the "
+             "same way; `landscape` (the default mode) is the core "
              "recipe's tuned inference around E's guess (`landform.recipe`: x = E(y) + δ, E(y) + Θ(z) + δ or "
              "E(y) + Θ(z), Θ fitted around E's guess, mode and step sizes chosen on the validation frames: "
              + "; ".join(f"{k} {_settings_text(r)}" for k, r in config["default_settings"].items()) + "); "
              f"`landscape_pure` is the paper's Eq. 3, x = Θ(z) from z0 = 0, lr {config['lr_z']} on z. Time per "
-             f"step: {config['timing']}, {config['threads']} thread(s); the learned start's one forward pass "
-             "(`start_ms`) is added to every time-to-quality of the methods that use it.", ""]
+             f"step: {config['timing']}, {config['threads']} thread(s); the learned start's pass (`start_ms`: E, "
+             "and F and R where refined) is added to every time-to-quality of the methods that use it.", ""]
     for key, block in summary.items():
         if not (isinstance(block, dict) and "speedup_at_20" in block):
             continue

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from landform.errors import LandformError
+from landform.start import RefinedStart
 from landform.tasks.pose import TRAINERS, compare_inputs, invert_inputs
 from landform.tasks.pose.evaluate import check_targets, evaluate_split, methods
 from landform.tasks.pose.kinematics import KEYPOINTS, Kinematics, PinholeCamera
 from landform.tasks.pose.load import PoseModels, load_landscape, load_theta
 from landform.tasks.pose.model import load_vae
-from landform.tasks.pose.problem import pose_problem, split_poses
+from landform.tasks.pose.problem import observe, pose_problem, split_poses
 from landform.tasks.pose.train import train_landscape
 from landform.tasks.pose.user import read_observation
 
@@ -156,7 +157,15 @@ def test_cli_prints_one_line_for_a_bad_file(tmp_path, capsys):
 
 def test_shipped_models_run_the_default_mode_from_the_learned_start():
     models = PoseModels.load("keypoints_2d")
-    assert models.landscape is not None and models.encoder is models.landscape.start
+    assert models.landscape is not None and models.landscape.refiner is not None  # the task keeps the step
+    encoder = models.encoder  # E(y), then its error-feedback step through this loss's F
+    assert isinstance(encoder, RefinedStart) and encoder.start is models.landscape.start
+    y = observe("keypoints_2d", models.vae, split_poses("validation", count=8))
+    with torch.no_grad():
+        x0 = models.landscape.start(y)
+        assert not torch.allclose(encoder(y), x0)
+        forward = models.landscape.start_for(lambda x: torch.zeros_like(y))  # R sees F through the given forward
+        assert not torch.allclose(forward(y), encoder(y))
     assert models.landscape.mapping.additive
     chosen = {m.name: m for m in methods(models)}
     assert list(chosen) == ["baseline", "encoder_init", "landscape", "landscape_pure"]
