@@ -82,7 +82,17 @@ def measure(name: str, spec: str, root: Path, threads: list[str]) -> dict:
             "ms_per_step": {k: round(1e3 * v, 3) for k, v in block["seconds_per_step"].items()},
             "start_ms": block.get("start_ms", {}).get("landscape"),
             "encoder_init_wallclock_speedup_at_20": block["methods"]["encoder_init"]["wallclock_speedup_at_20"],
-            "start_dropped": bool(fitted["record"]["start"].get("check", {}).get("dropped"))}
+            "start_dropped": bool(fitted["record"]["start"].get("check", {}).get("dropped")),
+            "refine": _refine_outcome(fitted["record"]["start"].get("refine"))}
+
+
+def _refine_outcome(record: dict | None) -> str:
+    """What became of the start's error-feedback step: kept, dropped (slower), too little gain, or none trained."""
+    if not record:
+        return "none"
+    if not record.get("candidate"):
+        return "too little"
+    return "kept" if record.get("kept") else "dropped"
 
 
 def main() -> None:
@@ -101,10 +111,12 @@ def main() -> None:
              f"{r['worst_ratio_to_baseline_from_1']:.3f}",
              f"{r['ms_per_step']['baseline']:.1f} / {r['ms_per_step']['landscape']:.1f} (+{r['start_ms']:.1f} once)",
              f"{r['encoder_init_wallclock_speedup_at_20']:.1f}x",
-             r["settings"]["mode"] + (" (start dropped)" if r["start_dropped"] else "")] for name, r in results.items()]
+             r["settings"]["mode"] + (" (start dropped)" if r["start_dropped"] else ""),
+             r["refine"]] for name, r in results.items()]
     table = markdown_table(["problem", "fit", "speedup at 20", "wall-clock speedup to the baseline's step-20 loss",
                             "improvement at 200", "worst ratio to the baseline, steps 1-200",
-                            "ms/step baseline / ours (start)", "encoder_init's wall-clock speedup", "mode chosen"],
+                            "ms/step baseline / ours (start)", "encoder_init's wall-clock speedup", "mode chosen",
+                            "error-feedback step"],
                            rows)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     note = (f"`python benchmarks/recipe_examples.py --threads {args.threads} --set {args.set}`: "

@@ -120,7 +120,7 @@ class RefinedStart(nn.Module):
     E and F stay frozen: F is held outside the module's state, so it is neither trained nor saved."""
 
     def __init__(self, start: StartEncoder, forward: Forward, refiner: StartEncoder | None = None, *,
-                 hidden: int = 512, layers: int = 3) -> None:
+                 hidden: int = 256, layers: int = 2) -> None:
         super().__init__()
         self.start = start.requires_grad_(False)
         self._forward = (forward,)  # a tuple: an nn.Module F would otherwise become a trained submodule
