@@ -408,12 +408,13 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
         refiner, start_record["refine"] = _learned_refiner(problem, directory, start, train, val, budget,
                                                            max_steps=start_steps, resume=resume, seed=seed,
                                                            device=device, progress=progress, log=log)
-    base = problem.base if start is None else start if refiner is None else RefinedStart(start, problem.forward,
-                                                                                          refiner)
     mapping = Mapping(z_dim, problem.x_shape, hidden=width, additive=True)
     with torch.no_grad():  # Θ starts close to 0: the anchored start begins as the learned start's guess
         mapping.net[-1].weight.mul_(0.1)
         mapping.net[-1].bias.zero_()
+    landscape = Landscape(start=start, mapping=mapping, settings=InferenceSettings("pure", lr_z, 0.1, 0, 200),
+                          refiner=refiner)
+    base = landscape.start_of(problem)  # Θ is fitted around the start its inference will use
     selector = _ThetaSelector(problem, base, val[:TUNE_COUNT], budget, lr_z=lr_z, steps=steps, seed=seed,
                               device=device)
     fitted = fit(mapping, problem.forward, problem.loss, train, rounds=rounds, trajectories=trajectories,
@@ -421,11 +422,10 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
                  x_shape=problem.x_shape, checkpoint_dir=directory, resume=resume, seed=seed, device=device,
                  progress=progress, should_stop=selector)
     selector.restore_best(mapping)
+    mapping.eval()
     log(f"fit: Θ {len(fitted.history)} rounds, the best at round {selector.best_round} ({selector.stopped}); "
         f"{budget.used():.0f} s so far")
 
-    landscape = Landscape(start=start, mapping=mapping.eval(), settings=InferenceSettings("pure", lr_z, 0.1, 0, 200),
-                          refiner=refiner)
     common = {"warmup": steps, "seed": seed, "device": device, "deadline": budget.began + budget.seconds,
               "baseline_runs": baseline_runs}
     settings, tuning = tune(problem_with_start(problem, landscape), landscape, val[-TUNE_COUNT:], **common)
@@ -463,11 +463,8 @@ def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, tra
         return None, {"kind": "problem base"}
     saved = directory / f"{START_FILE}.safetensors"
     if resume and saved.exists():
-        state, config = load_pair(saved, floating=True, finite=True)
-        encoder = StartEncoder.from_config(config.get("start"), str(saved))
-        load_module_state(encoder, state, str(saved))
         log(f"fit: the learned start saved in {saved} is reused")
-        return encoder.to(device).eval().requires_grad_(False), config.get("record", {})
+        return _saved_encoder(saved, "start", device)
     training: StartTraining = train_start(encoder, problem.forward, problem.loss, train, val,
                                           seconds=budget.until(share), max_steps=max_steps, seed=seed, device=device,
                                           progress=progress, prior=prior, prior_weight=prior_weight)
@@ -477,6 +474,15 @@ def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, tra
         f"({training.stopped}); held-out loss {training.validation[0][1]:.4g} -> "
         f"{min(v for _, v in training.validation):.4g}")
     return encoder, record
+
+
+def _saved_encoder(saved: Path, key: str, device: torch.device) -> tuple[StartEncoder, dict]:
+    """A frozen start (``key="start"``) or error-feedback step (``"refiner"``) that a fit saved for --resume, and
+    the record saved beside it."""
+    state, config = load_pair(saved, floating=True, finite=True)
+    encoder = StartEncoder.from_config(config.get(key), str(saved))
+    load_module_state(encoder, state, str(saved))
+    return encoder.to(device).eval().requires_grad_(False), config.get("record", {})
 
 
 REFINE_SHARE = 0.55  # the error-feedback step trains until this share of the budget is used
@@ -493,12 +499,9 @@ def _learned_refiner(problem: Problem, directory: Path, start: StartEncoder, tra
     better guess can still lose when its pass costs more than the steps it saves), unless told to keep it."""
     saved = directory / f"{REFINE_FILE}.safetensors"
     if resume and saved.exists():
-        state, config = load_pair(saved, floating=True, finite=True)
-        refiner = StartEncoder.from_config(config.get("refiner"), str(saved))
-        load_module_state(refiner, state, str(saved))
-        record = config.get("record", {})
         log(f"fit: the error-feedback step saved in {saved} is reused")
-        return (refiner.to(device).eval().requires_grad_(False) if record.get("candidate") else None), record
+        refiner, record = _saved_encoder(saved, "refiner", device)
+        return (refiner if record.get("candidate") else None), record
     torch.manual_seed(seed)
     refined = RefinedStart(start, problem.forward, hidden=REFINE_SIZE[0], layers=REFINE_SIZE[1]).to(device)
     training = train_start(refined, problem.forward, problem.loss, train, val, seconds=budget.until(REFINE_SHARE),

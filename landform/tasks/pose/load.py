@@ -87,9 +87,9 @@ class PoseModels:
 
     vae: PoseVAE
     theta: Mapping
+    kind: str  # the loss these models are for: the start's error-feedback step goes through its F
     landscape: Landscape | None = None
     rates: tuple[float, float] = (LR_Z, LR_X)
-    kind: str = "pose_params"  # the loss these models are for: the start's error-feedback step goes through its F
 
     @property
     def encoder(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -105,11 +105,11 @@ class PoseModels:
         vae, theta = load_vae(device, directory), load_theta(kind, device, directory)
         landscape = load_landscape(kind, device, directory) if zoo.path(landscape_name(kind), directory).exists() \
             else None
-        return cls(vae, theta, landscape, rates=theta_rates(kind, directory), kind=kind)
+        return cls(vae, theta, kind, landscape, rates=theta_rates(kind, directory))
 
     def for_mask(self, mask: torch.Tensor | None) -> PoseModels:
         """The models to use on observations with ``mask``: the learned start only saw whole bodies, so where
         joints are hidden the default mode is x = Θ(z) + δ with Eq. 3's Θ (and its own step sizes)."""
         if mask is None or bool(torch.as_tensor(mask).all()) or self.landscape is None:
             return self
-        return PoseModels(self.vae, self.theta, rates=self.rates, kind=self.kind)
+        return PoseModels(self.vae, self.theta, self.kind, rates=self.rates)

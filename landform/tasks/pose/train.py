@@ -181,7 +181,7 @@ def train_theta(kind: str, *, device: str = "cpu", seed: int = 0, resume: bool =
     seconds = sum(r.get("seconds", 0.0) for r in history) or time.perf_counter() - started
     mapping.eval().requires_grad_(False)
     (lr_z, lr_x), rate_selection = choose_default_rates(obs, mapping, val_y, seed=seed, device=device)
-    models = PoseModels(vae, mapping, rates=(lr_z, lr_x), kind=kind)
+    models = PoseModels(vae, mapping, kind, rates=(lr_z, lr_x))
     evaluation = {split: evaluate_split(kind, models, split, device=device, seed=seed, count=128)
                   for split in ("in_distribution", "ood")}
     config = {**mapping.config(), "loss": kind, "fit": cfg, "seed": seed, "train_seconds": round(seconds, 1),
@@ -228,8 +228,7 @@ def train_landscape(kind: str, *, device: str = "cpu", seed: int = 0, resume: bo
                       start=start, prior=prior, prior_weight=cfg["prior_weight"], validation=val_y,
                       pool_size=cfg["pool_size"], refine=cfg["refine"], log=print if progress else (lambda line: None))
     seconds = time.perf_counter() - began
-    models = PoseModels(vae, load_theta(kind, device, directory), landscape, rates=theta_rates(kind, directory),
-                        kind=kind)
+    models = PoseModels(vae, load_theta(kind, device, directory), kind, landscape, rates=theta_rates(kind, directory))
     options = {"count": 128, **(evaluation or {})}
     evaluation = {split: evaluate_split(kind, models, split, device=device, seed=seed, **options)
                   for split in ("in_distribution", "ood")}
