@@ -20,7 +20,7 @@ checked on load), beside the resumable Θ checkpoint of ``fit``: ``Landscape.loa
 whose ``invert(y, problem)`` uses the tuned settings. ``landform fit --recipe paper`` is the paper's plain Θ
 (Eq. 3), fitted by ``landform.fit`` alone.
 
-Why one file of about 640 lines: the artifact (``Landscape``, ``InferenceSettings``), the fit that makes it
+Why one file of about 730 lines: the artifact (``Landscape``, ``InferenceSettings``), the fit that makes it
 (``learn``, its budget and Θ selector) and the tuning that sets its settings (``tune``) are one recipe whose
 parts share the settings' modes, the candidates' keys and the budget; split, each would import the others.
 """

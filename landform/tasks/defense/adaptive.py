@@ -22,7 +22,7 @@ are too long to unroll on this machine). The non-adaptive table (PGD-L2 transfer
 the baseline's 40) runs on ``MAIN_SIZE`` images. Attacks are cached per chunk under runs/defense-adaptive/;
 the seconds each evaluation took are recorded (1 CPU thread).
 
-Why one file of about 660 lines: it is one experiment whose attacks, remedies, workers and report all run on
+Why one file of about 670 lines: it is one experiment whose attacks, remedies, workers and report all run on
 the same fixed chunks and the same per-chunk attack cache (``_chunked_attack``, ``_scored_chunk``); split,
 each part would import the others' private chunking and caching helpers.
 """
@@ -44,7 +44,7 @@ from landform.report import markdown_table, write_json, write_text
 from landform.tasks import Task, runs_dir
 from landform.tasks.defense import attack
 from landform.tasks.defense.data import eval_subset
-from landform.tasks.defense.defense import defended_logits, load_theta, reverse
+from landform.tasks.defense.defense import HARDENED, defended_logits, load_theta, reverse
 from landform.tasks.defense.models import SHIPPED, entry_file, load_model, model_name, theta_name
 
 MAIN_SIZE = 1000
@@ -73,13 +73,14 @@ class Defended(nn.Module):
     """Defense + classifier as one module (what the attacks see): logits of the classifier on the defended
     images, chunk by chunk. ``seed`` fixes the defense's draw (random start z0 or r0, and the views); ``None``
     draws a fresh one at every call (what EOT averages over). ``bpda``: the defense is the identity on the
-    backward pass (Athalye et al. 2018); else the gradient goes through the unrolled steps."""
+    backward pass (Athalye et al. 2018); else the gradient goes through the unrolled steps. ``start_scale``: the
+    standard deviation of the random start z0."""
 
     def __init__(self, model, mapping, *, lr: float, steps: int, seed: int | None, bpda: bool = False,
-                 draw_seed: int = 1) -> None:
+                 draw_seed: int = 1, start_scale: float = 1.0) -> None:
         super().__init__()
         self.model, self.mapping, self.lr, self.steps = model, mapping, lr, steps
-        self.seed, self.bpda = seed, bpda
+        self.seed, self.bpda, self.start_scale = seed, bpda, start_scale
         self.draws = torch.Generator().manual_seed(draw_seed)
         self.calls = 0
 
@@ -96,10 +97,11 @@ class Defended(nn.Module):
             if self.bpda or not torch.is_grad_enabled():
                 with torch.enable_grad():
                     defended = reverse(self.model, chunk.detach(), mapping=self.mapping, steps=self.steps,
-                                       lr=self.lr, seed=seed).x.detach()
+                                       lr=self.lr, seed=seed, start_scale=self.start_scale).x.detach()
                 out.append(self.model(chunk + (defended - chunk).detach()))
             else:
-                out.append(defended_logits(self.model, self.mapping, chunk, lr=self.lr, steps=self.steps, seed=seed))
+                out.append(defended_logits(self.model, self.mapping, chunk, lr=self.lr, steps=self.steps, seed=seed,
+                                           start_scale=self.start_scale))
         return torch.cat(out)
 
 
@@ -124,24 +126,29 @@ def _predict(model, x: torch.Tensor) -> torch.Tensor:
     return model(x).argmax(1)
 
 
-def _scored(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, seed: int) -> dict:
+def _scored(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, seed: int,
+            start_scale: float = 1.0) -> dict:
     """The deployed defense on attacked images ``a`` (chunks of CHUNK): per-image correctness, and the noise
     control's (a + Gaussian noise of each image's reversal norm). Each chunk cached (runs/defense-adaptive/scores)
     by its images, labels, the weights and the defense's settings."""
-    parts = [_scored_chunk(model, mapping, a[i:i + CHUNK], y[i:i + CHUNK], lr=lr, steps=steps, seed=seed)
-             for i in range(0, a.shape[0], CHUNK)]
+    parts = [_scored_chunk(model, mapping, a[i:i + CHUNK], y[i:i + CHUNK], lr=lr, steps=steps, seed=seed,
+                           start_scale=start_scale) for i in range(0, a.shape[0], CHUNK)]
     out = {k: torch.cat([p[k] for p in parts]) for k in ("_correct", "_noise", "_undefended")}
     sizes = [p["_correct"].numel() for p in parts]
     out["reversal_norm"] = sum(p["reversal_norm"] * n for p, n in zip(parts, sizes, strict=True)) / sum(sizes)
     return out
 
 
-def _scored_chunk(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, seed: int) -> dict:
+def _scored_chunk(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, seed: int,
+                  start_scale: float = 1.0) -> dict:
     digest = hashlib.sha256(a.detach().cpu().numpy().tobytes())
     digest.update(y.cpu().numpy().tobytes())
     for part in (list(model.state_dict().values()) + ([] if mapping is None else list(mapping.state_dict().values()))):
         digest.update(part.detach().cpu().numpy().tobytes())
-    digest.update(json.dumps({"lr": lr, "steps": steps, "seed": seed, "mapping": mapping is not None}).encode())
+    key = {"lr": lr, "steps": steps, "seed": seed, "mapping": mapping is not None}
+    if start_scale != 1.0:  # keyed only when not the default, so that earlier scores stay cached
+        key["start_scale"] = start_scale
+    digest.update(json.dumps(key).encode())
     path = runs_dir() / "defense-adaptive" / "scores" / f"{digest.hexdigest()[:24]}.safetensors"
     if path.exists():
         try:
@@ -150,8 +157,8 @@ def _scored_chunk(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float
         except (LandformError, KeyError):
             pass
     with torch.enable_grad():
-        defended = torch.cat([reverse(model, c, mapping=mapping, steps=steps, lr=lr, seed=seed).x
-                              for c in a.split(CHUNK)])
+        defended = torch.cat([reverse(model, c, mapping=mapping, steps=steps, lr=lr, seed=seed,
+                                      start_scale=start_scale).x for c in a.split(CHUNK)])
     r = defended - a
     result = {"_correct": (_predict(model, defended) == y).cpu(),
               "_noise": (_predict(model, (a + _noise_like(r, seed + 7)).clamp(0, 1)) == y).cpu(),
@@ -365,6 +372,7 @@ def evaluate(recipe: str, *, main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SI
 # ----------------------------------------------------------------------------------------------- remedies
 REMEDY_SIZE = ADAPTIVE_SIZE
 REMEDY_SCORE_SEED = 987_654  # the randomized defense's draw when scored (not one the attacker's EOT draws)
+HARDENED_VARIANT = "fresh_draw_5_steps_small_start"  # defense.HARDENED, as the remedies name it
 
 
 def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_steps: int = REMEDY_EOT_STEPS,
@@ -390,33 +398,37 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
                                "seed": seed},
         x, y, lambda xc, yc: _seeded(seed, lambda: torchattacks.AutoAttack(
             model, norm="L2", eps=eps, version="standard", n_classes=10, seed=seed)(xc, yc)), log)
-    variants = {  # name: (defense steps, scoring draw, attacks: (label, bpda, loss, EOT draws, APGD steps))
-        "fixed_draw_1_step": (1, EVAL_SEED, [("apgd_ce", False, "ce", 1, REMEDY_FIXED_STEPS),
-                                             ("apgd_dlr", False, "dlr", 1, REMEDY_FIXED_STEPS)]),
-        "fresh_draw_1_step": (1, REMEDY_SCORE_SEED, [("apgd_ce_eot", False, "ce", eot, eot_steps),
-                                                     ("apgd_dlr_eot", False, "dlr", eot, eot_steps),
-                                                     ("bpda_apgd_ce_eot", True, "ce", eot, eot_steps)]),
-        "fresh_draw_5_steps": (5, REMEDY_SCORE_SEED, [("bpda_apgd_ce_eot", True, "ce", eot, eot_steps),
-                                                      ("apgd_ce_eot", False, "ce", eot, eot_steps),
-                                                      ("apgd_dlr_eot", False, "dlr", eot, eot_steps)]),
+    five_step_attacks = [("bpda_apgd_ce_eot", True, "ce", eot, eot_steps), ("apgd_ce_eot", False, "ce", eot, eot_steps),
+                         ("apgd_dlr_eot", False, "dlr", eot, eot_steps)]
+    variants = {  # name: (defense steps, z0's scale, scoring draw, attacks: (label, bpda, loss, EOT draws, APGD steps))
+        "fixed_draw_1_step": (1, 1.0, EVAL_SEED, [("apgd_ce", False, "ce", 1, REMEDY_FIXED_STEPS),
+                                                  ("apgd_dlr", False, "dlr", 1, REMEDY_FIXED_STEPS)]),
+        "fresh_draw_1_step": (1, 1.0, REMEDY_SCORE_SEED, [("apgd_ce_eot", False, "ce", eot, eot_steps),
+                                                          ("apgd_dlr_eot", False, "dlr", eot, eot_steps),
+                                                          ("bpda_apgd_ce_eot", True, "ce", eot, eot_steps)]),
+        "fresh_draw_5_steps": (5, 1.0, REMEDY_SCORE_SEED, five_step_attacks),
+        HARDENED_VARIANT: (HARDENED["steps"], HARDENED["start_scale"], REMEDY_SCORE_SEED, five_step_attacks),
     }
     clean_undefended = (_predict(model, x) == y).cpu()
     out = {"images": size, "autoattack_no_defense": _acc((_predict(model, x_aa) == y).cpu()),
            "clean": _acc(clean_undefended)}
-    for name, (steps, score_seed, runs) in variants.items():
+    for name, (steps, scale, score_seed, runs) in variants.items():
         fixed = name.startswith("fixed")
         started = time.perf_counter()
-        first = {label: _scored(model, mapping, a, y, lr=lr_z, steps=steps, seed=score_seed)
+        first = {label: _scored(model, mapping, a, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
                  for label, a in (("pgd_transfer", x_pgd), ("autoattack_transfer", x_aa))}
         robust = first["pgd_transfer"]["_correct"] & first["autoattack_transfer"]["_correct"]
         noise = first["pgd_transfer"]["_noise"] & first["autoattack_transfer"]["_noise"]
         held = torch.where(first["pgd_transfer"]["_correct"].view(-1, 1, 1, 1), x_aa, x_pgd)
         blocks = {label: {**_block(b), "robust_after": _acc(robust)} for label, b in first.items()}
         for label, bpda, loss, draws, n in runs:
-            composite = Defended(model, mapping, lr=lr_z, steps=steps, seed=EVAL_SEED if fixed else None, bpda=bpda)
+            composite = Defended(model, mapping, lr=lr_z, steps=steps, seed=EVAL_SEED if fixed else None, bpda=bpda,
+                                 start_scale=scale)
             settings = {"tool": "torchattacks.APGD", "loss": loss, "eot_iter": draws, "steps": n, "eps": eps,
                         "norm": "L2", "seed": seed, "defense": f"ours-{name}", "bpda": bpda,
                         "attacked": hashlib.sha256(robust.numpy().tobytes()).hexdigest()[:12]}
+            if scale != 1.0:
+                settings["start_scale"] = scale
             left = robust.clone()
             x_adv = held.clone()
             took = 0.0
@@ -426,14 +438,14 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
                                                 c, norm="L2", eps=eps, steps=n, n_restarts=1, seed=seed, loss=loss,
                                                 eot_iter=d)(xc, yc), log)
                 x_adv[left] = adv
-            result = _scored(model, mapping, x_adv, y, lr=lr_z, steps=steps, seed=score_seed)
+            result = _scored(model, mapping, x_adv, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
             broke = robust & ~result["_correct"]
             held[broke] = x_adv[broke]
             robust &= result["_correct"]
             noise &= result["_noise"]
             blocks[label] = {**_block(result, took), "attacked_images": int(left.sum()),
                              "robust_after": _acc(robust), "settings": settings}
-        clean = _scored(model, mapping, x, y, lr=lr_z, steps=steps, seed=score_seed)
+        clean = _scored(model, mapping, x, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
         blocks["worst"] = {**_acc(robust), "noise": _acc(noise), "minus_noise": _diff(robust, noise)}
         blocks["worst_minus_autoattack_no_defense"] = _diff(robust, (_predict(model, x_aa) == y).cpu())
         blocks["clean_with_defense"] = _acc(clean["_correct"])
@@ -442,6 +454,17 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
         out[name] = blocks
         if log is not None:
             log(f"{recipe} remedy {name}: worst {blocks['worst']['accuracy']:.3f} ({blocks['seconds']} s)")
+    # For the record (issue 21): the hardened defense's figures, and its clean drop on the main table's images.
+    hardened = out[HARDENED_VARIANT]
+    x_main, y_main = eval_subset(MAIN_SIZE, seed=seed)
+    clean_main = _scored(model, mapping, x_main, y_main, lr=lr_z, steps=HARDENED["steps"], seed=REMEDY_SCORE_SEED,
+                         start_scale=HARDENED["start_scale"])
+    out["hardened"] = {"variant": HARDENED_VARIANT, **HARDENED,
+                       "adaptive_worst": {k: hardened["worst"][k] for k in ("accuracy", "ci95", "count")},
+                       "autoattack_no_defense": out["autoattack_no_defense"],
+                       "worst_minus_autoattack_no_defense": hardened["worst_minus_autoattack_no_defense"],
+                       "clean_drop": hardened["clean_drop"],
+                       "clean_drop_main_images": _diff(clean_main["_undefended"], clean_main["_correct"])}
     return out
 
 
@@ -491,27 +514,30 @@ def demo_remedies(out: Path, *, device: str = "cpu", seed: int = 0, progress: bo
                                     b.get("attacked_images", ""), b.get("seconds", "")])
             w = blocks["worst"]
             rows_md.append([name, variant, "**worst of all**", _pct(w), _pct(w["noise"]), "", "", blocks["seconds"]])
-    variants = ("fixed_draw_1_step", "fresh_draw_1_step", "fresh_draw_5_steps")
-    header2 = ["model", "AutoAttack, no defense", "clean, no defense", *[f"{v}: worst" for v in variants],
-               *[f"{v}: clean" for v in variants], "fresh_draw_5_steps: worst minus AutoAttack, no defense",
-               "fresh_draw_5_steps: clean drop"]
-    rows2 = [[name, _pct(r["autoattack_no_defense"]), _pct(r["clean"]), *[_pct(r[v]["worst"]) for v in variants],
-              *[_pct(r[v]["clean_with_defense"]) for v in variants],
-              _pct(r["fresh_draw_5_steps"]["worst_minus_autoattack_no_defense"]),
-              _pct(r["fresh_draw_5_steps"]["clean_drop"])]
-             for name, r in rows.items()]
+    header2 = ["model", "variant", "worst", "AutoAttack, no defense", "worst minus AutoAttack, no defense",
+               "clean with the defense", "clean, no defense", "clean drop"]
+    rows2 = [[name, v, _pct(b["worst"]), _pct(r["autoattack_no_defense"]),
+              _pct(b["worst_minus_autoattack_no_defense"]), _pct(b["clean_with_defense"]), _pct(r["clean"]),
+              _pct(b["clean_drop"])]
+             for name, r in rows.items() for v, b in r.items() if isinstance(b, dict) and "worst" in b]
     text = "\n".join([
         "# Defense under adaptive attacks: the remedies tried (issue 21)", "",
         f"The first {size} of the adaptive evaluation's images. Variants of ours: the deployed draw "
         f"fixed (as shipped; the attacker knows it and differentiates through the unrolled step, {REMEDY_FIXED_STEPS} "
         "APGD steps: the main report's 100-step figure is the one to compare), a fresh random "
         "start and fresh views at every call (the attacker averages gradients over "
-        f"{eot} draws, EOT, {eot_steps} APGD steps, through the unrolled step or with BPDA), and the same after 5 "
-        f"steps. A randomized variant is scored with a draw of its own (seed "
+        f"{eot} draws, EOT, {eot_steps} APGD steps, through the unrolled step or with BPDA), the same after 5 "
+        f"steps, and after {HARDENED['steps']} steps from a smaller random start (z0 ~ N(0, "
+        f"{HARDENED['start_scale']}²) instead of N(0, 1): `{HARDENED_VARIANT}`, the hardened defense). "
+        "A randomized variant is scored with a draw of its own (seed "
         f"{REMEDY_SCORE_SEED}). Attacks in order on the images still robust after the transfer attacks "
         "(torchattacks PGD-L2 and AutoAttack on the undefended classifier). Accuracies in %, [95% bootstrap "
         f"interval]. {len(recipes)} worker process(es) of {threads} thread(s).", "",
-        markdown_table(header2, rows2), "", markdown_table(header, rows_md), "",
+        markdown_table(header2, rows2), "",
+        f"The hardened defense's clean drop on the main table's {MAIN_SIZE} images (the undefended classifier "
+        "against it, its scoring draw): " + "; ".join(
+            f"{name} {_pct(r['hardened']['clean_drop_main_images'])} points" for name, r in rows.items()) + ".", "",
+        markdown_table(header, rows_md), "",
         f"Job time: {summary['seconds']} s.", ""])
     write_text(out / "summary.md", text)
     return summary

@@ -43,6 +43,7 @@ from landform.tasks.defense import attack
 from landform.tasks.defense.data import eval_subset
 from landform.tasks.defense.defense import (
     BASELINE_INIT,
+    HARDENED,
     LAMBDA,
     RADIUS,
     baseline_start,
@@ -489,22 +490,27 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
 
 def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = 200,
                   progress: bool = True, recipe: str = "pgd") -> None:
-    """Defend the user's images as given (they may already be attacked): one step of ours and 40 of the
-    baseline; writes the defended images (.npy), the reversal vectors and the predictions."""
+    """Defend the user's images as given (they may already be attacked): one step of ours, the hardened defense
+    (``HARDENED``: the one that holds against adaptive attacks; its random start comes from ``seed``, which a
+    deployment keeps secret and draws afresh per call) and 40 steps of the baseline; writes the defended images
+    (.npy), ours' reversal vectors and the predictions."""
     x = load_user_images(inputs).to(device)
     model = load_model(recipe, device=device)
     mapping, theta = load_theta(recipe, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ours = reverse(model, x, mapping=mapping, steps=1, lr=theta["settings"]["lr_z"], seed=seed, device=device)
+    hardened = reverse(model, x, mapping=mapping, lr=theta["settings"]["lr_z"], seed=seed, device=device, **HARDENED)
     base = reverse(model, x, steps=max(BASELINE_STEPS), lr=theta["baseline"]["lr"], seed=seed, device=device)
     np.save(out / "defended_ours.npy", ours.x.cpu().numpy())
     np.save(out / "reversal_ours.npy", (ours.x - x).cpu().numpy())
+    np.save(out / "defended_ours_hardened.npy", hardened.x.cpu().numpy())
     np.save(out / "defended_baseline.npy", base.x.cpu().numpy())
     with torch.no_grad():
         write_json(out / "invert.json", {"model": model_name(recipe), "files": list(inputs),
                                          "prediction_input": model(x).argmax(1).tolist(),
                                          "prediction_ours_1_step": model(ours.x).argmax(1).tolist(),
+                                         "prediction_ours_hardened": model(hardened.x).argmax(1).tolist(),
                                          "prediction_baseline_40_steps": model(base.x).argmax(1).tolist()})
 
 

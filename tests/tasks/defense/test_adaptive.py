@@ -6,8 +6,9 @@ import torch
 
 from landform import Mapping
 from landform.errors import LandformError
+from landform.inference import initial_variable
 from landform.tasks.defense.adaptive import Defended, demo, demo_remedies
-from landform.tasks.defense.defense import reverse
+from landform.tasks.defense.defense import reversal_of, reverse
 from landform.tasks.defense.models import RobustModel
 
 
@@ -47,3 +48,19 @@ def test_bad_settings_are_refused():
         demo("unused", device="cuda")
     with pytest.raises(LandformError, match="at least 1"):
         demo_remedies("unused", size=0)
+
+
+
+def test_a_smaller_random_start_is_the_same_defense_from_a_smaller_z0():
+    model, mapping = _parts()
+    a = torch.rand(3, 1, 28, 28)
+    z0 = initial_variable("gaussian", (3, 784), seed=0)
+    # 0 steps: the defended image is the start itself, a + P(Θ(0.5 z0)) (the deployed defense: a + P(Θ(z0)))
+    start = reverse(model, a, mapping=mapping, steps=0, lr=0.05, seed=0, start_scale=0.5).x
+    assert torch.allclose(start, reversal_of(mapping(0.5 * z0, a), a), atol=1e-6)
+    assert not torch.allclose(start, reverse(model, a, mapping=mapping, steps=0, lr=0.05, seed=0).x, atol=1e-4)
+    # the attacker's composite runs the same defense from the same smaller start
+    deployed = model(reverse(model, a, mapping=mapping, steps=2, lr=0.05, seed=0, start_scale=0.5).x)
+    v = a.clone().requires_grad_(True)
+    assert torch.allclose(Defended(model, mapping, lr=0.05, steps=2, seed=0, start_scale=0.5)(v), deployed, atol=1e-4)
+    assert not torch.allclose(Defended(model, mapping, lr=0.05, steps=2, seed=0)(v), deployed, atol=1e-4)

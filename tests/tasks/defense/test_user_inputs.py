@@ -24,7 +24,10 @@ def test_invert_and_compare_write_their_outputs(tmp_path):
     defended = np.load(tmp_path / "inv" / "defended_ours.npy")
     assert defended.shape == (3, 1, 28, 28)
     assert np.allclose(defended - np.load(tmp_path / "inv" / "reversal_ours.npy"), load_user_images(files), atol=1e-5)
-    assert len(json.loads((tmp_path / "inv" / "invert.json").read_text())["prediction_ours_1_step"]) == 3
+    predictions = json.loads((tmp_path / "inv" / "invert.json").read_text())
+    assert len(predictions["prediction_ours_1_step"]) == len(predictions["prediction_ours_hardened"]) == 3
+    hardened = np.load(tmp_path / "inv" / "defended_ours_hardened.npy")
+    assert hardened.shape == (3, 1, 28, 28) and not np.allclose(hardened, defended)
     result = compare_inputs(files[:1], tmp_path / "cmp", steps=3, progress=False)
     assert set(result["landscape"]) == set(result["baseline"]) and len(result["clean_prediction"]) == 2
     assert (tmp_path / "cmp" / "compare.png").exists()
