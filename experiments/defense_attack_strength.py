@@ -9,6 +9,11 @@ figure overstates the defense. Means with 95% bootstrap intervals over images.
 
     .venv/bin/python experiments/defense_attack_strength.py --threads 1 --recipe pgd --count 40 --steps 10 40 \
         --out experiments/results/defense_attack_strength.json
+
+The hardened defense (``HARDENED``: 5 steps from z0 ~ N(0, 0.5²)) against AutoAttack's 100 steps, per model:
+
+    .venv/bin/python experiments/defense_attack_strength.py --threads 1 --recipe RECIPE --count 40 --steps 10 100 \
+        --start-scale 0.5 --out experiments/results/defense_attack_strength_hardened_RECIPE.json
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 40])
     parser.add_argument("--defense-steps", type=int, default=5)
+    parser.add_argument("--start-scale", type=float, default=1.0,
+                        help="the random start's scale (the hardened defense: HARDENED['start_scale'])")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -51,15 +58,17 @@ def main() -> None:
     model, (mapping, theta) = load_model(args.recipe), load_theta(args.recipe)
     lr_z = theta["settings"]["lr_z"]
     x, y = eval_subset(args.count, seed=args.seed)
-    score = {"lr": lr_z, "steps": args.defense_steps, "seed": REMEDY_SCORE_SEED}
+    score = {"lr": lr_z, "steps": args.defense_steps, "seed": REMEDY_SCORE_SEED, "start_scale": args.start_scale}
     clean = _scored(model, mapping, x, y, **score)["_correct"]
-    out = {"recipe": args.recipe, "count": args.count, "defense_steps": args.defense_steps, "eot": EOT_DRAWS,
+    out = {"recipe": args.recipe, "count": args.count, "defense_steps": args.defense_steps,
+           "start_scale": args.start_scale, "eot": EOT_DRAWS,
            "eps": attack.L2_EPS, "threads": args.threads, "clean_with_defense": _acc(clean),
            "clean_no_defense": _acc((_predict(model, x) == y).cpu()), "attacks": {}}
     worst = clean.clone()
     correct = {}
     for steps in args.steps:
-        composite = Defended(model, mapping, lr=lr_z, steps=args.defense_steps, seed=None)
+        composite = Defended(model, mapping, lr=lr_z, steps=args.defense_steps, seed=None,
+                             start_scale=args.start_scale)
         began = time.perf_counter()
         adv = torchattacks.APGD(composite, norm="L2", eps=attack.L2_EPS, steps=steps, n_restarts=1, seed=args.seed,
                                 loss="dlr", eot_iter=EOT_DRAWS)(x, y)
