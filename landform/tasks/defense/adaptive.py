@@ -376,20 +376,11 @@ REMEDY_SCORE_SEED = 987_654  # the randomized defense's draw when scored (not on
 HARDENED_VARIANT = "fresh_draw_5_steps_small_start"  # defense.HARDENED, as the remedies name it
 
 
-def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_steps: int = REMEDY_EOT_STEPS,
-             seed: int = 0, log=None) -> dict:
-    """The literature's cheapest remedies, on the first ``size`` images: the defense with a fresh random start
-    (and fresh views) at every call, which the attacker can only average (EOT), after 1 step, after 5 steps
-    (attacked with BPDA and through the unrolled steps), and after 5 steps from a smaller start (``HARDENED``, the
-    one that holds). Attacks run in order on the images still robust, after the transfer attacks; the fixed-draw
-    deployed defense (attacked through its step, the draw known) on the same images beside them. ``hardened``
-    in the result: the hardened defense's record, with its clean drop on the main table's images too."""
+def transfer_attacks(recipe: str, model, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0,
+                     log=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchattacks PGD-L2 and AutoAttack (standard) on the undefended classifier, cached per chunk."""
     import torchattacks
 
-    model = load_model(recipe)
-    mapping, theta = load_theta(recipe)
-    lr_z = theta["settings"]["lr_z"]
-    x, y = eval_subset(size, seed=seed)
     eps = attack.L2_EPS
     x_pgd, _ = _chunked_attack(
         recipe, "pgd", {"tool": "torchattacks.PGDL2", "eps": eps, "alpha": eps / 4, "steps": PGD_STEPS, "seed": seed},
@@ -400,6 +391,65 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
                                "seed": seed},
         x, y, lambda xc, yc: _seeded(seed, lambda: torchattacks.AutoAttack(
             model, norm="L2", eps=eps, version="standard", n_classes=10, seed=seed)(xc, yc)), log)
+    return x_pgd, x_aa
+
+
+def attack_chain(recipe: str, model, mapping, x: torch.Tensor, y: torch.Tensor, x_pgd: torch.Tensor,
+                 x_aa: torch.Tensor, *, name: str, steps: int, scale: float, score_seed: int, runs: list, lr_z: float,
+                 seed: int = 0, log=None) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One remedy's attacks in order (``runs``: label, bpda, loss, EOT draws, APGD steps), each on the images still
+    robust after the transfer attacks and the attacks before it, scored by the variant's defense. Returns the
+    per-attack blocks, the per-image robust and noise-control masks, and the per-image strongest examples so far."""
+    import torchattacks
+
+    eps = attack.L2_EPS
+    fixed = name.startswith("fixed")
+    first = {label: _scored(model, mapping, a, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
+             for label, a in (("pgd_transfer", x_pgd), ("autoattack_transfer", x_aa))}
+    robust = first["pgd_transfer"]["_correct"] & first["autoattack_transfer"]["_correct"]
+    noise = first["pgd_transfer"]["_noise"] & first["autoattack_transfer"]["_noise"]
+    held = torch.where(first["pgd_transfer"]["_correct"].view(-1, 1, 1, 1), x_aa, x_pgd)
+    blocks = {label: {**_block(b), "robust_after": _acc(robust)} for label, b in first.items()}
+    for label, bpda, loss, draws, n in runs:
+        composite = Defended(model, mapping, lr=lr_z, steps=steps, seed=EVAL_SEED if fixed else None, bpda=bpda,
+                             start_scale=scale)
+        settings = {"tool": "torchattacks.APGD", "loss": loss, "eot_iter": draws, "steps": n, "eps": eps,
+                    "norm": "L2", "seed": seed, "defense": f"ours-{name}", "bpda": bpda,
+                    "attacked": hashlib.sha256(robust.numpy().tobytes()).hexdigest()[:12]}
+        if scale != 1.0:
+            settings["start_scale"] = scale
+        left = robust.clone()
+        x_adv = held.clone()
+        took = 0.0
+        if left.any():
+            adv, took = _chunked_attack(recipe, f"remedy-{name}-{label}", settings, x[left], y[left],
+                                        lambda xc, yc, c=composite, loss=loss, d=draws, n=n: torchattacks.APGD(
+                                            c, norm="L2", eps=eps, steps=n, n_restarts=1, seed=seed, loss=loss,
+                                            eot_iter=d)(xc, yc), log)
+            x_adv[left] = adv
+        result = _scored(model, mapping, x_adv, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
+        broke = robust & ~result["_correct"]
+        held[broke] = x_adv[broke]
+        robust &= result["_correct"]
+        noise &= result["_noise"]
+        blocks[label] = {**_block(result, took), "attacked_images": int(left.sum()),
+                         "robust_after": _acc(robust), "settings": settings}
+    return blocks, robust, noise, held
+
+
+def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_steps: int = REMEDY_EOT_STEPS,
+             seed: int = 0, log=None) -> dict:
+    """The literature's cheapest remedies, on the first ``size`` images: the defense with a fresh random start
+    (and fresh views) at every call, which the attacker can only average (EOT), after 1 step, after 5 steps
+    (attacked with BPDA and through the unrolled steps), and after 5 steps from a smaller start (``HARDENED``, the
+    one that holds). Attacks run in order on the images still robust, after the transfer attacks; the fixed-draw
+    deployed defense (attacked through its step, the draw known) on the same images beside them. ``hardened``
+    in the result: the hardened defense's record, with its clean drop on the main table's images too."""
+    model = load_model(recipe)
+    mapping, theta = load_theta(recipe)
+    lr_z = theta["settings"]["lr_z"]
+    x, y = eval_subset(size, seed=seed)
+    x_pgd, x_aa = transfer_attacks(recipe, model, x, y, seed=seed, log=log)
     five_step_attacks = [("bpda_apgd_ce_eot", True, "ce", eot, eot_steps), ("apgd_ce_eot", False, "ce", eot, eot_steps),
                          ("apgd_dlr_eot", False, "dlr", eot, eot_steps)]
     variants = {  # name: (defense steps, z0's scale, scoring draw, attacks: (label, bpda, loss, EOT draws, APGD steps))
@@ -415,38 +465,10 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
     out = {"images": size, "autoattack_no_defense": _acc((_predict(model, x_aa) == y).cpu()),
            "clean": _acc(clean_undefended)}
     for name, (steps, scale, score_seed, runs) in variants.items():
-        fixed = name.startswith("fixed")
         started = time.perf_counter()
-        first = {label: _scored(model, mapping, a, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
-                 for label, a in (("pgd_transfer", x_pgd), ("autoattack_transfer", x_aa))}
-        robust = first["pgd_transfer"]["_correct"] & first["autoattack_transfer"]["_correct"]
-        noise = first["pgd_transfer"]["_noise"] & first["autoattack_transfer"]["_noise"]
-        held = torch.where(first["pgd_transfer"]["_correct"].view(-1, 1, 1, 1), x_aa, x_pgd)
-        blocks = {label: {**_block(b), "robust_after": _acc(robust)} for label, b in first.items()}
-        for label, bpda, loss, draws, n in runs:
-            composite = Defended(model, mapping, lr=lr_z, steps=steps, seed=EVAL_SEED if fixed else None, bpda=bpda,
-                                 start_scale=scale)
-            settings = {"tool": "torchattacks.APGD", "loss": loss, "eot_iter": draws, "steps": n, "eps": eps,
-                        "norm": "L2", "seed": seed, "defense": f"ours-{name}", "bpda": bpda,
-                        "attacked": hashlib.sha256(robust.numpy().tobytes()).hexdigest()[:12]}
-            if scale != 1.0:
-                settings["start_scale"] = scale
-            left = robust.clone()
-            x_adv = held.clone()
-            took = 0.0
-            if left.any():
-                adv, took = _chunked_attack(recipe, f"remedy-{name}-{label}", settings, x[left], y[left],
-                                            lambda xc, yc, c=composite, loss=loss, d=draws, n=n: torchattacks.APGD(
-                                                c, norm="L2", eps=eps, steps=n, n_restarts=1, seed=seed, loss=loss,
-                                                eot_iter=d)(xc, yc), log)
-                x_adv[left] = adv
-            result = _scored(model, mapping, x_adv, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
-            broke = robust & ~result["_correct"]
-            held[broke] = x_adv[broke]
-            robust &= result["_correct"]
-            noise &= result["_noise"]
-            blocks[label] = {**_block(result, took), "attacked_images": int(left.sum()),
-                             "robust_after": _acc(robust), "settings": settings}
+        blocks, robust, noise, _ = attack_chain(recipe, model, mapping, x, y, x_pgd, x_aa, name=name, steps=steps,
+                                                scale=scale, score_seed=score_seed, runs=runs, lr_z=lr_z, seed=seed,
+                                                log=log)
         clean = _scored(model, mapping, x, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
         blocks["worst"] = {**_acc(robust), "noise": _acc(noise), "minus_noise": _diff(robust, noise)}
         blocks["worst_minus_autoattack_no_defense"] = _diff(robust, (_predict(model, x_aa) == y).cpu())
