@@ -24,7 +24,6 @@ from landform.tasks.defense import attack
 from landform.tasks.defense.adaptive import (
     EOT_DRAWS,
     HARDENED_VARIANT,
-    REMEDY_EOT_STEPS,
     REMEDY_SCORE_SEED,
     REMEDY_SIZE,
     Defended,
@@ -33,6 +32,7 @@ from landform.tasks.defense.adaptive import (
     _scored,
     attack_chain,
     eval_subset,
+    five_step_attacks,
     load_model,
     load_theta,
     transfer_attacks,
@@ -56,13 +56,10 @@ def main() -> None:
     lr_z = theta["settings"]["lr_z"]
     x, y = eval_subset(REMEDY_SIZE, seed=args.seed)
     x_pgd, x_aa = transfer_attacks(args.recipe, model, x, y, seed=args.seed)
-    runs = [("bpda_apgd_ce_eot", True, "ce", EOT_DRAWS, REMEDY_EOT_STEPS),
-            ("apgd_ce_eot", False, "ce", EOT_DRAWS, REMEDY_EOT_STEPS),
-            ("apgd_dlr_eot", False, "dlr", EOT_DRAWS, REMEDY_EOT_STEPS)]
     score = {"lr": lr_z, "steps": HARDENED["steps"], "seed": REMEDY_SCORE_SEED, "start_scale": HARDENED["start_scale"]}
     _, robust, _, held = attack_chain(args.recipe, model, mapping, x, y, x_pgd, x_aa, name=HARDENED_VARIANT,
                                       steps=HARDENED["steps"], scale=HARDENED["start_scale"],
-                                      score_seed=REMEDY_SCORE_SEED, runs=runs, lr_z=lr_z, seed=args.seed)
+                                      score_seed=REMEDY_SCORE_SEED, runs=five_step_attacks(), lr_z=lr_z, seed=args.seed)
     first = torch.arange(REMEDY_SIZE) < args.count
     target = robust & first
     composite = Defended(model, mapping, lr=lr_z, steps=HARDENED["steps"], seed=None,

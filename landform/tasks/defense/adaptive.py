@@ -22,7 +22,7 @@ are too long to unroll on this machine). The non-adaptive table (PGD-L2 transfer
 the baseline's 40) runs on ``MAIN_SIZE`` images. Attacks are cached per chunk under runs/defense-adaptive/;
 the seconds each evaluation took are recorded (1 CPU thread).
 
-Why one file of about 670 lines: it is one experiment whose attacks, remedies, workers and report all run on
+Why one file of about 720 lines: it is one experiment whose attacks, remedies, workers and report all run on
 the same fixed chunks and the same per-chunk attack cache (``_chunked_attack``, ``_scored_chunk``); split,
 each part would import the others' private chunking and caching helpers.
 """
@@ -219,6 +219,29 @@ def _seeded(seed: int, run):
         return run()
 
 
+def _pgd_transfer(recipe: str, model, x: torch.Tensor, y: torch.Tensor, *, seed: int,
+                  log=None) -> tuple[torch.Tensor, float]:
+    """torchattacks PGD-L2 (ε, step ε/4, PGD_STEPS, random start) on the undefended classifier, cached per chunk."""
+    import torchattacks
+
+    eps = attack.L2_EPS
+    settings = {"tool": "torchattacks.PGDL2", "eps": eps, "alpha": eps / 4, "steps": PGD_STEPS, "seed": seed}
+    return _chunked_attack(recipe, "pgd", settings, x, y, lambda xc, yc: _seeded(seed, lambda: torchattacks.PGDL2(
+        model, eps=eps, alpha=eps / 4, steps=PGD_STEPS, random_start=True)(xc, yc)), log)
+
+
+def _autoattack_transfer(recipe: str, model, x: torch.Tensor, y: torch.Tensor, *, seed: int,
+                         log=None) -> tuple[torch.Tensor, float]:
+    """torchattacks AutoAttack (standard, L2, ε) on the undefended classifier, cached per chunk: the bar."""
+    import torchattacks
+
+    eps = attack.L2_EPS
+    settings = {"tool": "torchattacks.AutoAttack", "version": "standard", "norm": "L2", "eps": eps, "seed": seed}
+    return _chunked_attack(recipe, "autoattack", settings, x, y, lambda xc, yc: _seeded(
+        seed, lambda: torchattacks.AutoAttack(model, norm="L2", eps=eps, version="standard", n_classes=10,
+                                              seed=seed)(xc, yc)), log)
+
+
 # ------------------------------------------------------------------------------------------------- model
 def evaluate(recipe: str, *, main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SIZE, eot: int = EOT_DRAWS,
              steps: dict | None = None, baseline_steps: int = BASELINE_STEPS, seed: int = 0,
@@ -247,11 +270,7 @@ def evaluate(recipe: str, *, main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SI
         return value
 
     # The non-adaptive table on main_size images: PGD-L2 transfer, ours 1 step against the baseline's 40.
-    pgd_settings = {"tool": "torchattacks.PGDL2", "eps": eps, "alpha": eps / 4, "steps": PGD_STEPS, "seed": seed}
-    x_pgd, secs["attack_pgd_transfer"] = _chunked_attack(
-        recipe, "pgd", pgd_settings, x, y,
-        lambda xc, yc: _seeded(seed, lambda: torchattacks.PGDL2(model, eps=eps, alpha=eps / 4, steps=PGD_STEPS,
-                                                                random_start=True)(xc, yc)), log)
+    x_pgd, secs["attack_pgd_transfer"] = _pgd_transfer(recipe, model, x, y, seed=seed, log=log)
     clean_ok = (_predict(model, x) == y).cpu()
     pgd_ours = timed("score_pgd_ours", lambda: _scored(model, mapping, x_pgd, y, lr=lr_z, steps=1, seed=EVAL_SEED))
     clean_ours = timed("score_clean_ours", lambda: _scored(model, mapping, x, y, lr=lr_z, steps=1, seed=EVAL_SEED))
@@ -261,11 +280,7 @@ def evaluate(recipe: str, *, main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SI
 
     # The adaptive evaluation on the first `size` images: ours first, then the baseline (the slow one).
     xs, ys = x[:size], y[:size]
-    aa_settings = {"tool": "torchattacks.AutoAttack", "version": "standard", "norm": "L2", "eps": eps, "seed": seed}
-    x_aa, secs["attack_autoattack_no_defense"] = _chunked_attack(
-        recipe, "autoattack", aa_settings, xs, ys,
-        lambda xc, yc: _seeded(seed, lambda: torchattacks.AutoAttack(model, norm="L2", eps=eps, version="standard",
-                                                                     n_classes=10, seed=seed)(xc, yc)), log)
+    x_aa, secs["attack_autoattack_no_defense"] = _autoattack_transfer(recipe, model, xs, ys, seed=seed, log=log)
     adaptive: dict[str, dict] = {}
     scored = {"ours": {"pgd_transfer": {k: (v[:size] if k.startswith("_") else v) for k, v in pgd_ours.items()},
                        "autoattack_transfer": _scored(model, mapping, x_aa, ys, lr=lr_z, steps=1, seed=EVAL_SEED)}}
@@ -379,19 +394,15 @@ HARDENED_VARIANT = "fresh_draw_5_steps_small_start"  # defense.HARDENED, as the 
 def transfer_attacks(recipe: str, model, x: torch.Tensor, y: torch.Tensor, *, seed: int = 0,
                      log=None) -> tuple[torch.Tensor, torch.Tensor]:
     """torchattacks PGD-L2 and AutoAttack (standard) on the undefended classifier, cached per chunk."""
-    import torchattacks
+    return (_pgd_transfer(recipe, model, x, y, seed=seed, log=log)[0],
+            _autoattack_transfer(recipe, model, x, y, seed=seed, log=log)[0])
 
-    eps = attack.L2_EPS
-    x_pgd, _ = _chunked_attack(
-        recipe, "pgd", {"tool": "torchattacks.PGDL2", "eps": eps, "alpha": eps / 4, "steps": PGD_STEPS, "seed": seed},
-        x, y, lambda xc, yc: _seeded(seed, lambda: torchattacks.PGDL2(model, eps=eps, alpha=eps / 4, steps=PGD_STEPS,
-                                                                      random_start=True)(xc, yc)), log)
-    x_aa, _ = _chunked_attack(
-        recipe, "autoattack", {"tool": "torchattacks.AutoAttack", "version": "standard", "norm": "L2", "eps": eps,
-                               "seed": seed},
-        x, y, lambda xc, yc: _seeded(seed, lambda: torchattacks.AutoAttack(
-            model, norm="L2", eps=eps, version="standard", n_classes=10, seed=seed)(xc, yc)), log)
-    return x_pgd, x_aa
+
+def five_step_attacks(eot: int = EOT_DRAWS, steps: int = REMEDY_EOT_STEPS) -> list[tuple]:
+    """The attacks on a 5-step randomized defense, in order (label, bpda, loss, EOT draws, APGD steps): BPDA, then
+    APGD-CE and APGD-DLR through the unrolled steps, each with EOT."""
+    return [("bpda_apgd_ce_eot", True, "ce", eot, steps), ("apgd_ce_eot", False, "ce", eot, steps),
+            ("apgd_dlr_eot", False, "dlr", eot, steps)]
 
 
 def attack_chain(recipe: str, model, mapping, x: torch.Tensor, y: torch.Tensor, x_pgd: torch.Tensor,
@@ -450,16 +461,15 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
     lr_z = theta["settings"]["lr_z"]
     x, y = eval_subset(size, seed=seed)
     x_pgd, x_aa = transfer_attacks(recipe, model, x, y, seed=seed, log=log)
-    five_step_attacks = [("bpda_apgd_ce_eot", True, "ce", eot, eot_steps), ("apgd_ce_eot", False, "ce", eot, eot_steps),
-                         ("apgd_dlr_eot", False, "dlr", eot, eot_steps)]
+    five_steps = five_step_attacks(eot, eot_steps)
     variants = {  # name: (defense steps, z0's scale, scoring draw, attacks: (label, bpda, loss, EOT draws, APGD steps))
         "fixed_draw_1_step": (1, 1.0, EVAL_SEED, [("apgd_ce", False, "ce", 1, REMEDY_FIXED_STEPS),
                                                   ("apgd_dlr", False, "dlr", 1, REMEDY_FIXED_STEPS)]),
         "fresh_draw_1_step": (1, 1.0, REMEDY_SCORE_SEED, [("apgd_ce_eot", False, "ce", eot, eot_steps),
                                                           ("apgd_dlr_eot", False, "dlr", eot, eot_steps),
                                                           ("bpda_apgd_ce_eot", True, "ce", eot, eot_steps)]),
-        "fresh_draw_5_steps": (5, 1.0, REMEDY_SCORE_SEED, five_step_attacks),
-        HARDENED_VARIANT: (HARDENED["steps"], HARDENED["start_scale"], REMEDY_SCORE_SEED, five_step_attacks),
+        "fresh_draw_5_steps": (5, 1.0, REMEDY_SCORE_SEED, five_steps),
+        HARDENED_VARIANT: (HARDENED["steps"], HARDENED["start_scale"], REMEDY_SCORE_SEED, five_steps),
     }
     clean_undefended = (_predict(model, x) == y).cpu()
     out = {"images": size, "autoattack_no_defense": _acc((_predict(model, x_aa) == y).cpu()),
