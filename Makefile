@@ -11,14 +11,18 @@ $(FASHION_MNIST):
 	@if [ "$$(id -u)" = 0 ]; then (apt-get update -qq || true) && apt-get install -y -qq dataset-fashion-mnist; \
 	else sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; fi
 
-$(BIN)/landform: pyproject.toml | $(FASHION_MNIST)
+# constraints.txt holds the exact versions; pyproject.toml asks only for ranges. torch==2.13.0 is installed
+# first, on its own, so that it is the CPU build where the machine offers one (2.13.0+cpu); then the rest,
+# torchattacks' torchvision==0.28.0 (the release built for torch 2.13.0) included. That torchvision is PyPI's
+# CUDA build, whose compiled ops do not load beside the CPU torch: a plain `import torchvision` fails. torchattacks
+# never imports it; deepinv does, through landform.integrations.deepinv, which declares the ops it needs first.
+CONSTRAINTS := constraints.txt
+
+$(BIN)/landform: pyproject.toml $(CONSTRAINTS) | $(FASHION_MNIST)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[tasks,dev]"
-	# torchattacks declares torchvision, whose wheels pin another torch build; it never imports it, so it
-	# is installed without its dependencies (the others are in the tasks extra) to keep torch==2.13.0 (CPU).
-	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
+	$(BIN)/pip install -q -c $(CONSTRAINTS) torch
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[tasks,deepinv,dev]"
 	@touch $@
 
 setup: $(BIN)/landform
