@@ -8,11 +8,15 @@ Writes are atomic: a file is written in full to ``NAME.tmp``, flushed to disk, t
 A :class:`Checkpoint` is one atomic unit made of several files: a round directory ``ckpt-000012/`` is
 written complete (with a manifest of sizes and SHA-256 hashes), then the one-line pointer file ``LATEST``
 is replaced atomically; older round directories and stale temporary files are removed afterwards. A kill
-at any point leaves either the previous checkpoint or the new one, never a mix.
+at any point leaves either the previous checkpoint or the new one, never a mix. A set of report files
+(:func:`atomic_outputs`) is committed the same way, by one rename of a staged folder, and a folder written
+by a long run is held with :func:`folder_lock`, so a second landform writer is refused instead of racing.
 
-Every change to the file system goes through :func:`_fs`, so tests can inject a failure at every point.
+Every change to the file system goes through :func:`_fs`, so tests can inject a failure at every point (the
+one exception is a lock file, written in place through its locked descriptor: replacing it would drop the
+lock).
 
-Why one file of about 520 lines: that one hook, the size caps and the header checks are shared by every
+Why one file: that one hook, the size caps and the header checks are shared by every
 reader and writer here, the checkpoint included; kept together, "every read is bounded, every write atomic
 and through ``_fs``" can be checked by reading one module.
 """
@@ -20,13 +24,18 @@ and through ``_fs``" can be checked by reading one module.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import re
+import secrets
 import shutil
 import stat
+import tempfile
+import time
+from collections.abc import Iterator
 from collections.abc import Mapping as MappingType
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,11 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from landform.errors import LandformError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no advisory locks, folder_lock does nothing
+    fcntl = None  # type: ignore[assignment]
 
 MAX_JSON_BYTES = 16 * 2**20
 MAX_TENSOR_FILE_BYTES = 16 * 2**30
@@ -528,3 +542,214 @@ def resolve_weights(path: str | Path, stem: str = "mapping") -> Path:
         folder = checkpoint.current() if checkpoint.exists() else path
         return folder / f"{stem}.safetensors"
     return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
+
+
+# ------------------------------------------------------------------------------- folder locks, report sets
+
+LOCK = ".landform.lock"
+REPORT_MANIFEST = ".landform-report.json"
+_REPORT_LOCK = ".landform-report.lock"
+_REPORT_COMMIT = ".landform-commit"
+_STAGING = ".landform-staging-"
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (a lock file is removed when it is released)."""
+    try:
+        named, held = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _acquire(path: Path, *, wait: bool) -> int | None:
+    """An exclusive ``flock`` on ``path`` (created if need be), as its open descriptor; None where the file
+    system has no locks. Without ``wait`` a lock held by another process raises LandformError naming the pid
+    recorded in the file. The holder removes the file on release while still holding it, so a taker checks
+    that the file it locked is still the one ``path`` names, and two processes never both hold it."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as error:
+            raise LandformError(f"cannot lock {path.parent}: {error.strerror or error}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise LandformError(f"{path.parent} is in use by another landform process (pid "
+                                f"{holder if holder.isdigit() else 'unknown'}); wait for it to end or choose "
+                                "another folder") from None
+        except OSError as error:
+            os.close(fd)
+            if error.errno in _NO_LOCKS:
+                return None  # advisory locking is best effort: this file system offers none
+            raise LandformError(f"cannot lock {path.parent}: {error.strerror or error}") from None
+        if _same_file(path, fd):
+            return fd
+        os.close(fd)  # released and removed while we opened it: lock the file that path names now
+
+
+def _release(path: Path, fd: int | None) -> None:
+    if fd is None:
+        return
+    if _same_file(path, fd):
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still locked (see _acquire)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def folder_lock(directory: str | Path) -> Iterator[Path]:
+    """Hold ``directory`` for this process's writes: a second landform process that asks for it is refused in
+    one line naming the folder and the pid that holds it. The lock is an advisory ``flock`` on
+    ``directory/.landform.lock`` (which records the pid), so the kernel drops it on any exit, SIGKILL included,
+    and a file left behind by a killed process is simply taken over; under torchrun only rank 0, the rank that
+    writes, takes it."""
+    directory = Path(directory)
+    if fcntl is None or not writes_files():
+        yield directory
+        return
+    _mkdirs(directory)
+    path = directory / LOCK
+    fd = _acquire(path, wait=False)
+    try:
+        if fd is not None:
+            record = f"{os.getpid()}\n".encode()
+            with contextlib.suppress(OSError):  # the pid only serves the message of a refused writer
+                os.pwrite(fd, record, 0)
+                os.ftruncate(fd, len(record))
+        yield directory
+    finally:
+        _release(path, fd)
+
+
+@contextlib.contextmanager
+def _report_lock(out: Path) -> Iterator[None]:
+    """Serializes the commits of report sets into ``out`` (held for milliseconds, so waited for)."""
+    if fcntl is None:
+        yield
+        return
+    path = out / _REPORT_LOCK
+    fd = _acquire(path, wait=True)
+    try:
+        yield
+    finally:
+        _release(path, fd)
+
+
+def _report_names(names: Any, source: Path) -> list[str]:
+    """The file names of a report set: distinct plain names, none hidden (dot names are landform's own)."""
+    if not isinstance(names, (list, tuple, dict)) or not all(isinstance(n, str) for n in names):
+        raise LandformError(f"bad list of report files for {source}")
+    names = list(names)
+    bad = [n for n in names if not n or n.startswith(".") or "/" in n or os.sep in n]
+    if bad or len(set(names)) != len(names):
+        raise LandformError(f"bad report file name {(bad or names)[0]!r} for {source}")
+    return names
+
+
+def _sync_and_hash(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of a staged file, flushed to disk first so that the commit never names a lost file."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(2**20):
+            digest.update(chunk)
+            size += len(chunk)
+        os.fsync(handle.fileno())
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def _settle(out: Path) -> None:
+    """Complete a report commit that a kill cut short: move the files the committed folder still holds over
+    their targets, its manifest last, then remove it. Idempotent; the caller holds the report lock."""
+    commit = out / _REPORT_COMMIT
+    if commit.is_symlink() or not commit.is_dir():
+        return
+    manifest = commit / REPORT_MANIFEST
+    try:
+        if manifest.exists():
+            for name in _report_names(read_json(manifest, "report manifest").get("files", {}), manifest):
+                if (commit / name).exists():
+                    _fs("replace", commit / name, out / name)
+            _fs("fsync_dir", out)
+            _fs("replace", manifest, out / REPORT_MANIFEST)
+            _fs("fsync_dir", out)
+        _fs("rmtree", commit)
+    except OSError as error:
+        raise LandformError(f"cannot complete the report committed in {commit}: {error.strerror or error}; "
+                            "the next write to the folder will") from None
+
+
+def settle_outputs(out: str | Path) -> dict[str, Any] | None:
+    """The manifest of the report set in ``out`` (its run id and each file's size and SHA-256; None if no set
+    was written), after completing a commit that a kill cut short: what a reader calls before trusting the
+    report files (see :func:`atomic_outputs`)."""
+    out = Path(out)
+    if writes_files() and (out / _REPORT_COMMIT).is_dir():
+        with _report_lock(out):
+            _settle(out)
+    path = out / REPORT_MANIFEST
+    return read_json(path, "report manifest") if path.exists() or path.is_symlink() else None
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, OverflowError):
+        return True  # not ours to signal, or not a pid we wrote: leave its folder alone
+    return True
+
+
+@contextlib.contextmanager
+def atomic_outputs(out: str | Path, names: list[str] | tuple[str, ...]) -> Iterator[Path]:
+    """Replace the report files ``names`` in ``out`` as one unit: the caller writes them into the yielded
+    staging folder, which then gets a manifest (run id, sizes, SHA-256) and is renamed to
+    ``out/.landform-commit``; that one rename is the commit, after which its files are moved over their
+    targets, the manifest (``out/.landform-report.json``) last. A failure or kill before the commit leaves the
+    old set untouched, and a kill during the moves leaves the commit folder, which the next write to ``out`` or
+    :func:`settle_outputs` completes: so once no ``.landform-commit`` is left (``settle_outputs`` first), the
+    files the manifest lists are those of one run, never a mix. Other files in ``out`` are never touched."""
+    out = Path(out)
+    names = _report_names(names, out)
+    if not writes_files():
+        with tempfile.TemporaryDirectory(prefix="landform-discarded-") as scratch:  # rank 0 alone keeps files
+            yield Path(scratch)
+        return
+    _mkdirs(out)
+    with _report_lock(out):
+        _settle(out)
+        for entry in out.iterdir():  # the staging folders of writers that were killed
+            if entry.name.startswith(_STAGING) and not _alive(entry.name[len(_STAGING):].split("-")[0]):
+                Checkpoint._discard(entry)
+    run = f"{os.getpid()}-{secrets.token_hex(4)}"
+    stage = out / f"{_STAGING}{run}"
+    try:
+        _fs("mkdir", stage)
+    except OSError as error:
+        raise _write_error(stage, error) from None
+    try:
+        yield stage
+        files = {}
+        for name in names:
+            if stage.joinpath(name).is_symlink() or not stage.joinpath(name).is_file():
+                raise LandformError(f"the report for {out} lacks {name}; its previous files, if any, are kept")
+            files[name] = _sync_and_hash(stage / name)
+        manifest = {"run": run, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}
+        _fs("write", stage / REPORT_MANIFEST, json_bytes(manifest))
+        _fs("fsync_dir", stage)
+        with _report_lock(out):
+            _settle(out)
+            _fs("replace", stage, out / _REPORT_COMMIT)  # the commit
+            _fs("fsync_dir", out)
+            _settle(out)
+    except OSError as error:
+        raise LandformError(f"cannot write the report in {out}: {error.strerror or error}; its previous files, "
+                            "if any, are kept") from None
+    finally:
+        if stage.exists() or stage.is_symlink():
+            Checkpoint._discard(stage)

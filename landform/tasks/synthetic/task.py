@@ -8,6 +8,7 @@ import torch
 
 from landform.compare import DEFAULT_MODE, compare, default_methods
 from landform.fitting import fit
+from landform.io import atomic_outputs
 from landform.mapping import Mapping
 from landform.report import plot_curves, write_curves_csv, write_json
 from landform.synthetic import synthetic_problem
@@ -33,8 +34,9 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
     result = compare(problem, y, default_methods(problem, mapping, mode=DEFAULT_MODE), y_val=y_val, steps=STEPS,
                      seed=seed, device=device, progress=progress)
     curves = {name: r.losses for name, r in result.results.items()}
-    write_curves_csv(out / "curves.csv", curves)
-    plot_curves(out / "curves.png", {problem.name: curves})
     summary = {"problem": PROBLEM, "mapping": str(fit_dir), "test": result.summary}
-    write_json(out / "summary.json", summary)
+    with atomic_outputs(out, ["curves.csv", "curves.png", "summary.json"]) as stage:  # the old set or the new one
+        write_curves_csv(stage / "curves.csv", curves)
+        plot_curves(stage / "curves.png", {problem.name: curves})
+        write_json(stage / "summary.json", summary)
     return summary
