@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "FitResult": "landform.fitting",
     "InversionResult": "landform.inference",
-    "Landscape": "landform.recipe",
+    "Landscape": "landform.landscape",
     "LandformError": "landform.errors",
     "Mapping": "landform.mapping",
     "Method": "landform.compare",
@@ -56,9 +56,10 @@ if TYPE_CHECKING:
     from landform.errors import LandformError
     from landform.fitting import FitResult, fit
     from landform.inference import InversionResult, invert
+    from landform.landscape import Landscape
     from landform.mapping import Mapping
     from landform.problem import Problem, load_problem
-    from landform.recipe import Landscape, learn
+    from landform.recipe import learn
 
 
 def __getattr__(name: str) -> Any:

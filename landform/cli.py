@@ -131,6 +131,15 @@ def _observations(args: argparse.Namespace, problem, split: str) -> torch.Tensor
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
+    from landform.io import folder_lock
+
+    # One writer per folder: a second fit into --out is refused, naming the pid of the first, before it reads
+    # (or refuses) the checkpoint the first one is writing.
+    with folder_lock(guard.prepare_out(args.out)):
+        _fit(args)
+
+
+def _fit(args: argparse.Namespace) -> None:
     import math
     import time
 
@@ -198,7 +207,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
 def _landscape(args: argparse.Namespace):
     """The Landscape (the fast recipe's artifact) that ``--mapping`` names, or None for a plain Θ; the options
     its tuned settings replace are refused."""
-    from landform.recipe import Landscape, artifact_path
+    from landform.landscape import Landscape, artifact_path
 
     if not args.mapping or artifact_path(args.mapping) is None:
         return None
@@ -214,11 +223,12 @@ def _landscape(args: argparse.Namespace):
 def invert_landscape(args: argparse.Namespace, problem, landscape) -> None:
     """``invert`` with a Landscape: its start, its anchored Θ and its tuned settings."""
 
+    landscape.check_problem(problem, allow_other_model=args.allow_other_model)
     y = _observations(args, problem, "test")
     mask = guard.check_mask(_load_tensor(args.mask, "mask"), y) if args.mask else None
     steps = args.steps if getattr(args, "steps_given", False) else landscape.settings.steps
     result = landscape.invert(y, problem, steps=steps, optimizer=args.optimizer, mask=mask, seed=args.seed,
-                              device=args.device, progress=True)
+                              device=args.device, progress=True, allow_other_model=True)
     write_inversion(Path(args.out), result, {"steps": steps, "optimizer": args.optimizer,
                                              "landscape": landscape.describe(), "mapping": args.mapping})
 
@@ -250,17 +260,19 @@ def print_table(title: str, block: dict) -> None:
 
 def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: int, steps: int, seed: int,
                     device: str | None, optimizer: str = "adam", mode: str | None = None, lr: float = 0.1,
-                    observations: torch.Tensor | None = None, landscape=None) -> dict:
+                    observations: torch.Tensor | None = None, landscape=None, allow_other_model: bool = False) -> dict:
     """Run ``landform.compare`` on a Problem and write curves.csv, curves.png and summary.json to ``out``."""
     import torch
 
     from landform import Mapping, compare
     from landform.compare import DEFAULT_MODE, default_methods
-    from landform.problem import load_problem
-    from landform.recipe import landscape_methods, problem_with_start
+    from landform.io import atomic_outputs
+    from landform.landscape import landscape_methods, problem_with_start
     from landform.report import plot_curves, write_curves_csv, write_json
 
-    problem = load_problem(problem_spec)
+    problem = guard.load_problem(problem_spec, device)
+    if landscape is not None:
+        landscape.check_problem(problem, allow_other_model=allow_other_model)
     y = observations if observations is not None else \
         problem.test_observations(count, torch.Generator().manual_seed(seed))
     y_val = problem.train_observations(count, torch.Generator().manual_seed(seed + 7919))
@@ -272,10 +284,11 @@ def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: i
     result = compare(problem, y, methods, y_val=y_val, steps=steps, optimizer=optimizer, seed=seed,
                      device=device, progress=True)
     curves = {name: r.losses for name, r in result.results.items()}
-    write_curves_csv(out / "curves.csv", curves)
-    plot_curves(out / "curves.png", {problem.name: curves})
     summary = {"problem": problem_spec, "mapping": str(mapping_path), "test": result.summary}
-    write_json(out / "summary.json", summary)
+    with atomic_outputs(out, ["curves.csv", "curves.png", "summary.json"]) as stage:  # the old set or the new one
+        write_curves_csv(stage / "curves.csv", curves)
+        plot_curves(stage / "curves.png", {problem.name: curves})
+        write_json(stage / "summary.json", summary)
     print_table(f"{problem.name}: mean loss over {y.shape[0]} test observations", result.summary)
     print(f"wrote {out / 'curves.csv'}, {out / 'curves.png'}, {out / 'summary.json'}")
     return summary
@@ -293,7 +306,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     observations = _observations(args, None, "test") if args.observations else None
     compare_problem(args.problem, args.mapping, Path(args.out), count=args.count, steps=args.steps,
                     seed=args.seed, device=args.device, optimizer=args.optimizer, mode=args.mode, lr=args.lr,
-                    observations=observations, landscape=_landscape(args))
+                    observations=observations, landscape=_landscape(args),
+                    allow_other_model=args.allow_other_model)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -354,7 +368,10 @@ def cmd_zoo(args: argparse.Namespace) -> None:
     else:
         print(f"landform: note: the trainer of {args.name} takes no run_dir; its checkpoints go where it chooses",
               file=sys.stderr)
-    trainer(**kwargs)
+    from landform.io import folder_lock
+
+    with folder_lock(runs / args.name):  # one trainer per entry: a second `zoo train NAME` is refused
+        trainer(**kwargs)
     where = kwargs.get("zoo_dir", zoo.ZOO_DIR)
     hint = "" if args.install else " (add --install to write it into the package's zoo)"
     print(f"trained {args.name}: wrote {Path(where) / args.name}.safetensors{hint}")
@@ -431,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="inference with Θ: residual (default: x = Θ(z) + δ, never stuck on Θ's image), "
                               "pure (the paper's Eq. 3) or handoff (Eq. 3, then descent on x)")
         sub.add_argument("--out", required=True, help="output directory")
+        sub.add_argument("--allow-other-model", action="store_true",
+                         help="use a landscape although the problem's forward model differs from the one it was "
+                              "fitted for (a one-line warning instead of an error)")
         common(sub)
         if name == "invert":
             sub.add_argument("--autocast", default=None, choices=("bf16", "fp16"),

@@ -12,6 +12,7 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -23,8 +24,11 @@ from landform.metrics import (
     bootstrap_ci,
     improvement_at,
     loss_at,
+    max_rise,
+    seconds_at,
     seconds_to_reach,
     speedup_at,
+    speedup_to_answer,
     step_reached,
     steps_to_reach,
     wallclock_speedup,
@@ -32,6 +36,7 @@ from landform.metrics import (
 from landform.problem import Problem
 
 SWEEP_LRS = (0.5, 0.1, 0.05, 0.01, 0.001)
+ANSWER_TOLERANCE = 0.01  # "within 1% of the answer": of the baseline's step-200 loss
 REPORT_STEPS = (0, 1, 2, 5, 10, 20, 50, 200)
 
 
@@ -86,9 +91,52 @@ def sweep_lr(forward, loss, y_val: torch.Tensor, *, lrs: Sequence[float] = SWEEP
     return best, results
 
 
+def _time_curve(elapsed: torch.Tensor | None, seconds_per_step: float | None, length: int) -> torch.Tensor | None:
+    """A method's cumulative seconds per step: as measured, or ``seconds_per_step`` times the step."""
+    if elapsed is not None and len(elapsed) == length:
+        return torch.as_tensor(elapsed, dtype=torch.float64)
+    if seconds_per_step is None:
+        return None
+    return torch.arange(length, dtype=torch.float64) * seconds_per_step
+
+
+def answer_stats(reference: torch.Tensor, losses: torch.Tensor, *, reference_elapsed: torch.Tensor | None,
+                 elapsed: torch.Tensor | None, start_seconds: float = 0.0, bootstrap: int = 1000,
+                 seed: int = 0) -> dict:
+    """Time to the answer (the reference's loss at its last step, at most 200): steps to it and to within
+    ANSWER_TOLERANCE of it, the seconds they take (the start's pass and learned steps included), the uncapped
+    wall-clock speedup to within ANSWER_TOLERANCE of it against the reference's own time to it, and the
+    largest step-over-step rise; with 95% bootstrap intervals over examples."""
+    ref, own = torch.as_tensor(reference, dtype=torch.float64), torch.as_tensor(losses, dtype=torch.float64)
+    last = min(200, ref.shape[0] - 1, own.shape[0] - 1)
+    ref, own = ref[: last + 1], own[: last + 1]
+    ref_curve, own_curve = as_curve(ref), as_curve(own)
+    target = float(ref_curve[last])
+    stats: dict = {"steps_to_answer": step_reached(own_curve, target),
+                   "steps_to_answer_1pct": step_reached(own_curve, target * (1 + ANSWER_TOLERANCE)),
+                   "max_rise": max_rise(own_curve)}
+    if elapsed is None or reference_elapsed is None:
+        return stats
+    mine, theirs = elapsed[: last + 1], reference_elapsed[: last + 1]
+    for key, goal in (("seconds_to_answer", target), ("seconds_to_answer_1pct", target * (1 + ANSWER_TOLERANCE))):
+        value = seconds_at(mine, steps_to_reach(own_curve, goal), start_seconds)
+        stats[key] = None if value == float("inf") else value
+    speedup = functools.partial(speedup_to_answer, baseline_elapsed=theirs, ours_elapsed=mine, start=start_seconds,
+                                tolerance=ANSWER_TOLERANCE)
+    stats["speedup_to_answer"] = speedup(ref_curve, own_curve)
+    if bootstrap and own.dim() == 2 and own.shape[1] > 1:
+        stats["steps_to_answer_1pct_ci95"] = bootstrap_ci(
+            lambda b, o: steps_to_reach(o, float(b[-1]) * (1 + ANSWER_TOLERANCE)), ref, own, resamples=bootstrap,
+            seed=seed)
+        stats["speedup_to_answer_ci95"] = bootstrap_ci(speedup, ref, own, resamples=bootstrap, seed=seed)
+        stats["max_rise_ci95"] = bootstrap_ci(lambda b, o: max_rise(o), ref, own, resamples=bootstrap, seed=seed)
+    return stats
+
+
 def method_stats(reference: torch.Tensor, losses: torch.Tensor, *, seconds_per_step: float | None = None,
                  reference_seconds: float | None = None, start_seconds: float = 0.0, bootstrap: int = 1000,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, elapsed: torch.Tensor | None = None,
+                 reference_elapsed: torch.Tensor | None = None) -> dict:
     """How a method's per-example losses compare with the reference's ([steps + 1, n] tables of the same
     examples): speedup at 20, improvement at the end, steps (and seconds) to reach the reference's step-20
     and final loss, and the wall-clock speedup to the reference's step-20 loss, each headline with a 95%
@@ -124,13 +172,19 @@ def method_stats(reference: torch.Tensor, losses: torch.Tensor, *, seconds_per_s
             stats["wallclock_speedup_at_20_ci95"] = bootstrap_ci(
                 functools.partial(wallclock_speedup, seconds=pair, k=k, start=start_seconds), ref, own,
                 resamples=bootstrap, seed=seed)
+    length = torch.as_tensor(losses).shape[0]
+    stats.update(answer_stats(ref, own, reference_elapsed=_time_curve(reference_elapsed, reference_seconds,
+                                                                      torch.as_tensor(reference).shape[0]),
+                              elapsed=_time_curve(elapsed, seconds_per_step, length), start_seconds=start_seconds,
+                              bootstrap=bootstrap, seed=seed))
     return stats
 
 
 def summarize_methods(losses: dict[str, torch.Tensor], *, steps: Sequence[int] = REPORT_STEPS,
                       seconds_per_step: dict[str, float] | None = None, reference: str = "baseline",
                       headline: str = "landscape", bootstrap: int = 1000, seed: int = 0,
-                      extra: dict | None = None, start_seconds: dict[str, float] | None = None) -> dict:
+                      extra: dict | None = None, start_seconds: dict[str, float] | None = None,
+                      elapsed: dict[str, torch.Tensor] | None = None) -> dict:
     """The summary block every report shares, for any number of methods.
 
     ``losses`` maps a method's name to its [steps + 1, n] per-example losses (or a 1-D mean curve). Each
@@ -148,8 +202,10 @@ def summarize_methods(losses: dict[str, torch.Tensor], *, steps: Sequence[int] =
     for name, table in losses.items():
         if name == reference:
             continue
+        times = elapsed or {}
         stats = method_stats(ref, table, seconds_per_step=seconds.get(name), reference_seconds=seconds.get(reference),
-                             start_seconds=(start_seconds or {}).get(name, 0.0), bootstrap=bootstrap, seed=seed)
+                             start_seconds=(start_seconds or {}).get(name, 0.0), bootstrap=bootstrap, seed=seed,
+                             elapsed=times.get(name), reference_elapsed=times.get(reference))
         if name == headline:
             block.update(stats)
         else:
@@ -159,6 +215,13 @@ def summarize_methods(losses: dict[str, torch.Tensor], *, steps: Sequence[int] =
     if headline in losses:
         target = float(as_curve(ref)[last])
         block["landscape_steps_to_baseline_final"] = step_reached(as_curve(losses[headline]), target)
+    reference_time = _time_curve((elapsed or {}).get(reference), seconds.get(reference), ref.shape[0])
+    answer = float(as_curve(ref)[min(200, last)]) * (1 + ANSWER_TOLERANCE)
+    baseline_steps = steps_to_reach(as_curve(ref), answer)
+    block["baseline_steps_to_answer_1pct"] = step_reached(as_curve(ref), answer)
+    if reference_time is not None:
+        seconds_value = seconds_at(reference_time, baseline_steps)
+        block["baseline_seconds_to_answer_1pct"] = None if seconds_value == float("inf") else seconds_value
     block.update(extra or {})
     return block
 
@@ -183,7 +246,9 @@ class Method:
     modes; ``"baseline"`` takes the reference method's (swept) step size, so the part of the method that
     is descent on x moves as fast as the tuned baseline; a tuple is swept like ``lr``. ``warmup`` ramps it
     up linearly over that many steps. ``starts`` are functions of the observations giving candidate
-    starting points in X.
+    starting points in X. ``lead`` (``landform.steps.LearnedSteps``) runs ``lead_count`` learned update steps
+    from the base first; the method's other steps continue from where they end, so the step count (and F's
+    evaluations) stay the same.
     """
 
     name: str
@@ -196,6 +261,8 @@ class Method:
     use_base: bool = False
     starts: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = ()
     from_start: str = "x"
+    lead: Any = None
+    lead_count: int = 0
 
     def run(self, problem: Problem, y: torch.Tensor, lr: float, *, reference_lr: float | None = None,
             **kwargs) -> InversionResult:
@@ -208,11 +275,48 @@ class Method:
                 raise LandformError(f"method {self.name!r} takes the baseline's step size: run it through compare")
             lr_x = reference_lr
         init = self.init(y) if callable(self.init) else self.init
+        base = problem.base if self.use_base else None
+        if self.lead is not None and self.lead_count > 0:
+            return self._run_led(problem, y, lr, lr_x, init, base, **kwargs)
         return invert(problem.forward, problem.loss, y, mapping=self.mapping, mode=self.mode, lr=lr,
                       lr_x=lr_x, warmup=self.warmup, init=init, x_shape=problem.x_shape,
-                      base=problem.base if self.use_base else None, starts=[s(y) for s in self.starts],
+                      base=base, starts=[s(y) for s in self.starts],
                       from_start=self.from_start,
                       **kwargs)
+
+    def _run_led(self, problem: Problem, y: torch.Tensor, lr: float, lr_x, init, base, *, steps: int = 200,
+                 **kwargs) -> InversionResult:
+        """The learned steps from the base, then the method's descent from where they end, as one result."""
+        if base is None:
+            raise LandformError(f"method {self.name!r} runs learned steps from a start: it needs use_base")
+        device = torch.device(kwargs["device"]) if kwargs.get("device") is not None else y.device
+        y_dev = y.detach().to(device)
+        mask = kwargs.get("mask")
+        loss = problem.loss if mask is None else _masked(problem.loss, torch.broadcast_to(
+            mask.to(device=device, dtype=torch.bool), y_dev.shape))
+        lead = self.lead.to(device).eval()
+        count = min(self.lead_count, steps)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(kwargs.get("seed", 0))
+            x0 = base(y_dev).detach() if callable(base) else base.detach().to(device)
+            x_led, led, seconds = lead.run(x0, y_dev, problem.forward, loss, count=count)
+        rest = invert(problem.forward, problem.loss, y, mapping=self.mapping, mode=self.mode, lr=lr, lr_x=lr_x,
+                      warmup=self.warmup, init=init, x_shape=problem.x_shape, base=x_led.detach(),
+                      starts=[s(y) for s in self.starts], from_start=self.from_start, steps=steps - count, **kwargs)
+        elapsed = torch.cat([torch.tensor([0.0, *seconds], dtype=torch.float64),
+                             seconds[-1] + rest.elapsed[1:]]) if count else rest.elapsed
+        total = float(elapsed[-1])
+        return replace(rest, losses=torch.cat([led[:-1].detach().cpu().to(rest.losses.dtype), rest.losses]),
+                       seconds_per_step=total / max(steps, 1), elapsed=elapsed,
+                       evaluations=rest.evaluations + count,
+                       snapshots={k + count: v for k, v in rest.snapshots.items()})
+
+
+def _masked(loss, mask: torch.Tensor):
+    """``loss`` on observations whose masked-out entries take the observation's value (as ``invert`` does)."""
+    def masked(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return loss(torch.where(mask, y_hat, y), y)
+    return masked
 
 
 @dataclass
@@ -324,6 +428,7 @@ def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_v
     summary = summarize_methods({name: r.losses for name, r in results.items()}, steps=report_steps,
                                 seconds_per_step=seconds, reference=reference, headline=headline,
                                 bootstrap=bootstrap, seed=seed, start_seconds=starts,
+                                elapsed={name: r.elapsed for name, r in results.items()},
                                 extra={"lr": lrs, "optimizer": optimizer,
                                        "lr_x": {m.name: (lrs[reference] if m.lr_x == "baseline" else m.lr_x)
                                                 for m in chosen.values() if m.mapping is not None and m.mode != "pure"},

@@ -52,7 +52,8 @@ class InversionResult:
     is the loss curve the paper plots. ``z`` is None for the baseline. ``snapshots[t]`` is x at step t
     for each step asked for with ``snapshots=``. ``evaluations`` counts F's evaluations per example
     (steps + 1, plus one forward pass per start candidate); ``start`` is each example's chosen start
-    (0: Θ's, k: the k-th candidate), None without candidates.
+    (0: Θ's, k: the k-th candidate), None without candidates. ``elapsed[t]`` is the wall-clock seconds from the
+    first update to the end of step t (``elapsed[0] = 0``): time-to-quality without assuming equal steps.
     """
 
     x: torch.Tensor
@@ -63,6 +64,7 @@ class InversionResult:
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
     evaluations: int = 0
     start: torch.Tensor | None = None
+    elapsed: torch.Tensor | None = None
 
 
 def resolve_optimizer(optimizer: str | type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
@@ -248,6 +250,7 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
         groups.append({"params": [delta], "lr": lr_x})
     opt = optimizer_class(groups, **(optimizer_kwargs or {}))
     losses = torch.empty(steps + 1, batch, dtype=y.dtype)
+    elapsed_at = torch.zeros(steps + 1, dtype=torch.float64)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         state: dict[str, torch.Tensor] = {}
@@ -282,6 +285,7 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
                     kept[step] = to_x(variable).detach().clone()
             opt.step(closure)
             losses[step] = state["values"].cpu()
+            elapsed_at[step + 1] = time.perf_counter() - start
             if not allow_nonfinite and not torch.isfinite(losses[step]).all():
                 raise LandformError(f"the loss became non-finite at step {step} (NaN or Inf from the forward "
                                     f"model or the loss; try a smaller learning rate)")
@@ -296,7 +300,8 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
             kept[steps] = x.detach().clone()
     return InversionResult(x=x.detach(), z=None if mapping is None else variable.detach(), losses=losses,
                            seconds_per_step=elapsed / max(steps, 1), y_hat=y_hat.detach(), snapshots=kept,
-                           evaluations=evaluations, start=None if chosen is None else chosen.cpu())
+                           evaluations=evaluations, start=None if chosen is None else chosen.cpu(),
+                           elapsed=elapsed_at)
 
 
 def _start_value(candidate: Start, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -103,3 +103,35 @@ def seconds_to_reach(curve: Curve, target: float, seconds_per_step: float) -> fl
     """Wall-clock time-to-quality: steps to reach ``target`` times the seconds one step costs (None: never)."""
     step = steps_to_reach(curve, target)
     return None if math.isinf(step) else step * seconds_per_step
+
+
+def max_rise(curve: Curve) -> float:
+    """The largest step-over-step relative rise of the mean loss (0 for a curve that never rises): an
+    overshoot, such as a first step that doubles the loss from a good start."""
+    values = as_curve(curve)
+    if len(values) < 2:
+        return 0.0
+    ratios = values[1:] / values[:-1].clamp_min(1e-300)
+    return max(0.0, float(torch.nan_to_num(ratios, nan=math.inf).max()) - 1.0)
+
+
+def seconds_at(elapsed: Curve, step: float, start: float = 0.0) -> float:
+    """Wall-clock seconds to ``step`` on a cumulative time curve (``elapsed[0] = 0``), plus a start's pass;
+    ``inf`` for a step never reached."""
+    if math.isinf(step):
+        return math.inf
+    return start + float(as_curve(elapsed)[int(step)])
+
+
+def speedup_to_answer(baseline: Curve, ours: Curve, baseline_elapsed: Curve, ours_elapsed: Curve, *,
+                      start: float = 0.0, tolerance: float = 0.01) -> float:
+    """(the baseline's seconds to within ``tolerance`` of its own last loss) / (ours to the same loss, its start's
+    pass and any learned steps included), uncapped; 0 if ours never gets there. The baseline's time counts at
+    least its first step."""
+    b = as_curve(baseline)
+    target = float(b[-1]) * (1 + tolerance)
+    mine = seconds_at(ours_elapsed, steps_to_reach(ours, target), start)
+    if math.isinf(mine):
+        return 0.0
+    theirs = seconds_at(baseline_elapsed, max(steps_to_reach(b, target), 1.0))
+    return theirs / max(mine, 1e-12)

@@ -30,24 +30,29 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from landform.compare import SWEEP_LRS, Method, start_pass_seconds, sweep_lr, sweep_rates
-from landform.errors import LandformError
+from landform.compare import SWEEP_LRS, start_pass_seconds, sweep_lr, sweep_rates
 from landform.fitting import FitResult, fit
 from landform.inference import InversionResult, invert
-from landform.io import load_module_state, load_pair, read_json, save_pair
-from landform.mapping import Mapping, expected_shapes, validate_config
-from landform.metrics import speedup_at, steps_to_reach
+from landform.io import load_module_state, load_pair, save_pair
+from landform.landscape import (
+    InferenceSettings,
+    Landscape,
+    fingerprint,
+    problem_with_start,
+)
+from landform.mapping import Mapping
+from landform.metrics import max_rise, speedup_at, step_reached, steps_to_reach
 from landform.problem import Problem
 from landform.start import RefinedStart, StartEncoder, StartTraining, observation_pool, train_start
+from landform.steps import LearnedSteps, starts_of, train_steps
 
 RECIPES = ("fast", "paper")
-ARTIFACT = "landscape"
 START_FILE = "start"
 REFINE_FILE = "refine"
 THETA_SHARE = 0.3  # Θ's forward + backward may cost at most this share of F's
@@ -59,190 +64,9 @@ POOL_SIZE = 8192
 VALIDATION_SIZE = 512
 
 
-SETTING_MODES = ("start", "residual", "pure")
-START_LR_FACTORS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.02)  # δ's step sizes tried from the start, times the baseline's
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How a Landscape inverts, with Adam: ``mode`` "start" descends on x = E(y) + δ (Θ did not pay for its
-    cost), "residual" on x = E(y) + Θ(z) + δ, "pure" on x = E(y) + Θ(z) (Eq. 3 around the start); ``lr_z`` and
-    ``lr_x`` are the step sizes on z and δ, δ's ramped up over ``warmup`` steps; ``steps`` is where more steps
-    stopped paying on the validation observations (the default of ``invert``)."""
-
-    mode: str
-    lr_z: float
-    lr_x: float
-    warmup: int
-    steps: int
-
-    def describe(self) -> str:
-        moved = {"start": f"δ (lr {self.lr_x:g}; Θ did not pay for its cost)",
-                 "residual": f"z (lr {self.lr_z:g}) and δ (lr {self.lr_x:g}, warm-up {self.warmup})",
-                 "pure": f"z (lr {self.lr_z:g})"}[self.mode]
-        x = {"start": "E(y) + δ", "residual": "E(y) + Θ(z) + δ", "pure": "E(y) + Θ(z)"}[self.mode]
-        return f"x = {x}, Adam on {moved}, {self.steps} steps"
-
-
-@dataclass
-class Landscape:
-    """Everything inversion needs: the learned start (None: the Problem's own ``base``), the anchored Θ and
-    the tuned settings, plus what the fit measured (``record``)."""
-
-    start: StartEncoder | None
-    mapping: Mapping
-    settings: InferenceSettings
-    record: dict[str, Any] = field(default_factory=dict)
-    refiner: StartEncoder | None = None  # the start's error-feedback step (``start.RefinedStart``), if it paid
-
-    def start_for(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The learned start E(y), followed by its error-feedback step through ``forward`` (F) where it has one."""
-        if self.start is None:
-            raise LandformError("this landscape has no learned start (it was fitted on a Problem's own base)")
-        return self.start if self.refiner is None else RefinedStart(self.start, forward, self.refiner)
-
-    def start_of(self, problem: Problem) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The start used with ``problem``: the learned one (refined through its F), or the Problem's own base."""
-        if self.start is not None:
-            return self.start_for(problem.forward)
-        if problem.base is None:
-            raise LandformError("this landscape was fitted on a Problem's own base (start), and this Problem "
-                                "has none")
-        return problem.base
-
-    def invert(self, y: torch.Tensor, problem: Problem, *, steps: int | None = None, **kwargs: Any) -> InversionResult:
-        """Invert ``y`` for ``problem`` with the tuned settings (``steps`` defaults to the tuned number; other
-        keywords go to ``landform.invert``: optimizer, mask, seed, device, progress, ...)."""
-        method = self.method()
-        return method.run(problem_with_start(problem, self), y, method.lr,
-                          steps=self.settings.steps if steps is None else steps, **kwargs)
-
-    def method(self, name: str = "landscape") -> Method:
-        """The tuned inference as a ``compare`` method (run it on ``problem_with_start(problem, self)``)."""
-        s = self.settings
-        if s.mode == "start":
-            return Method(name, lr=s.lr_x, use_base=True, init="origin")
-        if s.mode == "pure":
-            return Method(name, mapping=self.mapping, mode="pure", lr=s.lr_z, use_base=True)
-        return Method(name, mapping=self.mapping, mode="residual", lr=s.lr_z, lr_x=s.lr_x, warmup=s.warmup,
-                      use_base=True)
-
-    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The weights (``theta.*``, ``start.*``) and the JSON config that ``from_state`` rebuilds it from (a task
-        ships them as a zoo entry; ``save`` writes them as one artifact)."""
-        tensors = {f"theta.{k}": v for k, v in self.mapping.state_dict().items()}
-        if self.start is not None:
-            tensors.update({f"start.{k}": v for k, v in self.start.state_dict().items()})
-        if self.refiner is not None:
-            tensors.update({f"refine.{k}": v for k, v in self.refiner.state_dict().items()})
-        config = {"kind": "landform.Landscape", "mapping": self.mapping.config(),
-                  "start": None if self.start is None else self.start.config(),
-                  "refine": None if self.refiner is None else self.refiner.config(),
-                  "settings": asdict(self.settings), "record": self.record}
-        return tensors, config
-
-    @classmethod
-    def check_config(cls, config: Any, source: str | Path) -> dict[str, tuple[int, ...]]:
-        """The weights' names and shapes a Landscape config calls for; one-line errors for a bad config."""
-        if not isinstance(config, dict) or config.get("kind") != "landform.Landscape":
-            raise LandformError(f"{source} is not a landform Landscape config")
-        expected = {f"theta.{k}": v for k, v in expected_shapes(validate_config(config.get("mapping"),
-                                                                                 source)).items()}
-        for part in ("start", "refine"):
-            if config.get(part) is not None:
-                module = StartEncoder.from_config(config[part], str(source))
-                expected.update({f"{part}.{k}": tuple(v.shape) for k, v in module.state_dict().items()})
-        if config.get("refine") is not None and config.get("start") is None:
-            raise LandformError(f"{source}: the landscape has an error-feedback step but no start to refine")
-        return expected
-
-    @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor], config: dict[str, Any], source: str | Path) -> Landscape:
-        """The Landscape of ``state`` and ``config`` (as ``state`` gives them; weights of any float dtype)."""
-        cls.check_config(config, source)
-        state = {k: v.float() for k, v in state.items()}
-        mapping = Mapping._build(validate_config(config["mapping"], source),
-                                 {k[6:]: v for k, v in state.items() if k.startswith("theta.")}, source)
-        start, refiner = (_module_of(config, state, part, source) for part in ("start", "refine"))
-        settings = _settings(config.get("settings"), Path(source))
-        return cls(start=start, mapping=mapping.eval(), settings=settings, record=config.get("record") or {},
-                   refiner=refiner)
-
-    def save(self, directory: str | Path) -> Path:
-        """``DIR/landscape.safetensors`` and ``.json``, each written atomically (the JSON holds the weights'
-        hash, so halves of two saves are refused)."""
-        return save_pair(Path(directory) / f"{ARTIFACT}.safetensors", *self.state())
-
-    @classmethod
-    def load(cls, path: str | Path) -> Landscape:
-        """The Landscape saved in directory ``path`` (or at ``path``.safetensors), every part checked."""
-        weights = artifact_path(path)
-        if weights is None:
-            raise LandformError(f"no landscape in {path} (fit it with `landform fit --out {path}`)")
-        config_path = weights.with_suffix(".json")
-        config = read_json(config_path, "landscape config")
-        expected = cls.check_config(config, config_path)
-        state, _ = load_pair(weights, expected=expected, floating=True, finite=True)
-        return cls.from_state(state, config, weights)
-
-    def describe(self) -> str:
-        """One line: what inversion with this landscape uses."""
-        start = f"learned start ({self.start.describe()})" if self.start is not None else "the Problem's base"
-        if self.refiner is not None:
-            start += " + one error-feedback step"
-        if self.record.get("start", {}).get("check", {}).get("dropped"):
-            start = "no start (E(y) = 0: descent from the learned start ended above the baseline)"
-        return f"{start} + anchored Θ (hidden {self.mapping.hidden}); {self.settings.describe()}"
-
-
-def _module_of(config: dict[str, Any], state: dict[str, torch.Tensor], part: str,
-               source: str | Path) -> StartEncoder | None:
-    """The frozen start (``part="start"``) or error-feedback step (``"refine"``) of a checked Landscape state."""
-    if config.get(part) is None:
-        return None
-    module = StartEncoder.from_config(config[part], str(source))
-    prefix = f"{part}."
-    load_module_state(module, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, str(source))
-    return module.eval().requires_grad_(False)
-
-
-def artifact_path(path: str | Path) -> Path | None:
-    """The landscape weights named by ``path`` (a directory holding one, or the file), None if there is none."""
-    path = Path(path)
-    candidate = path / f"{ARTIFACT}.safetensors" if path.is_dir() else path
-    if candidate.name == f"{ARTIFACT}.safetensors" and candidate.with_suffix(".json").exists():
-        return candidate
-    return None
-
-
-def landscape_methods(landscape: Landscape, lrs: tuple[float, ...] = SWEEP_LRS) -> list[Method]:
-    """What ``compare`` runs for a Landscape: the baseline (descent on x from 0, lr swept), the practitioners'
-    pipeline (descent on x from the learned start, its own swept lr: ``encoder_init``), the landscape's tuned
-    inference, and the paper's Eq. 3 on its Θ (z alone, x = E(y) + Θ(z): ``landscape_pure``)."""
-    return [Method("baseline", lr=lrs, init="origin"), Method("encoder_init", lr=lrs, use_base=True, init="origin"),
-            landscape.method(), Method("landscape_pure", mapping=landscape.mapping, mode="pure", lr=0.1, use_base=True)]
-
-
-def problem_with_start(problem: Problem, landscape: Landscape) -> Problem:
-    """``problem`` whose ``base`` is the landscape's start (what its methods add Θ(z) and δ to)."""
-    start = landscape.start_of(problem)
-
-    def base(y: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return start(y)
-    return replace(problem, base=base)
-
-
-def _settings(value: Any, source: Path) -> InferenceSettings:
-    try:
-        settings = InferenceSettings(mode=str(value["mode"]), lr_z=float(value["lr_z"]), lr_x=float(value["lr_x"]),
-                                     warmup=int(value["warmup"]), steps=int(value["steps"]))
-    except (KeyError, TypeError, ValueError):
-        raise LandformError(f"{source}: the landscape's settings need mode, lr_z, lr_x, warmup and steps") from None
-    if not all(math.isfinite(v) and v > 0 for v in (settings.lr_z, settings.lr_x)) or settings.warmup < 0 \
-            or settings.steps < 0 or settings.mode not in SETTING_MODES:
-        raise LandformError(f"{source}: the landscape's settings are out of range ({value})")
-    return settings
+# δ's step sizes tried from the start, times the baseline's: low enough that a good start's first step does not
+# overshoot
+START_LR_FACTORS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005)
 
 
 # ------------------------------------------------------------------------------------------------ costs
@@ -342,23 +166,27 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
           lr: float = 1e-3, lr_z: float = 0.1, start_steps: int = 20000, resume: bool = False, seed: int = 0,
           device: str | torch.device | None = None, progress: bool = True, start: StartEncoder | None = None,
           prior: Callable[[int, torch.Generator], torch.Tensor] | None = None, prior_weight: float = 0.0,
-          validation: torch.Tensor | None = None, pool_size: int = POOL_SIZE, refine: bool | None = None,
-          log: Callable[[str], None] = print) -> Landscape:
+          validation: torch.Tensor | None = None, pool_size: int = POOL_SIZE, refine: bool | None = False,
+          learned_steps: bool | None = None, log: Callable[[str], None] = print) -> Landscape:
     """Learn the whole recipe for ``problem`` within about ``seconds`` and save it in ``directory``.
 
-    The start trains for at most 40% of the budget, its error-feedback step until 55%, Θ until 80% (each stops
-    earlier on a validation plateau), and the rest tunes the inference settings (twice where the step is
-    judged: from it and from the start alone). With ``resume`` a saved start is reused and Θ's fit continues
-    from its last committed round. A budget makes the result depend on the machine's speed; without one
-    (``seconds=inf``) the fit stops on plateaus alone and a seed reproduces it.
+    The start trains for at most 35% of the budget, its error-feedback step (where asked for) until 45%, the
+    learned update steps until 65%, Θ until 80% (each stops earlier on a validation plateau), and the rest tunes
+    the inference settings for the answer (``tune``: with and without the learned steps, which are kept only
+    where they reach it sooner; twice where the error-feedback step is judged). With ``resume`` a saved start
+    and saved learned steps are reused and Θ's fit continues from its last committed round. A budget makes the
+    result depend on the machine's speed; without one (``seconds=inf``) the fit stops on plateaus alone and a
+    seed reproduces it.
 
+    ``start_steps`` caps the training steps of the start, of its error-feedback step and of the learned steps.
     A task may fix what the user's fit measures and sizes: ``start`` (an untrained ``StartEncoder`` to train
     instead of the sized one), ``hidden`` and ``z_dim`` (Θ), ``prior`` and ``prior_weight`` (the start's pSp
     latent term, ``start.train_start``), and ``validation`` (its own held-out observations, used to select Θ
     and tune the inference instead of draws held out from ``pool_size`` training observations), and ``refine``
-    (the start's error-feedback step: None keeps it where the tuned inference from it reaches the baseline's
-    losses sooner in wall-clock time than the tuned inference from the start alone, True keeps
-    it wherever it lowers the start's held-out loss, False trains none).
+    (the start's error-feedback step: False, the default, trains none, the learned steps doing its work; None
+    keeps it where the tuned inference from it reaches the answer sooner than from the start alone; True keeps
+    it wherever it lowers the start's held-out loss), and ``learned_steps`` (None trains them and keeps them
+    where they pay; False trains none).
     """
     directory = Path(directory)
     device = torch.device(device or "cpu")
@@ -414,6 +242,11 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
         mapping.net[-1].bias.zero_()
     landscape = Landscape(start=start, mapping=mapping, settings=InferenceSettings("pure", lr_z, 0.1, 0, 200),
                           refiner=refiner)
+    if learned_steps is not False:
+        steps_module, start_record["learned_steps"] = _learned_steps(
+            problem, directory, landscape.start_of(problem), train, val, budget, max_iterations=start_steps,
+            resume=resume, seed=seed, device=device, progress=progress, log=log)
+        landscape = landscape.with_(steps=steps_module)
     base = landscape.start_of(problem)  # Θ is fitted around the start its inference will use
     selector = _ThetaSelector(problem, base, val[:TUNE_COUNT], budget, lr_z=lr_z, steps=steps, seed=seed,
                               device=device)
@@ -429,16 +262,21 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
     common = {"warmup": steps, "seed": seed, "device": device, "deadline": budget.began + budget.seconds,
               "baseline_runs": baseline_runs}
     settings, tuning = tune(problem_with_start(problem, landscape), landscape, val[-TUNE_COUNT:], **common)
-    if refiner is not None and refine is None:  # kept where the tuned inference from it is the faster one
-        plain = replace(landscape, refiner=None)
+    if refiner is not None and refine is None:  # kept where the tuned inference from it reaches the answer sooner
+        plain = landscape.with_(refiner=None)
         plain_settings, plain_tuning = tune(problem_with_start(problem, plain), plain, val[-TUNE_COUNT:], **common)
-        ranks = [_speed_rank(t["candidates"][t["chosen"]]) for t in (tuning, plain_tuning)]
+        ranks = [_rank(t["candidates"][t["chosen"]]) for t in (tuning, plain_tuning)]
         start_record["refine"].update(kept=ranks[0] < ranks[1], refined_rank=ranks[0], start_rank=ranks[1])
         if not ranks[0] < ranks[1]:
             landscape, settings, tuning = plain, plain_settings, plain_tuning
-        log(f"fit: wall-clock time to the baseline's losses from the error-feedback step {ranks[0][1]:+.3f} (log "
-            f"ratio, tier {ranks[0][0]:g}), from the start alone {ranks[1][1]:+.3f} (tier {ranks[1][0]:g}): the step "
-            f"is {'kept' if landscape.refiner is not None else 'dropped'}")
+        log(f"fit: from the error-feedback step rank {ranks[0]}, from the start alone {ranks[1]}: the step is "
+            f"{'kept' if landscape.refiner is not None else 'dropped'}")
+    if landscape.steps is not None:
+        start_record["learned_steps"]["kept"] = settings.learned_steps > 0
+        if not settings.learned_steps:
+            landscape = landscape.with_(steps=None)
+        log(f"fit: the learned steps are {'kept' if settings.learned_steps else 'dropped (descent alone is faster)'}")
+    landscape.requires = {"forward": fingerprint(problem.forward, problem.x_shape, device)}
     landscape.settings = settings
     landscape.record = {"recipe": "fast", "seconds": round(budget.used(), 1), "budget_seconds": seconds,
                         "observations": {"train": int(train.shape[0]), "held_out": held},
@@ -455,7 +293,7 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
 def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, train: torch.Tensor, val: torch.Tensor,
                    budget: Budget, *, max_steps: int, resume: bool, seed: int, device: torch.device, progress: bool,
                    log: Callable[[str], None], prior: Callable[[int, torch.Generator], torch.Tensor] | None = None,
-                   prior_weight: float = 0.0, share: float = 0.4) -> tuple[StartEncoder | None, dict]:
+                   prior_weight: float = 0.0, share: float = 0.35) -> tuple[StartEncoder | None, dict]:
     """The Problem's own base if it has one, else a saved start (on resume) or a newly trained one (until
     ``share`` of the budget is used)."""
     if problem.base is not None:
@@ -485,7 +323,7 @@ def _saved_encoder(saved: Path, key: str, device: torch.device) -> tuple[StartEn
     return encoder.to(device).eval().requires_grad_(False), config.get("record", {})
 
 
-REFINE_SHARE = 0.55  # the error-feedback step trains until this share of the budget is used
+REFINE_SHARE = 0.45  # the error-feedback step trains until this share of the budget is used
 REFINE_GAIN = 0.97  # ... and is tried if it lowers the start's held-out loss to at most this share of it
 REFINE_SIZE = (256, 2)  # its MLP's width and depth: small beside most F, whose forward pass it already adds
 
@@ -495,8 +333,8 @@ def _learned_refiner(problem: Problem, directory: Path, start: StartEncoder, tra
                      progress: bool, log: Callable[[str], None]) -> tuple[StartEncoder | None, dict]:
     """The start's error-feedback step (``start.RefinedStart``: x1 = x0 + R([y, F(x0) - y, x0])), trained through
     F like the start, or the one saved (on resume); None where it did not lower the start's held-out loss by
-    REFINE_GAIN. ``learn`` keeps it only if the tuned inference from it is the faster (``_speed_rank``: a
-    better guess can still lose when its pass costs more than the steps it saves), unless told to keep it."""
+    REFINE_GAIN. ``learn`` keeps it only if the tuned inference from it reaches the answer sooner (a better
+    guess can still lose when its pass costs more than the steps it saves), unless told to keep it."""
     saved = directory / f"{REFINE_FILE}.safetensors"
     if resume and saved.exists():
         log(f"fit: the error-feedback step saved in {saved} is reused")
@@ -513,6 +351,38 @@ def _learned_refiner(problem: Problem, directory: Path, start: StartEncoder, tra
     log(f"fit: error-feedback step trained {training.steps} steps in {training.seconds:.0f} s ({training.stopped}); "
         f"held-out loss {before:.4g} -> {after:.4g}{'' if record['candidate'] else ': too little, not kept'}")
     return (refined.refiner if record["candidate"] else None), record
+
+
+STEPS_FILE = "steps"
+STEPS_SHARE = 0.65  # the learned update steps train until this share of the budget is used
+STEPS_SIZE = (256, 2)  # U's width and depth
+
+
+def _learned_steps(problem: Problem, directory: Path, start: Callable[[torch.Tensor], torch.Tensor],
+                   train: torch.Tensor, val: torch.Tensor, budget: Budget, *, max_iterations: int, resume: bool,
+                   seed: int, device: torch.device, progress: bool,
+                   log: Callable[[str], None]) -> tuple[LearnedSteps, dict]:
+    """The learned update steps (``landform.steps``) trained through F from the start's guesses, or the ones saved
+    (on resume); ``learn`` keeps them where the tuned inference with them reaches the answer sooner."""
+    saved = directory / f"{STEPS_FILE}.safetensors"
+    if resume and saved.exists():
+        log(f"fit: the learned steps saved in {saved} are reused")
+        state, config = load_pair(saved, floating=True, finite=True)
+        module = LearnedSteps.from_config(config.get("steps"), str(saved))
+        load_module_state(module, state, str(saved))
+        return module.to(device).eval().requires_grad_(False), config.get("record", {})
+    torch.manual_seed(seed)
+    module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1])
+    x_train, x_val = starts_of(start, train, device), starts_of(start, val, device)
+    training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val,
+                           seconds=budget.until(STEPS_SHARE), max_iterations=max_iterations, seed=seed, device=device,
+                           progress=progress)
+    record: dict[str, Any] = {"count": module.count, **training.as_dict()}
+    save_pair(saved, module.state_dict(), {"steps": module.config(), "record": record})
+    curve = " -> ".join(f"{v:.4g}" for v in training.per_step)
+    log(f"fit: {module.count} learned steps trained {training.iterations} iterations in {training.seconds:.0f} s "
+        f"({training.stopped}); held-out loss per step {curve}")
+    return module, record
 
 
 START_TRAP = 1.05  # a start from which descent ends this far above the baseline's loss is dropped
@@ -623,11 +493,12 @@ class _ThetaSelector:
 def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup: int = HORIZON, seed: int = 0,
          device: torch.device | str | None = None, deadline: float = math.inf,
          baseline_runs: dict[float, InversionResult] | None = None) -> tuple[InferenceSettings, dict]:
-    """The inference settings, among start + δ, Θ + δ and Eq. 3 around the start with a few step sizes each, that
-    reach the swept baseline's losses on ``y_val`` soonest in wall-clock time and go furthest below them
-    (``problem.base`` is the landscape's start), among those at or below the baseline at every step from 1.
-    Past ``deadline`` (``time.perf_counter()``) the candidates not yet run are skipped, and listed.
-    ``baseline_runs`` are ``_baseline_runs`` on ``y_val``, if already run."""
+    """The inference settings that reach the answer (within ANSWER_TOLERANCE of the swept baseline's step-200
+    loss on ``y_val``) soonest in wall-clock time, then end lowest (``_rank``): start + δ, Θ + δ and Eq. 3 around
+    the start, each with step sizes swept low enough that a good start's first step does not overshoot, with and
+    without the landscape's learned steps (``problem.base`` is the landscape's start). Past ``deadline``
+    (``time.perf_counter()``) the candidates not yet run are skipped, and listed. ``baseline_runs`` are
+    ``_baseline_runs`` on ``y_val``, if already run."""
     common = {"steps": REPORT_HORIZON, "seed": seed, "device": device, "allow_nonfinite": True}
     runs = baseline_runs or _baseline_runs(problem, y_val, seed=seed, device=device)
     finals = {lr: _final(r) for lr, r in runs.items()}
@@ -636,95 +507,94 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     reference = baseline.losses.mean(1).double()
     start_seconds = start_pass_seconds(problem.base, y_val)
     candidates: list[tuple[InferenceSettings, InversionResult]] = []
-
     skipped: list[str] = []
 
     def run(settings: InferenceSettings) -> None:
-        if time.perf_counter() > deadline and len(candidates) >= 3:  # out of budget: the start's candidates stay
+        if time.perf_counter() > deadline and len(candidates) >= 3:  # out of budget: the first candidates stay
             skipped.append(_key(settings))
             return
-        method = replace(landscape, settings=settings).method()
+        method = landscape.with_(settings=settings).method()
         candidates.append((settings, method.run(problem, y_val, method.lr, **common)))
 
-    for factor in START_LR_FACTORS:
-        run(InferenceSettings("start", 0.1, baseline_lr * factor, 0, REPORT_HORIZON))
-    # δ's step size from a good start is often far below the baseline's from 0: the best start-mode rate joins
-    # the residual mode's choices.
-    best_start = min((s for s, _ in candidates if s.mode == "start"),
-                     key=lambda s: _rank(_judge(reference, dict(candidates)[s], baseline.seconds_per_step,
-                                                baseline.seconds_per_step, start_seconds)))
-    for lr_z in (0.1, 0.3):
-        for lr_x in dict.fromkeys((baseline_lr * 0.5, baseline_lr, best_start.lr_x)):
-            run(InferenceSettings("residual", lr_z, lr_x, warmup, REPORT_HORIZON))
-    for lr_z in (0.03, 0.1, 0.3):
-        run(InferenceSettings("pure", lr_z, baseline_lr, 0, REPORT_HORIZON))
-    # One step's cost per kind of candidate: the fastest run of that kind (single runs are noisy on a busy machine).
-    cost = {mode: min([r.seconds_per_step for s, r in candidates if s.mode == mode]
-                      + ([baseline.seconds_per_step] if mode == "start" else []))
-            for mode in {s.mode for s, _ in candidates}}
-    table = {_key(s): _judge(reference, r, cost[s.mode], baseline.seconds_per_step, start_seconds)
-             for s, r in candidates}
+    def judged(settings: InferenceSettings, result: InversionResult) -> dict:
+        return _judge(reference, result, settings.learned_steps, baseline.seconds_per_step, start_seconds)
+
+    leads = [0] + ([landscape.steps.count] if landscape.steps is not None else [])
+    for lead in leads:
+        for factor in START_LR_FACTORS:
+            run(InferenceSettings("start", 0.1, baseline_lr * factor, 0, REPORT_HORIZON, lead))
+        # δ's step size from a good start is often far below the baseline's from 0: the best start-mode rate
+        # joins the residual mode's choices.
+        tried = [(s, r) for s, r in candidates if s.mode == "start" and s.learned_steps == lead]
+        best_start = min(tried, key=lambda c: _rank(judged(*c)))[0] if tried else None
+        rates = (baseline_lr * 0.5, baseline_lr) + ((best_start.lr_x,) if best_start is not None else ())
+        for lr_z in (0.03, 0.1, 0.3):
+            for lr_x in dict.fromkeys(rates):
+                run(InferenceSettings("residual", lr_z, lr_x, warmup, REPORT_HORIZON, lead))
+        for lr_z in (0.01, 0.03, 0.1, 0.3):
+            run(InferenceSettings("pure", lr_z, baseline_lr, 0, REPORT_HORIZON, lead))
+    table = {_key(s): judged(s, r) for s, r in candidates}
     best = min(candidates, key=lambda c: _rank(table[_key(c[0])]))[0]
     if best.mode == "residual" and time.perf_counter() <= deadline:  # the warm-up: Θ alone for T steps, or not
         run(replace(best, warmup=0))
-        table[_key(candidates[-1][0])] = _judge(reference, candidates[-1][1], cost["residual"],
-                                                baseline.seconds_per_step, start_seconds)
+        table[_key(candidates[-1][0])] = judged(*candidates[-1])
         best = min((best, candidates[-1][0]), key=lambda s: _rank(table[_key(s)]))
     curve = dict((_key(s), r) for s, r in candidates)[_key(best)].losses.mean(1).double()
     enough = _steps_that_pay(curve)
     settings = replace(best, steps=enough)
+    target = float(reference[-1]) * (1 + ANSWER_TOLERANCE)
     return settings, {"baseline_lr": baseline_lr, "baseline_final": {str(k): v for k, v in finals.items()},
+                      "baseline_steps_to_answer_1pct": step_reached(reference, target),
                       "count": int(y_val.shape[0]), "start_ms": round(1e3 * start_seconds, 3),
                       "candidates": table, "chosen": _key(best), "steps_that_pay": enough, "skipped": skipped}
 
 
 def _key(settings: InferenceSettings) -> str:
+    lead = f" after {settings.learned_steps} learned steps" if settings.learned_steps else ""
     if settings.mode == "start":
-        return f"start lr_x={settings.lr_x:g}"
+        return f"start lr_x={settings.lr_x:g}{lead}"
     if settings.mode == "pure":
-        return f"pure lr_z={settings.lr_z:g}"
-    return f"residual lr_z={settings.lr_z:g} lr_x={settings.lr_x:g} warmup={settings.warmup}"
+        return f"pure lr_z={settings.lr_z:g}{lead}"
+    return f"residual lr_z={settings.lr_z:g} lr_x={settings.lr_x:g} warmup={settings.warmup}{lead}"
 
 
-TARGET_STEPS = (1, 2, 5, 10, 20, 50, 100, 200)
+ANSWER_TOLERANCE = 0.01  # "the answer": within 1% of the baseline's step-200 loss
+MAX_RISE = 0.05  # a setting whose mean loss rises more than 5% from one step to the next overshoots
+TIE = 1.01  # at most 1% above the baseline at any step (converged curves tie within a sample's noise)
 
 
-def _judge(reference: torch.Tensor, result: InversionResult, seconds_per_step: float, baseline_seconds: float,
+def _judge(reference: torch.Tensor, result: InversionResult, lead: int, baseline_seconds: float,
            start_seconds: float) -> dict:
-    """A candidate's worst ratio to the baseline from step 1 and its wall-clock time to the baseline's loss at
-    each of TARGET_STEPS (its start's pass included), against the baseline's own time."""
+    """A candidate on validation: its steps and wall-clock seconds (the start's pass and its learned steps
+    included) to within ANSWER_TOLERANCE of the baseline's step-200 loss, the baseline's own time to it, its
+    largest step-over-step rise, its worst ratio to the baseline from step 1 and its loss at the last step."""
     curve = torch.nan_to_num(result.losses.mean(1).double(), nan=math.inf)
-    worst = float((curve[1:] / reference[1:].clamp_min(1e-30)).max())
-    seconds = []
-    for k in TARGET_STEPS:
-        reached = steps_to_reach(curve, float(reference[k]))
-        seconds.append(math.inf if math.isinf(reached) else start_seconds + max(reached, 1) * seconds_per_step)
-    log_time = sum(math.log(s / (k * baseline_seconds)) for s, k in zip(seconds, TARGET_STEPS, strict=True))
-    log_loss = float((curve[1:] / reference[1:].clamp_min(1e-30)).clamp_min(1e-30).log().mean())
-    return {"worst_ratio_from_1": worst, "log_time_ratio": log_time / len(TARGET_STEPS), "log_loss_ratio": log_loss,
-            "ms_per_step": round(1e3 * seconds_per_step, 3), "loss_at_200": float(curve[-1])}
+    target = float(reference[-1]) * (1 + ANSWER_TOLERANCE)
+    reached = steps_to_reach(curve, target)
+    elapsed = result.elapsed if result.elapsed is not None else \
+        torch.arange(curve.shape[0], dtype=torch.float64) * result.seconds_per_step
+    seconds = math.inf if math.isinf(reached) else start_seconds + float(elapsed[int(reached)])
+    baseline_steps = max(steps_to_reach(reference, target), 1.0)
+    return {"steps_to_answer_1pct": None if math.isinf(reached) else int(reached),
+            "seconds_to_answer_1pct": seconds, "time_ratio": seconds / (baseline_steps * baseline_seconds),
+            "max_rise": max_rise(curve),
+            "worst_ratio_from_1": float((curve[1:] / reference[1:].clamp_min(1e-30)).max()),
+            "loss_at_200": float(curve[-1]), "final_ratio": float(curve[-1] / reference[-1].clamp_min(1e-30)),
+            "learned_steps": lead, "ms_per_step": round(1e3 * result.seconds_per_step, 3)}
 
 
-MARGIN = 0.98  # validation is a sample: settings this far below the baseline at every step are preferred
-TIE = 1.01  # ... then those at most 1% above it at their worst step (converged curves tie within a sample's noise)
-
-
-def _rank(judged: dict) -> tuple[float, float]:
-    """Settings below the baseline at every step first (by MARGIN, then at all, then within TIE of it), each
-    tier ranked by how much sooner they reach the baseline's losses plus how far below them they go (both as
-    mean log ratios); else the least far above it."""
-    worst = judged["worst_ratio_from_1"]
-    if worst <= TIE:
-        tier = 0.0 if worst <= MARGIN else 1.0 if worst <= 1.0 else 2.0
-        return (tier, judged["log_time_ratio"] + judged["log_loss_ratio"])
-    return (3.0, worst)
-
-
-def _speed_rank(judged: dict) -> list[float]:
-    """How ``learn`` judges the error-feedback step: ``_rank``'s tier, then the mean log wall-clock time to the
-    baseline's losses alone. The step is a speed device; ranked with how far below the baseline a setting ends
-    too, it won on a problem whose losses fall to ~0 either way while halving the speedup to the step-20 loss."""
-    return [_rank(judged)[0], judged["log_time_ratio"]]
+def _rank(judged: dict) -> tuple[float, float, float]:
+    """Settings that reach the answer first: those that never overshoot (MAX_RISE), stay within TIE of the
+    baseline at every step and end at or below it, then those that do not overshoot, then the rest that reach it;
+    within a tier, by wall-clock time to the answer (in 5% buckets: a validation sample's timing noise), then by
+    the loss at the last step. Settings that never reach it rank last, by their last loss."""
+    if math.isinf(judged["seconds_to_answer_1pct"]):
+        return (3.0, judged["final_ratio"], 0.0)
+    steady = judged["max_rise"] <= MAX_RISE
+    below = judged["worst_ratio_from_1"] <= TIE and judged["final_ratio"] <= TIE
+    tier = 0.0 if steady and below else 1.0 if steady else 2.0
+    return (tier, float(math.floor(math.log(max(judged["time_ratio"], 1e-12)) / math.log(1.05))),
+            judged["final_ratio"])
 
 
 def _steps_that_pay(curve: torch.Tensor, tolerance: float = 0.01) -> int:

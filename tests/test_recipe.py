@@ -16,7 +16,8 @@ import torch
 
 from landform import LandformError, Problem, recipe
 from landform.examples import decoder, renderer
-from landform.recipe import Landscape, artifact_path, landscape_methods, learn, problem_with_start
+from landform.landscape import Landscape, artifact_path, landscape_methods, problem_with_start
+from landform.recipe import learn
 from landform.start import RefinedStart, StartEncoder, train_start
 
 
@@ -136,17 +137,18 @@ def test_learn_writes_one_artifact_that_reloads_the_same_landscape(learned, prob
     assert record["tuning"]["chosen"] in record["tuning"]["candidates"]
 
 
-def test_tuned_settings_stay_at_or_below_the_baseline_on_validation(learned):
+def test_tuned_settings_reach_the_answer_first_and_never_overshoot_where_another_setting_does_not(learned):
     _, landscape = learned
     tuning = landscape.record["tuning"]
-    chosen = tuning["candidates"][tuning["chosen"]]
-    for bound in (recipe.MARGIN, 1.0, recipe.TIE):  # the soonest and lowest of those below the baseline everywhere
-        feasible = [c for c in tuning["candidates"].values() if c["worst_ratio_from_1"] <= bound]
-        if feasible:
-            assert chosen["worst_ratio_from_1"] <= bound
-            score = [c["log_time_ratio"] + c["log_loss_ratio"] for c in feasible]
-            assert chosen["log_time_ratio"] + chosen["log_loss_ratio"] == min(score)
-            break
+    candidates = tuning["candidates"]
+    chosen = candidates[tuning["chosen"]]
+    assert recipe._rank(chosen) == min(recipe._rank(c) for c in candidates.values())
+    steady = [c for c in candidates.values() if c["steps_to_answer_1pct"] is not None and c["max_rise"] <= 0.05]
+    if steady:
+        assert chosen["steps_to_answer_1pct"] is not None and chosen["max_rise"] <= recipe.MAX_RISE
+        assert chosen["seconds_to_answer_1pct"] <= 1.06 * min(c["seconds_to_answer_1pct"] for c in steady
+                                                              if recipe._rank(c)[0] == recipe._rank(chosen)[0])
+    assert any(c["learned_steps"] for c in candidates.values())  # tuned with and without the learned steps
     assert 1 <= landscape.settings.steps <= 200
 
 
@@ -239,7 +241,7 @@ def test_cli_fit_compare_invert_with_the_recipe(tmp_path, learned):
     done = _forked_cli("compare", "--mapping", str(directory), "--count", "16", "--steps", "30", "--out",
                        str(tmp_path / "cmp"), "--threads", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "using " in done.stderr and "wall-clock speedup" in done.stdout
+    assert "using " in done.stderr and "speedup to within 1%" in done.stdout
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())["test"]
     assert {"baseline", "encoder_init", "landscape", "landscape_pure"} <= set(summary)
     assert summary["start_seconds"] > 0 and summary["wallclock_speedup_at_20"] > 0
@@ -411,13 +413,14 @@ def test_the_error_feedback_step_begins_as_the_start_learns_through_f_and_keeps_
 
 def test_the_error_feedback_step_is_kept_only_where_its_tuned_inference_is_faster_and_round_trips(problem, tmp_path):
     """learn trains the step after the start, tunes the inference from it and from the start alone, and keeps it
-    only where it reaches the baseline's losses sooner (the tuning is stubbed to force either outcome: it is
+    only where it reaches the answer sooner (the tuning is stubbed to force either outcome: it is
     tested above); a kept step is saved in the landscape (rebuilt from its state: the same guesses) and a
     resumed fit reuses the saved step."""
     def tuned(refined_wins):
         def stub(problem, landscape, y_val, **kwargs):
-            value = -1.0 if (landscape.refiner is not None) == refined_wins else 1.0
-            entry = {"worst_ratio_from_1": 0.5, "log_time_ratio": value, "log_loss_ratio": 0.0}
+            value = 1.0 if (landscape.refiner is not None) == refined_wins else 2.0
+            entry = {"worst_ratio_from_1": 0.5, "seconds_to_answer_1pct": value, "time_ratio": value,
+                     "max_rise": 0.0, "final_ratio": 1.0}
             return recipe.InferenceSettings("start", 0.1, 0.1, 0, 20), {"candidates": {"k": entry}, "chosen": "k"}
         return stub
 
@@ -426,7 +429,7 @@ def test_the_error_feedback_step_is_kept_only_where_its_tuned_inference_is_faste
         patch.setattr(recipe, "TUNE_COUNT", 8)
         patch.setattr(recipe, "REFINE_GAIN", 10.0)  # any trained step is a candidate
         common = {"seconds": 60, "rounds": 1, "trajectories": 16, "start_steps": 200, "pool_size": 512,
-                  "progress": False}
+                  "progress": False, "refine": None, "learned_steps": False}
         messages: list[str] = []
         for refined_wins in (True, False):
             patch.setattr(recipe, "tune", tuned(refined_wins))

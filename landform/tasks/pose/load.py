@@ -12,8 +12,8 @@ import torch
 
 from landform import zoo
 from landform.errors import LandformError
+from landform.landscape import Landscape
 from landform.mapping import Mapping
-from landform.recipe import Landscape
 from landform.tasks.pose.losses import observation
 from landform.tasks.pose.model import VAE_NAME, PoseVAE, load_vae
 from landform.tasks.pose.settings import THETA_SETTINGS

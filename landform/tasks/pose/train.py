@@ -20,9 +20,10 @@ from landform import Mapping, fit, invert, zoo
 from landform.compare import sweep_lr
 from landform.errors import LandformError
 from landform.fitting import checkpoint_state
+from landform.landscape import Landscape
 from landform.metrics import speedup_at, step_reached
 from landform.progress import progress_bar
-from landform.recipe import Landscape, learn
+from landform.recipe import learn
 from landform.start import StartEncoder
 from landform.tasks import runs_dir
 from landform.tasks.pose.cards import landscape_card, theta_card, vae_card
@@ -226,7 +227,8 @@ def train_landscape(kind: str, *, device: str = "cpu", seed: int = 0, resume: bo
                       hidden=cfg["hidden"], z_dim=cfg["z_dim"], trajectories=cfg["trajectories"],
                       start_steps=cfg["start_steps"], resume=resume, seed=seed, device=device, progress=progress,
                       start=start, prior=prior, prior_weight=cfg["prior_weight"], validation=val_y,
-                      pool_size=cfg["pool_size"], refine=cfg["refine"], log=print if progress else (lambda line: None))
+                      pool_size=cfg["pool_size"], refine=cfg["refine"], learned_steps=cfg.get("learned_steps"),
+                      log=print if progress else (lambda line: None))
     seconds = time.perf_counter() - began
     models = PoseModels(vae, load_theta(kind, device, directory), kind, landscape, rates=theta_rates(kind, directory))
     options = {"count": 128, **(evaluation or {})}

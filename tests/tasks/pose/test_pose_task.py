@@ -175,7 +175,7 @@ def test_shipped_models_run_the_default_mode_from_the_learned_start():
 
 def test_landscape_is_learned_by_the_core_recipe_resumes_and_refuses_another_vae(tmp_path):
     from landform import recipe, zoo
-    from landform.recipe import Landscape
+    from landform.landscape import Landscape
 
     run, directory = tmp_path / "run", tmp_path / "zoo"
     directory.mkdir()
@@ -189,7 +189,6 @@ def test_landscape_is_learned_by_the_core_recipe_resumes_and_refuses_another_vae
     with pytest.MonkeyPatch.context() as patch:  # tuning and evaluation on 4 frames over 20 steps
         patch.setattr(recipe, "TUNE_COUNT", 4)
         patch.setattr(recipe, "REPORT_HORIZON", 20)
-        patch.setattr(recipe, "TARGET_STEPS", (1, 2, 5, 10, 20))
         first = train_landscape("joints_3d", **tiny)
         assert isinstance(first, Landscape) and first.start is not None and first.start.layers == 3
         loaded = load_landscape("joints_3d", directory=directory)

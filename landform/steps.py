@@ -1,0 +1,270 @@
+"""Learned update steps: a few unrolled steps x_{k+1} = x_k + U(x_k, ∇ₓL, F(x_k) − y, y, k) after the start.
+
+Beyond the paper: learned gradient descent (Andrychowicz et al. 2016; Adler & Öktem's learned primal-dual;
+Song et al. 2020 for body-model fitting) and recurrent error feedback (HMR, ReFit). U is one small MLP shared
+across the K ≤ 5 steps; it sees where x is, the loss gradient there (its direction, and the log of its norm), the
+log loss, the residual F(x) − y, the observation and a one-hot step index, and it returns a move in x whose last
+layer starts at zero, so untrained steps leave the start where it is. It is trained through the frozen F on
+training observations by backpropagating through the whole unroll. Each step costs one forward and backward
+pass of F, as a descent step does; ordinary descent then continues from where the steps end, so a landscape with
+learned steps is never stuck on them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from landform.errors import LandformError
+from landform.inference import Forward, Loss, check_forward_output, check_loss_values
+from landform.progress import progress_bar
+
+MAX_STEPS = 5
+RANK = 16  # the preconditioner's low-rank part
+PRECONDITIONER_OUTPUTS = 4096  # ... at most this many numbers per example
+
+
+class LearnedSteps(nn.Module):
+    """K learned update steps for observations of ``y_shape`` and inputs of ``x_shape`` (see the module doc)."""
+
+    def __init__(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...], *, count: int = MAX_STEPS,
+                 hidden: int = 256, layers: int = 2) -> None:
+        super().__init__()
+        if not 1 <= int(count) <= MAX_STEPS:
+            raise LandformError(f"learned steps: 1 to {MAX_STEPS} steps, got {count}")
+        if not 1 <= int(layers) <= 8 or not 1 <= int(hidden) <= 2**16:
+            raise LandformError(f"learned steps: 1-8 layers of 1-65536 units, got {layers} x {hidden}")
+        self.x_shape, self.y_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in y_shape)
+        self.count, self.hidden, self.layers = int(count), int(hidden), int(layers)
+        x_dim, y_dim = math.prod(self.x_shape), math.prod(self.y_shape)
+        width = 2 * x_dim + 2 + 2 * y_dim + self.count
+        self.rank = max(1, min(x_dim, RANK, PRECONDITIONER_OUTPUTS // x_dim))
+        blocks: list[nn.Module] = []
+        for size in [width] + [self.hidden] * (self.layers - 1):
+            blocks += [nn.Linear(size, self.hidden), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*blocks)
+        # The move: an additive correction plus a preconditioned gradient step -s_k (diag(e^d) + L Lᵀ) g, the
+        # form of a Newton step, whose size follows the gradient's down to the answer; all heads start at zero,
+        # so untrained steps are plain gradient steps of size s_k.
+        self.head = nn.Linear(self.hidden, x_dim * (2 + self.rank))
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        with torch.no_grad():  # L Lᵀ has no gradient at L = 0: its part of the bias starts small instead
+            self.head.bias[2 * x_dim:].normal_(0.0, 0.1 / self.rank ** 0.5, generator=torch.Generator().manual_seed(0))
+        self.log_rate = nn.Parameter(torch.zeros(self.count))
+        self.register_buffer("feature_mean", torch.zeros(width))
+        self.register_buffer("feature_scale", torch.ones(width))
+        self.register_buffer("move_scale", torch.ones(x_dim))
+        self.register_buffer("rate_scale", torch.ones(()))
+
+    def _features(self, x: torch.Tensor, y: torch.Tensor, forward: Forward, loss: Loss, k: int,
+                  create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """U's input at x (and the per-example loss and its flattened gradient there): x, the gradient's direction
+        and log norm, the log loss, the residual, y and the step's one-hot index."""
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        y_hat = forward(x)
+        check_forward_output(y_hat, y)
+        values = check_loss_values(loss(y_hat, y), y.shape[0])
+        (grad,) = torch.autograd.grad(values.sum(), x, create_graph=create_graph)
+        batch = y.shape[0]
+        grad = grad.reshape(batch, -1)
+        norm = grad.norm(dim=1, keepdim=True)
+        if not create_graph:
+            y_hat, values = y_hat.detach(), values.detach()
+        index = torch.zeros(batch, self.count, device=y.device, dtype=y.dtype)
+        index[:, k] = 1
+        parts = [x.reshape(batch, -1), grad / norm.clamp_min(1e-30), norm.clamp_min(1e-30).log(),
+                 values.clamp_min(1e-30).log().unsqueeze(1), (y_hat - y).reshape(batch, -1), y.reshape(batch, -1)]
+        features = torch.cat([*parts, index], dim=1)
+        return features, values, grad
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, forward: Forward, loss: Loss, k: int, *,
+             create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_{k+1} and the per-example loss at x_k."""
+        features, values, grad = self._features(x, y, forward, loss, k, create_graph)
+        out = self.head(self.body((features - self.feature_mean) / self.feature_scale))
+        x_dim = grad.shape[1]
+        additive, log_diag = out[:, :x_dim], out[:, x_dim:2 * x_dim]
+        factor = out[:, 2 * x_dim:].reshape(-1, x_dim, self.rank)
+        scaled = grad * self.move_scale  # the gradient in units of x's spread
+        low_rank = (factor @ (factor.transpose(1, 2) @ scaled.unsqueeze(2))).squeeze(2)
+        preconditioned = log_diag.clamp(-8.0, 8.0).exp() * scaled + low_rank
+        rate = self.rate_scale * self.log_rate[k].exp()
+        move = (additive - rate * preconditioned) * self.move_scale
+        x_next = x.reshape(x.shape[0], -1) + move
+        return x_next.reshape(x.shape), values
+
+    def run(self, x0: torch.Tensor, y: torch.Tensor, forward: Forward, loss: Loss, *, count: int | None = None,
+            create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """x after ``count`` (default all K) steps from ``x0``, the per-example losses [count + 1, B] (row k at x_k)
+        and the wall-clock seconds after each step (the last loss costs one more forward pass of F, timed apart)."""
+        count = self.count if count is None else min(int(count), self.count)
+        x, rows, seconds = x0, [], []
+        began = time.perf_counter()
+        for k in range(count):
+            x, values = self.step(x, y, forward, loss, k, create_graph=create_graph)
+            if not (create_graph or self.training):
+                x = x.detach()
+            rows.append(values)
+            seconds.append(time.perf_counter() - began)
+        with torch.set_grad_enabled(create_graph):
+            final = check_loss_values(loss(forward(x), y), y.shape[0])
+        rows.append(final)
+        return x, torch.stack(rows), seconds
+
+    @torch.no_grad()
+    def standardize_with(self, x0: torch.Tensor, y: torch.Tensor, forward: Forward, loss: Loss) -> None:
+        """Feature statistics from a sample of starts and observations; the move's scale from the starts' spread
+        (x in physical units moves in those units). Direction and step index are left as they are."""
+        with torch.enable_grad():
+            pairs = [self._features(xa, ya, forward, loss, 0, False)
+                     for xa, ya in zip(x0[:2048].split(512), y[:2048].split(512), strict=True)]
+        features, grads = torch.cat([p[0] for p in pairs]), torch.cat([p[2] for p in pairs])
+        x_dim = math.prod(self.x_shape)
+        mean, scale = features.mean(0), features.std(0).clamp_min(1e-6)
+        fixed = torch.zeros_like(mean, dtype=torch.bool)
+        fixed[x_dim:2 * x_dim] = True  # the gradient's direction
+        fixed[-self.count:] = True  # the step index
+        spread = x0.reshape(x0.shape[0], -1).std(0)
+        if float(spread.max()) < 1e-8:  # every start the same (x = 0): x's units are unknown, take 1
+            spread = torch.ones_like(spread)
+        self.move_scale.copy_(spread.clamp_min(1e-3 * float(spread.max())))
+        scale[:x_dim] = self.move_scale  # x in units of the starts' spread (steps move x beyond where it starts)
+        self.feature_mean.copy_(torch.where(fixed, torch.zeros_like(mean), mean))
+        self.feature_scale.copy_(torch.where(fixed, torch.ones_like(scale), scale))
+        # The untrained step: a gradient step that moves a typical start by a tenth of x's spread.
+        scaled = (grads * self.move_scale).norm(dim=1)
+        typical = float(scaled[scaled > 0].median()) if bool((scaled > 0).any()) else 1.0
+        self.rate_scale.fill_(0.1 * math.sqrt(x0[0].numel()) / typical)
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "landform.LearnedSteps", "x_shape": list(self.x_shape), "y_shape": list(self.y_shape),
+                "count": self.count, "hidden": self.hidden, "layers": self.layers}
+
+    @classmethod
+    def from_config(cls, config: Any, source: str) -> LearnedSteps:
+        """Rebuild (untrained) from ``config``; one-line errors for a bad one."""
+        if not isinstance(config, dict) or config.get("kind") != "landform.LearnedSteps":
+            raise LandformError(f"{source} holds no landform LearnedSteps config")
+        try:
+            shapes = [tuple(int(s) for s in config[key]) for key in ("x_shape", "y_shape")]
+            sizes = {key: int(config[key]) for key in ("count", "hidden", "layers")}
+        except (KeyError, TypeError, ValueError):
+            raise LandformError(f"{source}: learned steps need x_shape, y_shape, count, hidden, layers") from None
+        if any(not 1 <= len(s) <= 8 or min(s) < 1 or math.prod(s) > 2**24 for s in shapes):
+            raise LandformError(f"{source}: the learned steps' shapes are out of range ({config})")
+        return cls(shapes[0], shapes[1], **sizes)
+
+    def describe(self) -> str:
+        return f"{self.count} learned steps (mlp {self.hidden} x {self.layers})"
+
+
+@dataclass
+class StepsTraining:
+    """How the learned steps were trained: iterations, seconds, why they stopped, the validation curve (mean
+    loss after the last step) and the held-out mean loss after each step at the best check."""
+
+    iterations: int
+    seconds: float
+    stopped: str
+    validation: list[tuple[int, float]]
+    per_step: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"iterations": self.iterations, "seconds": round(self.seconds, 2), "stopped": self.stopped,
+                "validation": [[i, v] for i, v in self.validation], "held_out_per_step": self.per_step}
+
+
+def starts_of(start: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, device: torch.device,
+              chunk: int = 512) -> torch.Tensor:
+    """The start's guesses for every observation (no gradient), computed in chunks."""
+    with torch.no_grad():
+        return torch.cat([start(part.to(device)).detach() for part in y.split(chunk)])
+
+
+def held_out_losses(steps: LearnedSteps, forward: Forward, loss: Loss, x0: torch.Tensor,
+                    y: torch.Tensor) -> torch.Tensor:
+    """The mean loss at x_0 ... x_K on held-out starts and observations."""
+    rows = [steps.run(xa, ya, forward, loss)[1] for xa, ya in zip(x0.split(512), y.split(512), strict=True)]
+    return torch.cat(rows, dim=1).mean(1)
+
+
+def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torch.Tensor, y_train: torch.Tensor,
+                x_val: torch.Tensor, y_val: torch.Tensor, *, seconds: float, max_iterations: int = 20000,
+                batch_size: int = 256, lr: float = 1e-3, check_every: int = 100, patience: int = 10,
+                create_graph: bool = True, seed: int = 0, device: torch.device | str = "cpu",
+                progress: bool = True) -> StepsTraining:
+    """Train ``steps`` (in place) from the starts ``x_train`` of ``y_train``: Adam on the mean over examples of
+    Σ_k (k / K) L(F(x_k), y) through the unroll (second-order terms included with ``create_graph``), for at most
+    ``seconds`` or ``max_iterations``, stopping when the held-out loss after the last step has not improved for
+    ``patience`` checks (the step size halves at every second stall); ends with the weights of its best check."""
+    device = torch.device(device)
+    steps.to(device).train()
+    steps.standardize_with(x_train[:2048].to(device), y_train[:2048].to(device), forward, loss)
+    optimizer = torch.optim.Adam(steps.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    x_val, y_val = x_val.to(device), y_val.to(device)
+    weights = torch.arange(1, steps.count + 1, dtype=torch.float32, device=device) / steps.count
+
+    def check() -> torch.Tensor:
+        steps.eval()
+        curve = held_out_losses(steps, forward, loss, x_val, y_val)
+        steps.train()
+        return curve
+
+    per_step = check()
+    best, best_state, stalls = float(per_step[-1]), _copy(steps), 0
+    curve: list[tuple[int, float]] = [(0, best)]
+    began, stopped, iteration, diverged = time.perf_counter(), "max_iterations", 0, 0
+    bar = progress_bar(total=max_iterations, desc="learned steps", enabled=progress)
+    for iteration in range(1, max_iterations + 1):
+        pick = torch.randint(x_train.shape[0], (batch_size,), generator=generator)
+        x0, y = x_train[pick].to(device), y_train[pick].to(device)
+        _, losses, _ = steps.run(x0, y, forward, loss, create_graph=create_graph)
+        objective = (losses[1:].mean(1) * weights).sum() / weights.sum()
+        if not torch.isfinite(objective):  # a step too far: back to the best weights, with a smaller step size
+            diverged += 1
+            if diverged > patience:
+                raise LandformError(f"the loss kept turning non-finite while training the learned steps "
+                                    f"(iteration {iteration}); the forward model may be undefined away from its data")
+            steps.load_state_dict(best_state)
+            optimizer = torch.optim.Adam(steps.parameters(), lr=optimizer.param_groups[0]["lr"] * 0.5)
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        torch.nn.utils.clip_grad_norm_(steps.parameters(), 1.0)
+        optimizer.step()
+        bar.update(1)
+        if iteration % check_every == 0:
+            values = check()
+            curve.append((iteration, float(values[-1])))
+            if float(values[-1]) < best * (1 - 1e-4):
+                best, best_state, stalls, per_step = float(values[-1]), _copy(steps), 0, values
+            else:
+                stalls += 1
+                if stalls % 2 == 0:
+                    for group in optimizer.param_groups:
+                        group["lr"] *= 0.5
+            bar.set_postfix(val=f"{best:.4g}", refresh=False)
+            if stalls >= patience:
+                stopped = "plateau"
+                break
+            if time.perf_counter() - began > seconds:
+                stopped = "time"
+                break
+    bar.close()
+    steps.load_state_dict(best_state)
+    steps.eval().requires_grad_(False)
+    return StepsTraining(iterations=iteration, seconds=time.perf_counter() - began, stopped=stopped,
+                         validation=curve, per_step=[float(v) for v in per_step])
+
+
+def _copy(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in module.state_dict().items()}

@@ -1,0 +1,160 @@
+"""The Landscape artifact (one nn.Module), its learned update steps, the answer metrics and the fingerprint of
+the forward model it was fitted for."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from landform.compare import Method, answer_stats
+from landform.errors import LandformError
+from landform.landscape import InferenceSettings, Landscape, fingerprint, fingerprint_difference
+from landform.mapping import Mapping
+from landform.metrics import max_rise, speedup_to_answer
+from landform.problem import Problem
+from landform.recipe import _rank
+from landform.start import StartEncoder
+from landform.steps import LearnedSteps, held_out_losses, train_steps
+
+
+def _decoder(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8))
+    return net.requires_grad_(False).eval()
+
+
+def _mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (y_hat - y).pow(2).flatten(1).mean(1)
+
+
+def _problem(forward=None) -> Problem:
+    forward = forward if forward is not None else _decoder()
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        with torch.no_grad():
+            return forward(torch.randn(n, 4, generator=generator))
+    return Problem(forward=forward, loss=_mse, x_shape=(4,), train_observations=draw, test_observations=draw,
+                   name="tiny")
+
+
+def _landscape(steps: LearnedSteps | None = None, learned: int = 0) -> Landscape:
+    start = StartEncoder((8,), (4,), hidden=16)
+    refiner = StartEncoder((2 * 8 + 4,), (4,), architecture="mlp", hidden=16)
+    return Landscape(start=start, mapping=Mapping(4, (4,), hidden=16, additive=True), refiner=refiner, steps=steps,
+                     settings=InferenceSettings("start", 0.1, 0.01, 0, 20, learned))
+
+
+def test_to_moves_every_part_and_state_holds_them_all():
+    landscape = _landscape(LearnedSteps((4,), (8,), count=3, hidden=16), learned=3)
+    moved = landscape.to("meta")
+    parts = {"start": moved.start, "refiner": moved.refiner, "steps": moved.steps, "mapping": moved.mapping}
+    for name, part in parts.items():
+        assert all(p.device.type == "meta" for p in part.parameters()), name
+        assert all(b.device.type == "meta" for b in part.buffers()), name
+    names = {key.split(".")[0] for key in _landscape(LearnedSteps((4,), (8,), count=3)).state()[0]}
+    assert names == {"theta", "start", "refine", "steps"}
+
+
+def test_save_load_round_trip_keeps_learned_steps_and_settings(tmp_path):
+    steps = LearnedSteps((4,), (8,), count=2, hidden=16)
+    with torch.no_grad():
+        steps.head.weight.normal_()
+    landscape = _landscape(steps, learned=2)
+    landscape.requires = {"forward": fingerprint(_decoder(), (4,))}
+    landscape.save(tmp_path)
+    loaded = Landscape.load(tmp_path)
+    assert loaded.settings == landscape.settings
+    assert loaded.steps is not None and loaded.steps.count == 2
+    assert torch.equal(loaded.steps.head.weight, steps.head.weight)
+    assert loaded.requires == landscape.requires
+
+
+def test_settings_asking_for_more_learned_steps_than_shipped_are_refused(tmp_path):
+    landscape = _landscape(LearnedSteps((4,), (8,), count=2, hidden=16), learned=2)
+    tensors, config = landscape.state()
+    config["settings"]["learned_steps"] = 4
+    with pytest.raises(LandformError, match="learned steps"):
+        Landscape.from_state(tensors, config, tmp_path / "x")
+
+
+def test_fingerprint_refuses_changed_weights_and_another_function_and_accepts_the_same_model():
+    problem = _problem()
+    landscape = _landscape()
+    landscape.requires = {"forward": fingerprint(problem.forward, (4,))}
+    landscape.check_problem(_problem(_decoder()))  # the same weights rebuilt: accepted
+    changed = _decoder()
+    with torch.no_grad():
+        changed[0].weight[0, 0] += 1e-6  # a retrained model's weights differ slightly
+    with pytest.raises(LandformError, match="parameters differ"):
+        landscape.check_problem(_problem(changed))
+    plain = Problem(forward=lambda x: problem.forward(x) * 1.01, loss=_mse, x_shape=(4,),
+                    train_observations=problem.train_observations, test_observations=problem.test_observations)
+    with pytest.raises(LandformError, match="outputs on the probe inputs differ"):
+        landscape.check_problem(plain)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        landscape.check_problem(plain, allow_other_model=True)
+    assert any("used anyway" in str(w.message) for w in caught)
+    same_function = fingerprint(lambda x: problem.forward(x), (4,))
+    assert fingerprint_difference(landscape.requires["forward"], same_function) is None
+
+
+def test_untrained_learned_steps_are_small_gradient_steps_and_training_lowers_the_held_out_loss():
+    problem = _problem()
+    generator = torch.Generator().manual_seed(0)
+    y_train, y_val = problem.train_observations(512, generator), problem.train_observations(128, generator)
+    x_train, x_val = torch.zeros(512, 4), torch.zeros(128, 4)
+    steps = LearnedSteps((4,), (8,), count=3, hidden=32)
+    steps.standardize_with(x_train, y_train, problem.forward, problem.loss)
+    before = held_out_losses(steps, problem.forward, problem.loss, x_val, y_val)
+    assert before[1] <= before[0]  # an untrained step is a small descent step, never a jump
+    train_steps(steps, problem.forward, problem.loss, x_train, y_train, x_val, y_val, seconds=20, max_iterations=300,
+                batch_size=64, check_every=50, progress=False)
+    after = held_out_losses(steps, problem.forward, problem.loss, x_val, y_val)
+    assert after[-1] < 0.7 * before[-1]
+
+
+def test_a_method_led_by_learned_steps_keeps_the_step_count_and_counts_their_evaluations():
+    problem = _problem()
+    y = problem.test_observations(16, torch.Generator().manual_seed(1))
+    steps = LearnedSteps((4,), (8,), count=3, hidden=16)
+    steps.standardize_with(torch.zeros(16, 4), y, problem.forward, problem.loss)
+    base_problem = Problem(**{**problem.__dict__, "base": lambda obs: torch.zeros(obs.shape[0], 4)})
+    led = Method("led", lr=0.05, use_base=True, init="origin", lead=steps, lead_count=3).run(base_problem, y, 0.05,
+                                                                                            steps=10)
+    plain = Method("plain", lr=0.05, use_base=True, init="origin").run(base_problem, y, 0.05, steps=10)
+    assert led.losses.shape == plain.losses.shape == (11, 16)
+    assert led.evaluations == plain.evaluations  # a learned step is one evaluation of F, as a descent step is
+    assert led.elapsed is not None and len(led.elapsed) == 11 and bool((led.elapsed.diff() >= 0).all())
+    first = held_out_losses(steps, problem.forward, problem.loss, torch.zeros(16, 4), y)
+    assert torch.allclose(led.losses.mean(1)[:4].double(), first.double(), rtol=1e-5)
+
+
+def test_answer_metrics_count_time_to_within_one_percent_uncapped():
+    baseline = torch.linspace(1.0, 0.1, 201).unsqueeze(1).repeat(1, 4)  # reaches 0.101 near its end
+    ours = torch.full((201, 4), 0.1005)
+    ours[0] = 0.5
+    ours[1] = 0.2
+    elapsed = torch.arange(201, dtype=torch.float64) * 0.01
+    stats = answer_stats(baseline, ours, reference_elapsed=elapsed, elapsed=elapsed, bootstrap=0)
+    assert stats["steps_to_answer_1pct"] == 2 and stats["steps_to_answer"] is None
+    baseline_steps = int(torch.nonzero(baseline.mean(1) <= 0.1 * 1.01)[0, 0])
+    assert stats["speedup_to_answer"] == pytest.approx(baseline_steps / 2)
+    assert speedup_to_answer(baseline.mean(1), ours.mean(1), elapsed, elapsed, start=0.02) == \
+        pytest.approx(baseline_steps * 0.01 / (0.02 + 0.02))
+    assert max_rise(torch.tensor([1.0, 0.5, 1.1, 1.0])) == pytest.approx(1.2)
+    assert max_rise(torch.tensor([1.0, 0.5, 0.4])) == 0.0
+
+
+def test_tuning_ranks_an_overshooting_setting_below_one_that_reaches_the_answer_later():
+    def judged(seconds: float, rise: float, worst: float = 1.0, final: float = 1.0) -> dict:
+        return {"seconds_to_answer_1pct": seconds, "time_ratio": seconds, "max_rise": rise,
+                "worst_ratio_from_1": worst, "final_ratio": final}
+    steady, overshoot = judged(2.0, 0.0), judged(1.0, 1.2)
+    never = judged(math.inf, 0.0, final=1.5)
+    assert _rank(steady) < _rank(overshoot) < _rank(never)
+    assert _rank(judged(1.0, 0.0)) < _rank(judged(2.0, 0.0))
+    assert _rank(judged(1.0, 0.0, final=0.99)) < _rank(judged(1.01, 0.0, final=1.0))  # a tie on time: lower end
