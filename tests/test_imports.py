@@ -127,3 +127,12 @@ def test_no_module_but_the_helper_imports_tqdm():
             if any(name == "tqdm" or name.startswith("tqdm.") for name in names):
                 offenders.append(str(path.relative_to(PACKAGE.parent)))
     assert not offenders, f"use landform.progress.progress_bar instead of tqdm in {offenders}"
+
+
+def test_no_module_imports_a_private_name_of_another_module():
+    """A module's private names are its own: another module that needs one gets a public name instead."""
+    private = [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.module}.{alias.name}"
+               for path in _modules().values() for node in ast.walk(_tree(path))
+               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("landform")
+               for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not private, private

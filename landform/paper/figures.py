@@ -10,7 +10,7 @@ from landform.compare import SWEEP_LRS, Method, compare, summarize_methods
 from landform.metrics import bootstrap_ci, improvement_at
 from landform.paper.curves import cached_losses, weights_digest
 from landform.paper.registry import Budget, register
-from landform.paper.tables import _finish, _image_sets, paper_models, runs_root
+from landform.paper.tables import finish_table, image_sets, paper_models, runs_root
 from landform.report import format_interval, markdown_table, plot_curves, save_figure
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
 from landform.tasks.images.task import LR_Z, ImageModels, load_models
@@ -71,7 +71,7 @@ def fig3(budget: Budget, out: Path) -> dict:
     methods, reference_lr = swept.tuned(), swept.lrs["baseline"]
     steps = budget.long_steps
     shown = sorted({min(k, steps) for k in FIG3_STEPS})
-    sets = _image_sets(budget)
+    sets = image_sets(budget)
     long_lr, long_baseline = _long_baseline(models, sets, budget)
     panels, hlines, summary = {}, {}, {}
     for split, images in sets.items():
@@ -113,7 +113,7 @@ def fig3(budget: Budget, out: Path) -> dict:
                  f"{theta_label(theta)}. The paper (Fig. 3a, CelebA-HQ / LSUN-cat): ours at 2 steps matches the "
                  "baseline at 20 (10x), +15% / +10% after convergence (2000 steps); ours beats the encoder at step 11 "
                  "(in distribution) and 3 (OOD). Figure: fig3.png.")
-    return _finish(out, "fig3", {"title": "Figure 3a: optimization performance", "blocks": summary, "theta": theta,
+    return finish_table(out, "fig3", {"title": "Figure 3a: optimization performance", "blocks": summary, "theta": theta,
                                  "steps": steps}, markdown)
 
 
@@ -145,12 +145,12 @@ def scaling(budget: Budget, out: Path) -> dict:
     import matplotlib.pyplot as plt
 
     from landform.mapping import Mapping
-    from landform.paper.tables import _baseline_lr
+    from landform.paper.tables import swept_baseline_lr
 
     models = load_models(budget.device)
     shown = sorted({min(k, budget.long_steps) for k in FIG3_STEPS})
-    sets = _image_sets(budget)
-    lr = _baseline_lr(models, budget)
+    sets = image_sets(budget)
+    lr = swept_baseline_lr(models, budget)
     baseline_method = Method("baseline", init=models.mean_start, lr=lr)
     baseline = {split: _losses(models, baseline_method, split, y, budget.long_steps, budget)
                 for split, y in sets.items()}
@@ -223,7 +223,7 @@ def scaling(budget: Budget, out: Path) -> dict:
                  f"lr {long_lr} swept at {budget.long_steps} for the comparison there (the figure's line at step "
                  f"{budget.long_steps}). Every saved Θ runs {budget.steps} steps, the one at the paper's full budget "
                  f"{budget.long_steps} (—: not run that long). Figure: scaling.png.")
-    return _finish(out, "scaling", {"title": "Scaling: pure Eq. 3 against Θ's fitting budget", **record,
+    return finish_table(out, "scaling", {"title": "Scaling: pure Eq. 3 against Θ's fitting budget", **record,
                                     "baseline_lr": lr, "steps": budget.steps, "long_steps": budget.long_steps},
                    markdown)
 
@@ -266,7 +266,7 @@ def fig8(budget: Budget, out: Path) -> dict:
 
     models = load_models(budget.device)
     steps, size = (3, 9) if budget.quick else (20, 41)
-    sets = _image_sets(budget)
+    sets = image_sets(budget)
     examples = torch.cat([sets["in_distribution"][:2], sets["ood"][:2]])
     labels = ["Fashion-MNIST #0", "Fashion-MNIST #1", "MNIST #0 (OOD)", "MNIST #1 (OOD)"]
     val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 16, budget.seed)
@@ -305,5 +305,5 @@ def fig8(budget: Budget, out: Path) -> dict:
     rows = [[key, v["final_loss"], v["grid_min"], v["grid_max"]] for key, v in record.items()]
     markdown = markdown_table(["space, example", f"loss at step {steps}", "grid min", "grid max"], rows)
     markdown += "\n\nFigure: fig8.png (the paper's Fig. 8 shows the same construction on StyleGAN/CelebA-HQ)."
-    return _finish(out, "fig8", {"title": "Figure 8: loss landscapes in X and Z", "examples": record,
+    return finish_table(out, "fig8", {"title": "Figure 8: loss landscapes in X and Z", "examples": record,
                                  "steps": steps, "grid": size}, markdown)

@@ -65,7 +65,7 @@ def runs_root() -> Path:
     return runs_dir() / "paper"
 
 
-def _finish(out: Path, name: str, summary: dict, markdown: str) -> dict:
+def finish_table(out: Path, name: str, summary: dict, markdown: str) -> dict:
     """Write summary.json and summary.md, print the table, return the summary."""
     command = f"landform reproduce {name}"
     summary["command"] = command
@@ -83,12 +83,13 @@ def paper_models(budget: Budget) -> tuple[ImageModels, dict]:
     return dataclasses.replace(models, mapping=theta), info
 
 
-def _image_sets(budget: Budget) -> dict[str, torch.Tensor]:
+def image_sets(budget: Budget) -> dict[str, torch.Tensor]:
+    """The in- and out-of-distribution images of a paper table: seeded Fashion-MNIST test and MNIST subsets."""
     return {"in_distribution": seeded_subset(load_fashion_mnist("test")[0], budget.images, budget.seed),
             "ood": seeded_subset(load_mnist(), budget.images, budget.seed)}
 
 
-def _baseline_lr(models: ImageModels, budget: Budget) -> float:
+def swept_baseline_lr(models: ImageModels, budget: Budget) -> float:
     """The baseline's step size, swept on validation images as in every report."""
     val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 8, budget.seed)
     lrs = (0.5, 0.1) if budget.quick else SWEEP_LRS
@@ -205,8 +206,8 @@ def table2(budget: Budget, out: Path) -> dict:
     """Ablation: full Algorithm 1, without alternation and buffer (online), random Θ, baseline; on the image
     task and the synthetic problem, each fit repeated over ``budget.seeds`` (mean ± std over seeds)."""
     models, theta = paper_models(budget)
-    lr = _baseline_lr(models, budget)
-    sets = _image_sets(budget)
+    lr = swept_baseline_lr(models, budget)
+    sets = image_sets(budget)
     baseline = _baseline_curves(models, sets, budget, lr)
     images: dict = {method: _fitted_losses(models, _fashion_sampler(), sets, budget, _run_name("table2", method=method),
                                            (20, 200), method=method) for method in ABLATIONS}
@@ -233,7 +234,7 @@ def table2(budget: Budget, out: Path) -> dict:
                  f"trajectories x {budget.fit_steps} steps ({fit_minutes:.1f} min on average), pure Eq. 3, baseline "
                  f"(deterministic from the mean w) lr {lr} (swept). Synthetic: 256 test observations. "
                  f"Paper-budget Θ (one fit): {theta_label(theta)}.")
-    return _finish(out, "table2", {"title": "Table 2: ablation of Algorithm 1", "images": images, "theta": theta,
+    return finish_table(out, "table2", {"title": "Table 2: ablation of Algorithm 1", "images": images, "theta": theta,
                                    "synthetic": synthetic, "seeds": list(budget.seeds), "baseline_lr": lr,
                                    "paper": PAPER["table2"]}, markdown)
 
@@ -265,8 +266,8 @@ def _synthetic_ablation(budget: Budget) -> dict:
 def table3(budget: Budget, out: Path) -> dict:
     """The dimension of Z: Θ fitted with Z from a quarter of X to 4x X, loss at the last step."""
     models = load_models(budget.device)
-    lr = _baseline_lr(models, budget)
-    sets = _image_sets(budget)
+    lr = swept_baseline_lr(models, budget)
+    sets = image_sets(budget)
     dims = (16, 64) if budget.quick else (16, 64, 256)
     steps = (20, budget.steps)
     curves = _baseline_curves(models, sets, budget, lr)
@@ -284,7 +285,7 @@ def table3(budget: Budget, out: Path) -> dict:
                  + ": in distribution " + ", ".join(map(str, paper["in_distribution"]))
                  + f" (baseline {paper['baseline_in']}); OOD " + ", ".join(map(str, paper["ood"]))
                  + f" (baseline {paper['baseline_ood']}).")
-    return _finish(out, "table3", {"title": "Table 3: dimension of Z", "z_dims": list(dims), "results": results,
+    return finish_table(out, "table3", {"title": "Table 3: dimension of Z", "z_dims": list(dims), "results": results,
                                    "baseline": baseline, "seeds": list(budget.seeds), "baseline_lr": lr,
                                    "paper": paper}, markdown)
 
@@ -312,7 +313,7 @@ def _spectrum_table(budget: Budget, out: Path, name: str, title: str, sets: dict
     markdown += (f"\n\nImprovement over the baseline at step {budget.steps} [95% bootstrap interval], "
                  f"{budget.images} images per set; the shipped models; baseline lr {lrs['baseline']} (swept). "
                  f"Pure Eq. 3: {theta_label(theta)}.")
-    return _finish(out, name, {"title": title, "spectrum": block, "paper": paper, "baseline_lr": lrs["baseline"],
+    return finish_table(out, name, {"title": title, "spectrum": block, "paper": paper, "baseline_lr": lrs["baseline"],
                                "theta": theta}, markdown)
 
 
@@ -342,9 +343,9 @@ def table5(budget: Budget, out: Path) -> dict:
 def table6(budget: Budget, out: Path) -> dict:
     """Θ fitted on Gaussian-noise images only (N(0.5, 0.5^2), clipped), evaluated on Fashion-MNIST and MNIST."""
     models = load_models(budget.device)
-    lr = _baseline_lr(models, budget)
+    lr = swept_baseline_lr(models, budget)
 
-    sets = _image_sets(budget)
+    sets = image_sets(budget)
     last = str(budget.steps)
     curves = _baseline_curves(models, sets, budget, lr)
     fitted = _fitted_losses(models, _noise_sampler(), sets, budget, _run_name("table6"), (budget.steps,))
@@ -374,6 +375,6 @@ def table6(budget: Budget, out: Path) -> dict:
     markdown += (f"\n\nLoss at step {budget.steps}, {budget.images} images per split, pure Eq. 3, mean ± std over "
                  f"{len(budget.seeds)} seeds (one fit per seed, {budget.fit_rounds} rounds, "
                  f"{fitted['fit_seconds']['mean'] / 60:.1f} min each), baseline lr {lr} (swept).")
-    return _finish(out, "table6", {"title": "Table 6: Θ fitted on Gaussian noise", "results": results,
+    return finish_table(out, "table6", {"title": "Table 6: Θ fitted on Gaussian noise", "results": results,
                                    "fit_seconds": fitted["fit_seconds"], "seeds": list(budget.seeds),
                                    "baseline_lr": lr, "paper": PAPER["table6"]}, markdown)
