@@ -24,24 +24,9 @@ import torch
 from landform.problem import Problem
 
 
-def mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example mean squared error."""
-    return (y_hat - y).pow(2).flatten(1).mean(dim=1)
-
-
 def _problem(name: str, forward, sample, x_shape: tuple[int, ...], noise: float = 0.0) -> Problem:
-    """A probe Problem (MSE): x drawn from ``sample``, observed as F(x) (+ Gaussian noise); train and test
-    observations from disjoint random streams."""
-    def observations(offset):
-        def draw(n, generator):
-            stream = torch.Generator().manual_seed(offset + int(torch.randint(2**31, (1,), generator=generator)))
-            x = sample(n, stream)
-            with torch.no_grad():
-                y = forward(x)
-            return y + noise * torch.randn(y.shape, generator=stream) if noise else y
-        return draw
-    return Problem(forward=forward, loss=mse, x_shape=x_shape, train_observations=observations(0),
-                   test_observations=observations(2**31), name=name)
+    """A probe Problem (MSE): x drawn from ``sample``, observed as F(x) (+ Gaussian noise)."""
+    return Problem.from_sampler(forward, sample, x_shape, noise=noise, name=name)
 
 
 class ConvDecoder(torch.nn.Module):

@@ -32,6 +32,30 @@ class Problem:
     base: Callable[[torch.Tensor], torch.Tensor] | None = None
     name: str = "problem"
 
+    @classmethod
+    def from_sampler(cls, forward: Callable[[torch.Tensor], torch.Tensor], sample: Sampler, x_shape: tuple[int, ...],
+                     *, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, noise: float = 0.0,
+                     name: str = "problem") -> Problem:
+        """A Problem whose observations are F(x) for x drawn by ``sample(n, generator)``, plus Gaussian noise of
+        scale ``noise``; train and test observations come from disjoint random streams (each draw seeds its own
+        stream from the generator it is given, offset by 2**31 for the test split). ``loss`` defaults to ``mse``."""
+        def observations(offset: int) -> Sampler:
+            def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+                stream = torch.Generator().manual_seed(offset + int(torch.randint(2**31, (1,), generator=generator)))
+                x = sample(n, stream)
+                with torch.no_grad():
+                    y = forward(x)
+                return y + noise * torch.randn(y.shape, generator=stream) if noise else y
+            return draw
+
+        return cls(forward=forward, loss=loss or mse, x_shape=tuple(x_shape), train_observations=observations(0),
+                   test_observations=observations(2**31), name=name)
+
+
+def mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example mean squared error over all but the batch dimension (one value per example)."""
+    return (y_hat - y).pow(2).flatten(1).mean(dim=1)
+
 
 def load_problem(spec: str) -> Problem:
     """Build a Problem from ``"package.module:factory"``: the factory is called with no arguments. The

@@ -48,21 +48,7 @@ class SyntheticDecoder(torch.nn.Module):
         return torch.linalg.solve(self.conditioner, h.T).T
 
 
-def mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example mean squared error over all but the batch dimension."""
-    return (y_hat - y).pow(2).flatten(1).mean(dim=1)
-
-
 def synthetic_problem(seed: int = 1234) -> Problem:
     """The built-in problem; train and test observations come from disjoint random streams."""
     decoder = SyntheticDecoder(seed)
-
-    def observations(offset: int):
-        def draw(n: int, generator: torch.Generator) -> torch.Tensor:
-            stream = torch.Generator().manual_seed(offset + int(torch.randint(2**31, (1,), generator=generator)))
-            with torch.no_grad():
-                return decoder(decoder.sample_inputs(n, stream))
-        return draw
-
-    return Problem(forward=decoder, loss=mse, x_shape=(X_DIM,), train_observations=observations(0),
-                   test_observations=observations(2**31), name="synthetic")
+    return Problem.from_sampler(decoder, decoder.sample_inputs, (X_DIM,), name="synthetic")

@@ -35,23 +35,11 @@ class SmoothDecoder(torch.nn.Module):
         return torch.sigmoid(self.layers[2](h)).reshape(-1, 1, SIDE, SIDE)
 
 
-def mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example mean squared error over all but the batch dimension."""
-    return (y_hat - y).pow(2).flatten(1).mean(dim=1)
-
-
 def make_problem(seed: int = 7) -> Problem:
-    """The decoder as a Problem; train and test observations come from disjoint random streams."""
+    """The decoder as a Problem: standard normal latents, observed through it with a little pixel noise."""
     decoder = SmoothDecoder(seed)
 
-    def observations(offset: int):
-        def draw(n: int, generator: torch.Generator) -> torch.Tensor:
-            stream = torch.Generator().manual_seed(offset + int(torch.randint(2**31, (1,), generator=generator)))
-            latents = torch.randn(n, LATENT_DIM, generator=stream)
-            with torch.no_grad():
-                images = decoder(latents)
-            return images + NOISE * torch.randn(images.shape, generator=stream)
-        return draw
+    def latents(n: int, stream: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, LATENT_DIM, generator=stream)
 
-    return Problem(forward=decoder, loss=mse, x_shape=(LATENT_DIM,), train_observations=observations(0),
-                   test_observations=observations(2**31), name="decoder")
+    return Problem.from_sampler(decoder, latents, (LATENT_DIM,), noise=NOISE, name="decoder")

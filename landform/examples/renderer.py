@@ -35,11 +35,6 @@ class DiskRenderer(torch.nn.Module):
         return (brightness * coverage).sum(dim=1, keepdim=True).clamp(max=1.0)
 
 
-def mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example mean squared error over all but the batch dimension."""
-    return (y_hat - y).pow(2).flatten(1).mean(dim=1)
-
-
 def sample_shapes(n: int, generator: torch.Generator) -> torch.Tensor:
     """True parameters: centres anywhere in the middle 80% of the image, any radius and brightness."""
     params = torch.randn(n, DISKS, 4, generator=generator)
@@ -49,14 +44,4 @@ def sample_shapes(n: int, generator: torch.Generator) -> torch.Tensor:
 
 def make_problem() -> Problem:
     """The renderer as a Problem; train and test observations come from disjoint random streams."""
-    renderer = DiskRenderer()
-
-    def observations(offset: int):
-        def draw(n: int, generator: torch.Generator) -> torch.Tensor:
-            stream = torch.Generator().manual_seed(offset + int(torch.randint(2**31, (1,), generator=generator)))
-            with torch.no_grad():
-                return renderer(sample_shapes(n, stream))
-        return draw
-
-    return Problem(forward=renderer, loss=mse, x_shape=(DISKS * 4,), train_observations=observations(0),
-                   test_observations=observations(2**31), name="renderer")
+    return Problem.from_sampler(DiskRenderer(), sample_shapes, (DISKS * 4,), name="renderer")
