@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from landform.errors import LandformError
+from landform.errors import LandformError, first_line
 
 # Bounds on the command line's sizes: far above any sensible run, far below what exhausts memory.
 LIMITS: dict[str, tuple[int, int]] = {
@@ -33,7 +33,6 @@ LIMITS: dict[str, tuple[int, int]] = {
     "threads": (1, 1024), "seed": (0, 2**63 - 1),
 }
 MAX_CELLS = 50_000_000  # (steps + 1) x count losses, or buffered samples: 200 MB of float32
-MAX_TENSOR_FILE_BYTES = 2 * 2**30
 EXIT_ERROR, EXIT_SIGINT, EXIT_SIGTERM = 2, 130, 143
 
 
@@ -52,11 +51,6 @@ class OneLineParser(argparse.ArgumentParser):
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0].strip() if text else type(error).__name__
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -159,14 +153,14 @@ def _dispatch(args: argparse.Namespace, handlers: dict[str, Callable],
         return _fail(OUT_OF_MEMORY)
     except OSError as error:
         where = f" {error.filename}" if getattr(error, "filename", None) else ""
-        return _fail(f"{error.strerror or _first_line(error)}{':' if where else ''}{where}")
+        return _fail(f"{error.strerror or first_line(error)}{':' if where else ''}{where}")
     except Exception as error:
         if os.environ.get("LANDFORM_DEBUG"):
             raise
         if type(error).__name__ == "OutOfMemoryError" or (isinstance(error, RuntimeError)
                                                           and "allocate" in str(error)):
             return _fail(OUT_OF_MEMORY)
-        return _fail(f"{type(error).__name__}: {_first_line(error)} (set LANDFORM_DEBUG=1 for the traceback)")
+        return _fail(f"{type(error).__name__}: {first_line(error)} (set LANDFORM_DEBUG=1 for the traceback)")
     return 0
 
 
@@ -283,7 +277,7 @@ def load_tensor(path: str | Path, what: str = "observations"):
     import numpy as np
     import torch
 
-    from landform.io import load_tensors, read_bytes
+    from landform.io import MAX_TENSOR_FILE_BYTES, load_tensors, read_bytes
 
     file = Path(path)
     if file.suffix == ".npy":
@@ -291,7 +285,7 @@ def load_tensor(path: str | Path, what: str = "observations"):
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, EOFError, OSError, TypeError, UnicodeError) as error:
-            raise LandformError(f"cannot read {file}: {_first_line(error)}") from None
+            raise LandformError(f"cannot read {file}: {first_line(error)}") from None
         if not isinstance(array, np.ndarray) or array.dtype.names is not None or array.dtype.kind not in "biuf":
             kind = getattr(array, "dtype", type(array).__name__)
             raise LandformError(f"{file} holds {kind} values; {what} must be numbers")
@@ -372,7 +366,7 @@ def load_problem(spec: str, device: str | None = None, autocast: str | None = No
         raise
     except Exception as error:
         raise LandformError(f"the --problem factory {spec} failed: {type(error).__name__}: "
-                            f"{_first_line(error)}") from None
+                            f"{first_line(error)}") from None
     if autocast is not None:
         forward = problem.forward.to(device) if isinstance(problem.forward, torch.nn.Module) else problem.forward
         problem.forward = autocast_forward(forward, device or "cpu", autocast)

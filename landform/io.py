@@ -45,7 +45,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from landform.errors import LandformError
+from landform.errors import LandformError, first_line
 
 try:
     import fcntl
@@ -166,7 +166,7 @@ def tensor_bytes(tensors: MappingType[str, torch.Tensor], source: str | Path = "
     try:
         return save_safetensors_bytes({key: value.detach().cpu().contiguous() for key, value in tensors.items()})
     except (SafetensorError, ValueError, TypeError, RuntimeError) as error:
-        raise LandformError(f"cannot serialize {source}: {_first_line(error)}") from None
+        raise LandformError(f"cannot serialize {source}: {first_line(error)}") from None
 
 
 def save_pair(weights_path: str | Path, state: MappingType[str, torch.Tensor], config: MappingType[str, Any]) -> Path:
@@ -180,11 +180,6 @@ def save_pair(weights_path: str | Path, state: MappingType[str, torch.Tensor], c
 
 
 # ------------------------------------------------------------------------------------------------ reads
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
 
 def file_size(path: str | Path, what: str = "file", limit: int | None = None) -> int:
     """The size of a regular file, with one-line errors for a missing path, a non-regular file (FIFO,
@@ -234,7 +229,7 @@ def parse_json(data: bytes, source: str | Path, what: str = "config file") -> di
     try:
         value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise LandformError(f"corrupted {what} {source}: {_first_line(error)}") from None
+        raise LandformError(f"corrupted {what} {source}: {first_line(error)}") from None
     if not isinstance(value, dict):
         raise LandformError(f"corrupted {what} {source}: expected a JSON object, got {type(value).__name__}")
     return value
@@ -252,7 +247,7 @@ def tensor_header(path: str | Path, limit: int = MAX_TENSOR_FILE_BYTES,
             return {key: (handle.get_slice(key).get_dtype(), tuple(handle.get_slice(key).get_shape()))
                     for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise LandformError(f"corrupted {what} {path}: {_first_line(error)}") from None
+        raise LandformError(f"corrupted {what} {path}: {first_line(error)}") from None
 
 
 def check_header(header: dict[str, tuple[str, tuple[int, ...]]], expected: MappingType[str, tuple[int, ...]],
@@ -324,7 +319,7 @@ def tensors_from_bytes(data: bytes, source: str | Path, *, what: str = "weights 
     try:
         tensors = load_safetensors_bytes(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise LandformError(f"corrupted {what} {source}: {_first_line(error)}") from None
+        raise LandformError(f"corrupted {what} {source}: {first_line(error)}") from None
     if finite:
         for key, value in tensors.items():
             if value.is_floating_point() and not torch.isfinite(value).all():
@@ -385,7 +380,7 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: MappingTyp
         groups = param_groups if param_groups is not None else optimizer.state_dict()["param_groups"]
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, TypeError, RuntimeError) as error:
-        raise LandformError(f"the saved optimizer state does not fit: {_first_line(error)}") from None
+        raise LandformError(f"the saved optimizer state does not fit: {first_line(error)}") from None
 
 
 def load_module_state(module: torch.nn.Module, state: MappingType[str, torch.Tensor], source: str) -> None:

@@ -16,13 +16,11 @@ Curves = MappingType[str, torch.Tensor]
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file and a rename, so a crash leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    """Write ``text`` to ``path`` atomically through the io module (a crash leaves no half file; under
+    torchrun only rank 0 writes)."""
+    from landform.io import write_bytes
+
+    return write_bytes(path, text.encode())
 
 
 def write_json(path: str | Path, obj: object) -> Path:
