@@ -52,6 +52,14 @@ class Mapping(nn.Module):
     def x_dim(self) -> int:
         return math.prod(self.x_shape)
 
+    @torch.no_grad()
+    def start_near_zero(self, scale: float) -> Mapping:
+        """Scale the last layer's weights by ``scale`` and zero its bias, so that Θ(z) starts close to 0: an
+        anchored Θ (x = base + Θ(z)) then begins at its anchor, and a defense's Θ at the attacked image."""
+        self.net[-1].weight.mul_(scale)
+        self.net[-1].bias.zero_()
+        return self
+
     def forward(self, z: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
         x = self.net(z).reshape(z.shape[0], *self.x_shape)
         if self.additive:

@@ -205,9 +205,7 @@ def train_theta(recipe: str, *, device: str = "cpu", seed: int = 0, resume: bool
     pool_accuracy = attack.accuracy(model, pool, labels.to(device))
     torch.manual_seed(seed)
     mapping = Mapping(cfg["z_dim"], IMAGE_SHAPE, hidden=cfg["hidden"], additive=True).to(device)
-    with torch.no_grad():  # start near r = 0 (a random Θ's r would be larger than the attack)
-        mapping.net[-1].weight.mul_(cfg["last_layer_scale"])
-        mapping.net[-1].bias.zero_()
+    mapping.start_near_zero(cfg["last_layer_scale"])  # near r = 0: a random Θ's r would exceed the attack
     result = fit(mapping, clamp_forward, defense_loss(model), pool, rounds=cfg["rounds"],
                  trajectories=cfg["trajectories"], steps=cfg["steps"], lr_z=cfg["lr_z"], lr=cfg["lr"],
                  weight_decay=cfg["weight_decay"], batch_size=cfg["batch_size"], init=cfg["init"],

@@ -264,9 +264,7 @@ def train_anchored_landscape(*, device: str = "cpu", seed: int = 0, resume: bool
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / "images-landscape-anchored"
     torch.manual_seed(seed)
     mapping = Mapping(z_dim, (W_DIM,), hidden=1024, additive=True)
-    with torch.no_grad():  # start at the encoder's guess: Θ(z) ≈ 0 until trained
-        mapping.net[-1].weight.mul_(0.01)
-        mapping.net[-1].bias.zero_()
+    mapping.start_near_zero(0.01)  # start at the encoder's guess: Θ(z) ≈ 0 until trained
     result = fit(mapping, generator, ImageLoss(device=device), broad_observations(generator, seed=seed),
                  rounds=rounds, trajectories=trajectories, steps=steps, lr_z=LR_Z, lr=lr, weight_decay=0.1,
                  batch_size=trajectories, base=encoder, checkpoint_dir=run_dir, resume=resume, seed=seed,
