@@ -93,6 +93,8 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
         device: str | torch.device | None = None, progress: bool = True,
         should_stop: Callable[[FitResult], bool] | None = None) -> FitResult:
     """Fit Θ (``mapping``, trained in place) so that few steps on z invert ``forward`` (Algorithm 1).
+    This is ``landform fit --recipe paper``, whose defaults differ: 60 rounds, Θ's lr 1e-3, hidden 1024 (the
+    command's default recipe, the learned start + learned steps + anchored Θ + tuning, is ``landform.learn``).
 
     ``rounds`` is B, ``trajectories`` N, ``steps`` T. The buffer keeps the trajectories of the last
     ``buffer_rounds`` rounds (Algorithm 1 clears it every round: 1). With ``checkpoint_dir`` the state

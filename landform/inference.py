@@ -154,7 +154,9 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
            mask: torch.Tensor | None = None, seed: int = 0, device: str | torch.device | None = None,
            progress: bool = False, optimizer_kwargs: dict | None = None,
            snapshots: tuple[int, ...] | list[int] = (), allow_nonfinite: bool = False) -> InversionResult:
-    """Invert ``forward`` for the batch of observations ``y`` by gradient descent.
+    """Invert ``forward`` for the batch of observations ``y`` by gradient descent. With a mapping the default
+    mode is the paper's Eq. 3 (``"pure"``), while ``landform invert --mapping`` defaults to ``"residual"``; a
+    ``Landscape`` inverts with its own tuned settings (``Landscape.invert``).
 
     Without ``mapping`` the variable is x itself (Eq. 1, the baseline; ``x = base + v`` when a base is
     given). With one, it is z and ``x = mapping(z)`` (Eq. 3, ``mode="pure"``), or one of the never-worse
