@@ -12,7 +12,7 @@ DistributedDataParallel, so every update averages the gradients of B samples dra
 the buffers; all ranks hold the same Θ, and rank 0 alone writes the checkpoint (which holds every rank's
 random state and buffer, so a resume with the same K continues exactly).
 
-Why one file of about 550 lines: the buffer and online rounds, the combination across ranks and the checkpoint's
+Why one module: the buffer and online rounds, the combination across ranks and the checkpoint's
 save and resume all read and write the one private ``_State`` (Θ's optimizer, the buffers, every random
 stream), and a bitwise-exact resume depends on all of them agreeing on it; split, that state would become
 an interface between modules.

@@ -31,7 +31,7 @@ class Budget:
         return 8 if self.quick else 2000
 
     @property
-    def fit_rounds(self) -> int:  # Algorithm 1 rounds of an image-task fit (issue 20: at least 100 per seed)
+    def fit_rounds(self) -> int:  # Algorithm 1 rounds of an image-task fit (at least 100 per seed)
         return 1 if self.quick else 100
 
     @property

@@ -1,5 +1,5 @@
 """``landform demo landform.tasks.defense.adaptive:TASK --out report/defense``: the defense under adaptive
-attacks (issue 21; Tramèr et al. 2020, Croce et al. 2022), written to report/defense/adaptive/.
+attacks (Tramèr et al. 2020, Croce et al. 2022), written to report/defense/adaptive/.
 
 The defended classifier is a function of a batch (the contrastive loss takes its negatives from the other
 images of the chunk), so every attack and every evaluation runs on the same fixed chunks of ``CHUNK`` test
@@ -22,7 +22,7 @@ are too long to unroll on this machine). The non-adaptive table (PGD-L2 transfer
 the baseline's 40) runs on ``MAIN_SIZE`` images. Attacks are cached per chunk under runs/defense-adaptive/;
 the seconds each evaluation took are recorded (1 CPU thread).
 
-Why one file of about 720 lines: it is one experiment whose attacks, remedies, workers and report all run on
+Why one module: it is one experiment whose attacks, remedies, workers and report all run on
 the same fixed chunks and the same per-chunk attack cache (``_chunked_attack``, ``_scored_chunk``); split,
 each part would import the others' private chunking and caching helpers.
 """
@@ -488,7 +488,7 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
         out[name] = blocks
         if log is not None:
             log(f"{recipe} remedy {name}: worst {blocks['worst']['accuracy']:.3f} ({blocks['seconds']} s)")
-    # For the record (issue 21): the hardened defense's figures, and its clean drop on the main table's images.
+    # For the record: the hardened defense's figures, and its clean drop on the main table's images.
     hardened = out[HARDENED_VARIANT]
     x_main, y_main = eval_subset(MAIN_SIZE, seed=seed)
     clean_main = _scored(model, mapping, x_main, y_main, lr=lr_z, steps=HARDENED["steps"], seed=REMEDY_SCORE_SEED,
@@ -555,7 +555,7 @@ def demo_remedies(out: Path, *, device: str = "cpu", seed: int = 0, progress: bo
               _pct(b["clean_drop"])]
              for name, r in rows.items() for v, b in r.items() if isinstance(b, dict) and "worst" in b]
     text = "\n".join([
-        "# Defense under adaptive attacks: the remedies tried (issue 21)", "",
+        "# Defense under adaptive attacks: the remedies tried", "",
         f"The first {size} of the adaptive evaluation's images. Variants of ours: the deployed draw "
         f"fixed (as shipped; the attacker knows it and differentiates through the unrolled step, {REMEDY_FIXED_STEPS} "
         "APGD steps: the main report's 100-step figure is the one to compare), a fresh random "
@@ -617,7 +617,7 @@ def _reading(c: dict) -> str:
 def _markdown(s: dict) -> str:
     c = s["settings"]
     lines = [
-        "# Defense under adaptive attacks (issue 21)", "",
+        "# Defense under adaptive attacks", "",
         f"Fashion-MNIST, L2 ε = {c['eps']}; the non-adaptive table on {c['main_size']} seeded test images, the "
         f"adaptive evaluation on the first {c['adaptive_size']} of them, in fixed chunks of {CHUNK} (the "
         "defense's contrastive negatives come from the chunk). Accuracies in %, [95% bootstrap interval over "
@@ -715,7 +715,7 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
     return summary
 
 
-TASK = Task("adaptive", "the defense under adaptive attacks (issue 21): writes OUT/adaptive",
+TASK = Task("adaptive", "the defense under adaptive attacks: writes OUT/adaptive",
             demo=f"{__name__}:demo", options=())
-REMEDIES = Task("adaptive_remedies", "remedies tried against the adaptive attacks (issue 21): writes "
+REMEDIES = Task("adaptive_remedies", "remedies tried against the adaptive attacks: writes "
                  "OUT/adaptive_remedies", demo=f"{__name__}:demo_remedies", options=())

@@ -49,7 +49,7 @@ LAMBDA = 0.1
 RADIUS = 2 * attack.L2_EPS
 BASELINE_INIT = 0.01  # std of the baseline's random start (Mao et al. start r at random)
 BASELINE_LRS = (0.003, 0.01, 0.03)
-# The defense that holds against an attacker who knows it (issue 21, report/defense/adaptive_remedies): 5 steps of
+# The defense that holds against an attacker who knows it (report/defense/adaptive_remedies): 5 steps of
 # ours from a random start z0 ~ N(0, 0.5²) drawn afresh, and kept secret, at every call (the deployed 1-step
 # defense draws N(0, 1) from a fixed seed). The smaller start halves the reversal on clean images and with it the
 # clean drop; 0.5 was chosen among 1, 0.5 and 0.25 on 1,000 validation images' clean accuracy before any attack.

@@ -16,9 +16,9 @@ Accuracy intervals are 95% bootstrap intervals over images (``landform.metrics.b
 between two defenses are paired (the same images). Attacks are cached under runs/defense-cache/ (keyed by
 the weights' and settings' hash); from a clean clone they are computed, inside the time budget.
 
-Why one file of about 500 lines: the demo's evaluation, its markdown report and the user-image commands
-(the last 65 lines) share the cached attacks, the defended blocks and the accuracy helpers; split, each part
-would import the others' private helpers.
+Why one module: the demo's evaluation, its markdown report and the user-image commands share the cached
+attacks, the defended blocks and the accuracy helpers; split, each part would import the others' private
+helpers.
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def process_grid(path: Path, models: ImageModels, results: dict, images: torch.T
 def encoder_grid(path: Path, models: ImageModels, results: dict, encoder: dict, images: torch.Tensor, rows: int,
                  title: str, ours_step: int) -> None:
     """Fig. 7: target, the encoder's guess, encoder-initialized descent and ours after a few steps and at
-    the end (the practitioners' pipeline beside ours, issue 15)."""
+    the end (the practitioners' pipeline beside ours)."""
     rows, last = min(rows, images.shape[0]), results["landscape"].losses.shape[0] - 1
     ours_step = min(ours_step, last)
     with torch.no_grad():

@@ -29,7 +29,7 @@ from landform.tasks.images.task import (
 
 # §7.1's budget for the pure Θ: B = 500 rounds of N = 256 trajectories of T = 20 steps (2.56M trajectory
 # steps), AdamW lr 1e-4, weight decay 0.1, hidden 1024, Z 256 (see the card). The task's pure Θ is this fit
-# (``images-landscape``); it replaced a fit of 80 rounds of N = 64 at lr 1e-3 once it was better (issue 20).
+# (``images-landscape``); it replaced a fit of 80 rounds of N = 64 at lr 1e-3 once it was better.
 PAPER_NAME = LANDSCAPE_NAME
 PAPER_FIT = {"rounds": 500, "trajectories": 256, "steps": 20, "lr": 1e-4}
 # Rounds after which the trainers keep a copy of Θ (the scaling figure: loss against trajectory steps fitted).
@@ -256,7 +256,7 @@ def train_anchored_landscape(*, device: str = "cpu", seed: int = 0, resume: bool
                              rounds: int = ROUNDS_ANCHORED, trajectories: int = 64, steps: int = 20, lr: float = 1e-3,
                              z_dim: int = 256, run_dir: Path | None = None,
                              zoo_dir: Path | None = None) -> Mapping:
-    """Fit Θ for x = E(y) + Θ(z) (the encoder's guess plus a learned landscape, issue 15) with Algorithm 1
+    """Fit Θ for x = E(y) + Θ(z) (the encoder's guess plus a learned landscape) with Algorithm 1
     on broad observations (``broad_observations``); trajectories start at z0 = 0, i.e. at the encoder's
     guess. Writes the zoo entry ``images-landscape-anchored``."""
     generator = load_generator(device=device)

@@ -19,7 +19,7 @@ def vae_card(cfg: dict, metrics: dict, seconds: float, split: str, pca: dict[str
 Reproduce: `landform zoo train {VAE_NAME}` (seed 0, CPU, 1 thread; {seconds:.0f} s).
 
 Data: the DeepMimic humanoid motion capture clips in the `pybullet==3.2.7` wheel
-(`pybullet_data/data/motions/humanoid3d_*.txt`, zlib) and the motion capture of issue 23, retargeted to
+(`pybullet_data/data/motions/humanoid3d_*.txt`, zlib) and more motion capture, retargeted to
 the same humanoid and shipped in `landform/tasks/pose/mocap/mocap.safetensors` (origins and licenses in
 `landform/tasks/pose/mocap/NOTICE.md`: pybullet's walker clips, zlib; the AMP humanoid clips of
 `isaaclab==3.0.0`, BSD-3-Clause; 37 CMU clips of `envpool-assets==0.4.1`'s dm_control humanoid, Apache-2.0

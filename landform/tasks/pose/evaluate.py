@@ -7,7 +7,7 @@ learned start, e.g. x = E(y) + Θ(z) + δ; x = Θ(z) + δ with Eq. 3's Θ where 
 paper's Eq. 3 (``landscape_pure``:
 x = Θ(z), Adam lr 0.1 on z). Time per step is measured separately, interleaving the methods
 (``time_methods``), so that a busy machine does not favour one of them. ``check_targets`` holds each summary
-to issue 9's targets.
+to the task's targets.
 """
 
 from __future__ import annotations
@@ -153,8 +153,8 @@ SOURCE_TARGETS = {"steps_to_baseline_200": 20, "at_or_below_baseline_from_5": Tr
 
 
 def check_targets(summary: dict) -> dict:
-    """Each of issue 9's targets per loss and split (and issue 23's on every source's test split the summary
-    holds), with the measured value, its interval and whether it is met."""
+    """Each of the task's targets per loss and split (and the per-source targets on every source's test split
+    the summary holds), with the measured value, its interval and whether it is met."""
     checks = {}
     sources = [key for key in summary if key.startswith(SOURCE_SPLIT)]
     for kind in LOSS_NAMES:

@@ -22,7 +22,7 @@ SPLIT_NAMES = {"in_distribution": "test", "ood": "ood"}
 @functools.lru_cache(maxsize=1)
 def cached_splits() -> UnionSplits:
     """The pose data's splits, loaded once per process: the DeepMimic clips and every other motion capture
-    source (``mocap.union``; issue 23)."""
+    source (``mocap.union``)."""
     return load_union_splits()
 
 

@@ -206,8 +206,8 @@ def _completions(out: Path, models: dict[str, PoseModels], *, device: str, seed:
 
 NOTES = """## How the default mode is made, and what we tried
 
-Since issue 23 every pose model is trained on the union of the motion capture sources (the DeepMimic clips
-and four more, retargeted to the same humanoid: `landform/tasks/pose/mocap/`), and since issue 19 the default
+Every pose model is trained on the union of the motion capture sources (the DeepMimic clips
+and four more, retargeted to the same humanoid: `landform/tasks/pose/mocap/`), and the default
 mode of each loss is the core recipe (`landform.recipe.learn`, the one `landform fit` runs on a user's model):
 a learned start E(y), Θ anchored at it (x = E(y) + Θ(z), Algorithm 1 with T = 20) and inference settings
 tuned on the validation frames, shipped as one zoo entry (`pose-landscape-*`).
@@ -299,7 +299,7 @@ def _markdown(summary: dict) -> str:
     targets = [[name, "<= 1 (ratio to baseline)" if check["target"] is True else str(check["target"]),
                 _fmt(check["measured"]), format_interval(check["ci95"]).strip(), "yes" if check["met"] else "no"]
                for name, check in summary["targets"].items()]
-    lines += ["## Targets (issue 9)", "",
+    lines += ["## Targets", "",
               markdown_table(["check", "target", "measured", "95% interval", "met"], targets)]
     lines += ["", NOTES, "## Completion from half a body (3D joints, Eq. 3 from random z0, the core's mask)", ""]
     for part, block in summary["completion"].items():

@@ -12,7 +12,7 @@ VAE_SETTINGS = {"latent_dim": LATENT_DIM, "hidden": 512, "dropout": 0.1, "steps"
                 "lr": 1e-3, "kl_weight": 1e-3, "joint_weight": 1.0, "rotation_noise": 0.05, "hinge_noise": 0.05,
                 "checkpoint_every": 500, "deepmimic_share": 0.5}
 # deepmimic_share: the share of every batch drawn from the DeepMimic training frames (the rest from the other
-# motion capture sources, issue 23). Unweighted, the union's 10x more walking frames pulled the prior away
+# motion capture sources). Unweighted, the union's 10x more walking frames pulled the prior away
 # from the DeepMimic clips (a trial: DeepMimic test joint error 6.74 -> 7.81 cm).
 
 

@@ -1,4 +1,4 @@
-"""More human motion capture for the pose task, retargeted to the DeepMimic humanoid (issue 23).
+"""More human motion capture for the pose task, retargeted to the DeepMimic humanoid.
 
 Four sources (see ``sources.SOURCES`` for origin, license and frame counts): the AMP humanoid clips of
 ``isaaclab==3.0.0`` (``amp``), the dm_control CMU humanoid clips of ``envpool-assets==0.4.1``

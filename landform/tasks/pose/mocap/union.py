@@ -1,4 +1,4 @@
-"""The pose task's split over every motion capture source: a drop-in for ``data.load_splits`` (issue 23).
+"""The pose task's split over every motion capture source: a drop-in for ``data.load_splits``.
 
 The DeepMimic clips keep their split exactly (``data.load_splits``: held-out segments of every clip, the
 acrobatic clips out of distribution). Every other source adds its training clips to training and its
