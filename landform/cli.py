@@ -1,4 +1,4 @@
-"""The ``landform`` command: fit | invert | compare | demo | reproduce | zoo.
+"""The landform command: fit | invert | compare | demo | reproduce | zoo.
 
 A user's model plugs in as ``--problem package.module:factory`` (a function returning a
 ``landform.Problem``); a task (the paper's applications, the synthetic problem, or any ``landform.tasks.Task``
@@ -393,13 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"where runs and checkpoints go (default: ${tasks.RUNS_ENV}, else "
                               "~/.cache/landform/runs)")
 
-    fit_parser = commands.add_parser("fit", help="learn Θ for a problem (Algorithm 1)")
-    fit_parser.add_argument("--problem", default=DEFAULT_PROBLEM, help="package.module:factory -> Problem")
+    fit_parser = commands.add_parser("fit", help="learn a landscape for a problem (learned start, learned steps, "
+                                                 "anchored Θ, tuned inference); --recipe paper: the paper's plain Θ")
+    fit_parser.add_argument("--problem", default=DEFAULT_PROBLEM,
+                            help=f"package.module:factory -> Problem (default {DEFAULT_PROBLEM})")
     fit_parser.add_argument("--out", required=True, help="checkpoint directory (resumable)")
     fit_parser.add_argument("--resume", action="store_true", help="continue the fit in --out")
     fit_parser.add_argument("--recipe", default="fast", choices=("fast", "paper"),
-                            help="fast (default): a learned start, an anchored Θ sized to F's cost and tuned "
-                                 "inference settings, all in one artifact; paper: the paper's plain Θ (Eq. 3)")
+                            help="fast (default): a learned start, learned update steps, an anchored Θ sized to F's "
+                                 "cost and inference settings tuned for the answer, all in one artifact; paper: the "
+                                 "paper's plain Θ (Algorithm 1, Eq. 3)")
     fit_parser.add_argument("--time", default=None,
                             help="the fit's time budget, e.g. 10m, 90s or 1h (default 8m with --recipe fast, "
                                  "none with paper); the fast recipe also stops when validation stops improving")
@@ -438,7 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "refused")
         sub.add_argument("--problem", default=None,
                          help=f"package.module:factory -> Problem (default {DEFAULT_PROBLEM})")
-        sub.add_argument("--mapping", default=None, help="Θ written by `landform fit` (omit for the baseline)")
+        sub.add_argument("--mapping", default=None,
+                         help="the folder `landform fit` wrote (a landscape or a plain Θ)"
+                              + (" (omit for plain descent)" if name == "invert" else ""))
         sub.add_argument("--observations", default=None, help=".npy or .safetensors (default: test draws)")
         sub.add_argument("--count", type=int, default=None, help="test observations drawn if none given (default 256)")
         sub.add_argument("--steps", type=int, default=None,
