@@ -1,7 +1,7 @@
 """Benchmark (not a test): fit throughput on CPU, 1 process x 2 threads against 2 processes x 1 thread
 (and 1 process x 1 thread for reference).
 
-Both run the same `landform fit` (the second under `torchrun --nproc_per_node=2`, each process collecting
+Both run the same `landform fit --recipe paper` (the second under `torchrun --nproc_per_node=2`, each process collecting
 half of the N trajectories) and report trajectory steps per second, the total over processes, from the
 checkpoint's history (median over rounds after the first), plus the wall time of the whole command.
 
@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 def run_fit(launcher: list[str], threads: int, out: Path, fit_args: list[str]) -> dict:
     """Run one fit and read its throughput back from the checkpoint."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    command = [*launcher, "fit", "--out", str(out), "--threads", str(threads), *fit_args]
+    command = [*launcher, "fit", "--recipe", "paper", "--out", str(out), "--threads", str(threads), *fit_args]
     started = time.perf_counter()
     run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - started

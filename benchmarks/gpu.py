@@ -1,20 +1,25 @@
-"""Benchmark (not a test; written for CUDA, never run on a GPU here): fit throughput and inversion step time
-on 1 and K GPUs.
+"""Benchmark (not a test; written for CUDA, never run on a GPU here): fit throughput, inversion step time and
+the default recipe on 1 and K GPUs.
 
-Fit: `landform fit --device cuda` in one process, then under `torchrun --nproc_per_node=K` (each GPU
-collects N/K trajectories); throughput is trajectory steps per second over all GPUs, read from the
+Fit: `landform fit --recipe paper --device cuda` in one process, then under `torchrun --nproc_per_node=K` (each
+GPU collects N/K trajectories); throughput is trajectory steps per second over all GPUs, read from the
 checkpoint's history. Inversion: seconds per step of the baseline (descent on x) and of the landscape
 (descent on z through Θ) for a batch on one GPU, and for the same batch split over K GPUs (K processes,
-each inverting its share; the slowest process counts).
+each inverting its share; the slowest process counts). Recipe: the default `landform fit` (learned start,
+learned steps, Θ, tuning) with F under bf16 autocast, in one process and under torchrun with nccl (every stage
+data-parallel over the K GPUs), each followed by `landform compare` (`--allow-other-model`: the landscape's
+fingerprint of F was taken through autocast); the fit's wall seconds, the world size it records and compare's
+headline numbers.
 
     .venv/bin/python benchmarks/gpu.py --gpus 4              # writes benchmarks/results/gpu.{json,md}
-    .venv/bin/python benchmarks/gpu.py --device cpu --gpus 2  # a smoke run of this script without a GPU
+    .venv/bin/python benchmarks/gpu.py --device cpu --gpus 2 --parts recipe --recipe-time 20s  # a CPU dry run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -54,7 +59,8 @@ with open(os.path.join(out, f"invert-{rank}.json"), "w") as handle:
 
 
 def fit_throughput(launcher: list[str], out: Path, args: argparse.Namespace) -> dict:
-    command = [*launcher, "fit", "--problem", args.problem, "--out", str(out), "--device", args.device,
+    command = [*launcher, "fit", "--recipe", "paper", "--problem", args.problem, "--out", str(out), "--device",
+               args.device,
                "--rounds", str(args.rounds), "--trajectories", str(args.trajectories), "--steps", str(args.steps),
                "--hidden", str(args.hidden), "--batch-size", str(args.trajectories)]
     if args.autocast != "none":
@@ -86,6 +92,39 @@ def invert_step_time(processes: int, mapping_dir: Path, out: Path, args: argpars
     return {name: max(times[name] for times in ranks) for name in ("baseline", "landscape")}
 
 
+def shown(value: float | None, spec: str) -> str:
+    """A number of a summary, formatted; n/a where compare gave none."""
+    return "n/a" if value is None else format(value, spec)
+
+
+RECIPE_KEYS = ("speedup_to_answer", "steps_to_answer_1pct", "speedup_at_20", "improvement_at_200")
+
+
+def recipe_run(launcher: list[str], out: Path, args: argparse.Namespace) -> dict:
+    """The default recipe's fit (every stage on every process under torchrun), then `landform compare` on it."""
+    command = [*launcher, "fit", "--problem", args.recipe_problem, "--out", str(out), "--device", args.device,
+               "--time", args.recipe_time]
+    if args.recipe_autocast != "none":
+        command += ["--autocast", args.recipe_autocast]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if args.device == "cpu" else None
+    started = time.perf_counter()
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{run.stderr[-3000:]}")
+    wall = time.perf_counter() - started
+    record = json.loads((out / "landscape.json").read_text())["record"]
+    compare = [str(BIN / "landform"), "compare", "--problem", args.recipe_problem, "--mapping", str(out), "--out",
+               str(out.with_name(out.name + "-compare")), "--device", args.device, "--count", str(args.recipe_count),
+               "--allow-other-model"]
+    run = subprocess.run(compare, capture_output=True, text=True, cwd=ROOT, env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(compare)} failed:\n{run.stderr[-3000:]}")
+    summary = json.loads((out.with_name(out.name + "-compare") / "summary.json").read_text())["test"]
+    return {"command": " ".join(command), "wall_seconds": round(wall, 2), "world_size": record["world_size"],
+            "fit_seconds": record["seconds"], "chosen": record["tuning"]["chosen"],
+            **{key: summary.get(key) for key in RECIPE_KEYS}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=None, help="K (default: every visible GPU)")
@@ -98,6 +137,12 @@ def main() -> None:
     parser.add_argument("--autocast", default="none", choices=("none", "bf16", "fp16"))
     parser.add_argument("--invert-batch", type=int, default=1024)
     parser.add_argument("--invert-steps", type=int, default=50)
+    parser.add_argument("--parts", nargs="+", default=["throughput", "invert", "recipe"],
+                        choices=("throughput", "invert", "recipe"))
+    parser.add_argument("--recipe-problem", default="landform.examples.decoder:make_problem")
+    parser.add_argument("--recipe-time", default="2m", help="the default recipe's fit --time")
+    parser.add_argument("--recipe-autocast", default="bf16", choices=("none", "bf16", "fp16"))
+    parser.add_argument("--recipe-count", type=int, default=256, help="compare's test observations")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu"))
     args = parser.parse_args()
     import torch
@@ -105,29 +150,44 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("benchmarks/gpu.py needs CUDA (or --device cpu for a smoke run)")
     gpus = args.gpus or (torch.cuda.device_count() if args.device == "cuda" else 2)
-    results: dict = {"fit": {}, "invert_seconds_per_step": {}}
+    results: dict = {"fit": {}, "invert_seconds_per_step": {}, "recipe": {}}
+    torchrun = [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={gpus}", "-m", "landform"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         one = tmp / "fit-1"
-        results["fit"]["1"] = fit_throughput([str(BIN / "landform")], one, args)
-        if gpus > 1:
-            results["fit"][str(gpus)] = fit_throughput(
-                [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={gpus}", "-m", "landform"],
-                tmp / f"fit-{gpus}", args)
-        for processes in sorted({1, gpus}):
+        if {"throughput", "invert"} & set(args.parts):
+            results["fit"]["1"] = fit_throughput([str(BIN / "landform")], one, args)
+        if "throughput" in args.parts and gpus > 1:
+            results["fit"][str(gpus)] = fit_throughput(torchrun, tmp / f"fit-{gpus}", args)
+        for processes in sorted({1, gpus}) if "invert" in args.parts else ():
             folder = tmp / f"invert-{processes}"
             folder.mkdir()
             results["invert_seconds_per_step"][str(processes)] = invert_step_time(processes, one, folder, args)
+        if "recipe" in args.parts:
+            results["recipe"]["1"] = recipe_run([str(BIN / "landform")], tmp / "recipe-1", args)
+            if gpus > 1:
+                results["recipe"][str(gpus)] = recipe_run(torchrun, tmp / f"recipe-{gpus}", args)
     report = {"settings": dict(vars(args)), "device": args.device, "gpus": gpus, "results": results,
               "gpu_name": torch.cuda.get_device_name(0) if args.device == "cuda" else None}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["| devices | fit trajectory steps/s | baseline s/step | landscape s/step |", "|---|---|---|---|"]
-    for count in sorted({1, gpus}):
+    lines = ["| devices | fit trajectory steps/s | baseline s/step | landscape s/step |", "|---|---|---|---|"] \
+        if {"throughput", "invert"} & set(args.parts) else []
+    for count in sorted({1, gpus}) if lines else ():
         fit = results["fit"].get(str(count), {}).get("trajectory_steps_per_second", float("nan"))
-        inv = results["invert_seconds_per_step"][str(count)]
-        lines.append(f"| {count} x {args.device} | {fit:.0f} | {inv['baseline']:.2e} | {inv['landscape']:.2e} |")
+        inv = results["invert_seconds_per_step"].get(str(count), {})
+        lines.append(f"| {count} x {args.device} | {fit:.0f} | {inv.get('baseline', float('nan')):.2e} | "
+                     f"{inv.get('landscape', float('nan')):.2e} |")
+    if results["recipe"]:
+        lines += [*([""] if lines else []), f"default recipe on {args.recipe_problem}, --time {args.recipe_time}, "
+                  f"autocast {args.recipe_autocast}:", "",
+                  "| devices | world size recorded | fit wall s | speedup to answer | steps to answer (1%) | "
+                  "speedup at 20 | improvement at 200 |", "|---|---|---|---|---|---|---|"]
+        for count, run in results["recipe"].items():
+            lines.append(f"| {count} x {args.device} | {run['world_size']} | {run['wall_seconds']} | "
+                         f"{shown(run['speedup_to_answer'], '.1f')}x | {run['steps_to_answer_1pct']} | "
+                         f"{shown(run['speedup_at_20'], '.1f')}x | {shown(run['improvement_at_200'], '+.1%')} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

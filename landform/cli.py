@@ -81,8 +81,6 @@ def _prepare_fit(args: argparse.Namespace) -> None:
         if given:
             raise LandformError(f"{', '.join(map(_flag, given))} apply to --recipe paper (the fast recipe runs "
                                 "Algorithm 1 with its replay buffer, anchored at the learned start)")
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise LandformError("the fast recipe runs in one process; under torchrun use --recipe paper")
         args.rounds = 300 if args.rounds is None else args.rounds
         args.seconds = parse_duration(args.time or FAST_TIME)
     else:
@@ -147,16 +145,26 @@ def _fit(args: argparse.Namespace) -> None:
     from landform.io import Checkpoint
 
     out = guard.prepare_fit_out(args.out, args.resume)
-    problem = guard.load_problem(args.problem, args.device, args.autocast)
+    # Under torchrun each process computes on its own GPU (cuda:LOCAL_RANK), F and autocast included.
+    device = args.device
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    problem = guard.load_problem(args.problem, device, args.autocast)
     x_dim = math.prod(problem.x_shape)
-    accel.pin_seeds(args.seed, args.device)
+    accel.pin_seeds(args.seed, device)
     if args.recipe == "fast":
         from landform.recipe import learn
 
+        # Under torchrun, learn joins the process group (and leaves it when done): every stage runs on every
+        # rank, rank 0 alone writes and prints.
         landscape = learn(problem, out, seconds=args.seconds, rounds=args.rounds, hidden=args.hidden,
                           z_dim=args.z_dim, trajectories=args.trajectories, steps=args.steps, lr=args.lr,
-                          lr_z=args.lr_z, resume=args.resume, seed=args.seed, device=args.device, progress=True)
-        print(f"wrote {out / 'landscape.safetensors'} ({landscape.record['seconds']:.0f} s); use --mapping {out}")
+                          lr_z=args.lr_z, resume=args.resume, seed=args.seed, device=device, progress=True)
+        if int(os.environ.get("RANK", "0")) == 0:
+            world = landscape.record["world_size"]
+            processes = f" on {world} processes" if world > 1 else ""
+            print(f"wrote {out / 'landscape.safetensors'} ({landscape.record['seconds']:.0f} s{processes}); "
+                  f"use --mapping {out}")
         return
     deadline = None if args.seconds is None else time.perf_counter() + args.seconds
     mapping = Mapping(args.z_dim or x_dim, problem.x_shape, hidden=args.hidden, additive=args.additive)
@@ -166,7 +174,7 @@ def _fit(args: argparse.Namespace) -> None:
                  trajectories=args.trajectories, steps=args.steps, lr_z=args.lr_z, lr=args.lr,
                  weight_decay=args.weight_decay, batch_size=args.batch_size, method=args.method,
                  buffer_rounds=args.buffer_rounds, init=args.init, base=problem.base, x_shape=problem.x_shape,
-                 checkpoint_dir=out, resume=args.resume, seed=args.seed, device=args.device, progress=True,
+                 checkpoint_dir=out, resume=args.resume, seed=args.seed, device=device, progress=True,
                  should_stop=None if deadline is None else lambda _: time.perf_counter() > deadline)
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -462,7 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="run F under torch.autocast at this precision (fp16: CUDA only)")
             sub.add_argument("--lr", type=float, default=None,
                              help="step size on the optimized variable: z with --mapping, else x (default 0.1)")
-            sub.add_argument("--init", default=None, help="start: zeros (default) or gaussian")
+            sub.add_argument("--init", default=None,
+                             help="start: zeros (default), origin (zeros, nudged off a point where the gradient "
+                                  "is exactly 0: what compare's baseline uses) or gaussian")
             sub.add_argument("--mask", default=None, help="observed entries (.npy/.safetensors, broadcast to y)")
         else:
             sub.add_argument("--lr", type=float, default=None,

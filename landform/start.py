@@ -5,7 +5,10 @@
 Problem's own loss ``L(F(E(y)), y)`` on training observations: no ground-truth x is needed, only F. Its
 last layer starts at zero, so an untrained start is the baseline's start (x = 0), unless 0 is a critical
 point of the loss (then it starts with small random weights, or it would never learn). The recipe
-(``landform.recipe``) anchors Θ at its guess: x = E(y) + Θ(z).
+(``landform.recipe``) anchors Θ at its guess: x = E(y) + Θ(z). Under torchrun ``train_start`` is data-parallel
+(``landform.distributed``): each rank draws its share of every minibatch from its own random stream, the
+gradients are averaged over the ranks, and the held-out loss is computed on each rank's share of the
+validation observations.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from landform import distributed
 from landform.errors import LandformError
 from landform.inference import ORIGIN_JITTER, Forward, Loss, check_forward_output, check_loss_values
 from landform.progress import progress_bar
@@ -166,16 +170,20 @@ class RefinedStart(nn.Module):
 
 @dataclass
 class StartTraining:
-    """How the start was trained: steps, seconds, why it stopped, and its validation loss curve."""
+    """How the start was trained: steps, seconds, why it stopped, its validation loss curve, the seconds from
+    the start of training to each of its checks (time to a held-out loss), and the number of processes."""
 
     steps: int
     seconds: float
     stopped: str
     validation: list[tuple[int, float]]
+    validation_seconds: list[float] = field(default_factory=list)
+    world_size: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "seconds": round(self.seconds, 2), "stopped": self.stopped,
-                "validation": [[s, v] for s, v in self.validation]}
+                "validation": [[s, v] for s, v in self.validation],
+                "validation_seconds": [round(t, 3) for t in self.validation_seconds], "world_size": self.world_size}
 
 
 def observation_pool(draw: Callable[[int, torch.Generator], torch.Tensor], generator: torch.Generator,
@@ -190,33 +198,46 @@ def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torc
                 seconds: float, max_steps: int = 20000, batch_size: int = 128, lr: float = 1e-3,
                 check_every: int = 200, patience: int = 6, seed: int = 0, device: torch.device | str = "cpu",
                 progress: bool = True, prior: Callable[[int, torch.Generator], torch.Tensor] | None = None,
-                prior_weight: float = 0.0, prior_batch: int = 128) -> StartTraining:
+                prior_weight: float = 0.0, prior_batch: int = 128,
+                context: distributed.Context | None = None) -> StartTraining:
     """Train ``encoder`` (in place) to minimize mean ``loss(F(E(y)), y)`` on ``train``, for at most ``seconds``
     or ``max_steps``, and stop early when the validation loss has not improved for ``patience`` checks; the
     encoder ends with the weights of its best check. Adam, its step size halved at every stall.
 
     Where x has a known distribution, ``prior`` (a sampler ``(n, generator) -> x``) adds pSp's latent term
     ``prior_weight`` x mean |E(F(x)) - x|^2 on ``prior_batch`` draws a step: it keeps the start's guesses
-    where F was trained (a GAN's or VAE's latent prior)."""
+    where F was trained (a GAN's or VAE's latent prior).
+
+    With an active ``context`` (K processes under torchrun, every rank holding the same ``train`` and ``val``)
+    the training is data-parallel: rank 0's weights to begin with, minibatches of ``batch_size / K`` (and
+    ``prior_batch / K``) drawn by each rank from its own random stream, gradients averaged over the ranks, the
+    held-out loss over every rank's share of ``val``, and the time budget read on rank 0's clock, so every
+    rank takes the same steps and ends with the same weights."""
+    ctx = context or distributed.Context()
     device = torch.device(device)
     encoder.to(device).train()
     encoder.standardize_with(train)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    val = val.to(device)
+    generator = torch.Generator().manual_seed(distributed.rank_seed(seed, ctx.rank))
+    own_val = ctx.shard(val).to(device)
+    if ctx.active:  # the global minibatch is split over the ranks
+        batch_size, prior_batch = math.ceil(batch_size / ctx.world), math.ceil(prior_batch / ctx.world)
 
     def validation_loss() -> float:
         encoder.eval()
         with torch.no_grad():
-            values = torch.cat([loss(forward(encoder(chunk)), chunk) for chunk in val.split(512)])
+            values = torch.cat([loss(forward(encoder(chunk)), chunk) for chunk in own_val.split(512)])
         encoder.train()
-        return float(values.mean())
+        return float(ctx.gather(values).mean())
 
     _leave_critical_point(encoder, forward, loss, train[:batch_size].to(device), generator)
+    ctx.broadcast_module(encoder)
+    trained = [p for p in encoder.parameters() if p.requires_grad]
     best, best_state, stalls = validation_loss(), _copy_state(encoder), 0
     curve: list[tuple[int, float]] = [(0, best)]
     began, stopped, step = time.perf_counter(), "max_steps", 0
-    bar = progress_bar(total=max_steps, desc="learned start")
+    times = [0.0]
+    bar = progress_bar(total=max_steps, desc="learned start", enabled=ctx.leader)
     for step in range(1, max_steps + 1):
         y = train[torch.randint(train.shape[0], (batch_size,), generator=generator)].to(device)
         y_hat = forward(encoder(y))
@@ -227,15 +248,25 @@ def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torc
             with torch.no_grad():
                 drawn = forward(x)
             objective = objective + prior_weight * (encoder(drawn) - x).pow(2).mean()
-        if not torch.isfinite(objective):
+        if ctx.active:  # every rank learns that one rank's loss turned non-finite, in the gradients' all-reduce
+            optimizer.zero_grad(set_to_none=True)
+            if torch.isfinite(objective):
+                objective.backward()
+            finite = math.isfinite(ctx.average_gradients(trained, objective))
+        else:
+            finite = bool(torch.isfinite(objective))
+        if not finite:
             raise LandformError(f"the loss turned non-finite while training the learned start (step {step})")
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        if not ctx.active:
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
         optimizer.step()
         bar.update(1)
-        if step % check_every == 0:
+        out_of_time = ctx.leader_says(time.perf_counter() - began > seconds)  # checked every step: F may be slow
+        if step % check_every == 0 or out_of_time:
             value = validation_loss()
             curve.append((step, value))
+            times.append(time.perf_counter() - began)
             if value < best * (1 - 1e-3):
                 best, best_state, stalls = value, _copy_state(encoder), 0
             else:
@@ -246,13 +277,14 @@ def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torc
             if stalls >= patience:
                 stopped = "plateau"
                 break
-            if time.perf_counter() - began > seconds:
+            if out_of_time:
                 stopped = "time"
                 break
     bar.close()
     encoder.load_state_dict(best_state)
     encoder.eval().requires_grad_(False)
-    return StartTraining(steps=step, seconds=time.perf_counter() - began, stopped=stopped, validation=curve)
+    return StartTraining(steps=step, seconds=time.perf_counter() - began, stopped=stopped, validation=curve,
+                         validation_seconds=times, world_size=ctx.world)
 
 
 def _leave_critical_point(encoder: StartEncoder, forward: Forward, loss: Loss, y: torch.Tensor,

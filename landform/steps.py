@@ -7,7 +7,7 @@ log loss, the residual F(x) − y, the observation and a one-hot step index, and
 layer starts at zero, so untrained steps leave the start where it is. It is trained through the frozen F on
 training observations by backpropagating through the whole unroll. Each step costs one forward and backward
 pass of F, as a descent step does; ordinary descent then continues from where the steps end, so a landscape with
-learned steps is never stuck on them.
+learned steps is never stuck on them. Under torchrun ``train_steps`` is data-parallel (``landform.distributed``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from landform import distributed
 from landform.errors import LandformError
 from landform.inference import Forward, Loss, check_forward_output, check_loss_values
 from landform.progress import progress_bar
@@ -28,6 +29,7 @@ from landform.progress import progress_bar
 MAX_STEPS = 5
 RANK = 16  # the preconditioner's low-rank part
 PRECONDITIONER_OUTPUTS = 4096  # ... at most this many numbers per example
+RATE_TRIES = 8  # the untrained step's size is shortened tenfold at most this many times
 
 
 class LearnedSteps(nn.Module):
@@ -66,21 +68,26 @@ class LearnedSteps(nn.Module):
     def _features(self, x: torch.Tensor, y: torch.Tensor, forward: Forward, loss: Loss, k: int,
                   create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """U's input at x (and the per-example loss and its flattened gradient there): x, the gradient's direction
-        and log norm, the log loss, the residual, y and the step's one-hot index."""
+        and log norm, the log loss, the residual, y and the step's one-hot index. While training, the loss keeps
+        its graph (the objective); the gradient and residual keep theirs only with ``create_graph``."""
+        keep = create_graph or self.training
         if not x.requires_grad:
             x = x.detach().requires_grad_(True)
         y_hat = forward(x)
         check_forward_output(y_hat, y)
         values = check_loss_values(loss(y_hat, y), y.shape[0])
-        (grad,) = torch.autograd.grad(values.sum(), x, create_graph=create_graph)
+        (grad,) = torch.autograd.grad(values.sum(), x, create_graph=create_graph, retain_graph=keep)
         batch = y.shape[0]
         grad = grad.reshape(batch, -1)
         norm = grad.norm(dim=1, keepdim=True)
         if not create_graph:
-            y_hat, values = y_hat.detach(), values.detach()
+            y_hat = y_hat.detach()
+        if not keep:
+            values = values.detach()
         index = torch.zeros(batch, self.count, device=y.device, dtype=y.dtype)
         index[:, k] = 1
         parts = [x.reshape(batch, -1), grad / norm.clamp_min(1e-30), norm.clamp_min(1e-30).log(),
+                 values.detach().clamp_min(1e-30).log().unsqueeze(1) if not create_graph else
                  values.clamp_min(1e-30).log().unsqueeze(1), (y_hat - y).reshape(batch, -1), y.reshape(batch, -1)]
         features = torch.cat([*parts, index], dim=1)
         return features, values, grad
@@ -114,7 +121,7 @@ class LearnedSteps(nn.Module):
                 x = x.detach()
             rows.append(values)
             seconds.append(time.perf_counter() - began)
-        with torch.set_grad_enabled(create_graph):
+        with torch.set_grad_enabled(create_graph or self.training):
             final = check_loss_values(loss(forward(x), y), y.shape[0])
         rows.append(final)
         return x, torch.stack(rows), seconds
@@ -139,10 +146,22 @@ class LearnedSteps(nn.Module):
         scale[:x_dim] = self.move_scale  # x in units of the starts' spread (steps move x beyond where it starts)
         self.feature_mean.copy_(torch.where(fixed, torch.zeros_like(mean), mean))
         self.feature_scale.copy_(torch.where(fixed, torch.ones_like(scale), scale))
-        # The untrained step: a gradient step that moves a typical start by a tenth of x's spread.
+        # The untrained step: a gradient step that moves a typical start by a tenth of x's spread, shortened
+        # tenfold until it lowers the mean loss of a sample (on an ill-conditioned F a tenth of the spread can
+        # multiply the loss a hundredfold, and training from there does not recover).
         scaled = (grads * self.move_scale).norm(dim=1)
         typical = float(scaled[scaled > 0].median()) if bool((scaled > 0).any()) else 1.0
-        self.rate_scale.fill_(0.1 * math.sqrt(x0[0].numel()) / typical)
+        rate = 0.1 * math.sqrt(x0[0].numel()) / typical
+        sample_x, sample_y = x0[:512], y[:512]
+        before = float(loss(forward(sample_x), sample_y).mean())
+        for _ in range(RATE_TRIES):
+            self.rate_scale.fill_(rate)
+            with torch.enable_grad():
+                moved, _ = self.step(sample_x, sample_y, forward, loss, 0)
+            after = float(loss(forward(moved.detach()), sample_y).mean())
+            if after <= before:
+                break
+            rate *= 0.1
 
     def config(self) -> dict[str, Any]:
         return {"kind": "landform.LearnedSteps", "x_shape": list(self.x_shape), "y_shape": list(self.y_shape),
@@ -169,17 +188,21 @@ class LearnedSteps(nn.Module):
 @dataclass
 class StepsTraining:
     """How the learned steps were trained: iterations, seconds, why they stopped, the validation curve (mean
-    loss after the last step) and the held-out mean loss after each step at the best check."""
+    loss after the last step), the held-out mean loss after each step at the best check, the seconds from the
+    start of training to each check (time to a held-out loss) and the number of processes."""
 
     iterations: int
     seconds: float
     stopped: str
     validation: list[tuple[int, float]]
     per_step: list[float]
+    validation_seconds: list[float] = field(default_factory=list)
+    world_size: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {"iterations": self.iterations, "seconds": round(self.seconds, 2), "stopped": self.stopped,
-                "validation": [[i, v] for i, v in self.validation], "held_out_per_step": self.per_step}
+                "validation": [[i, v] for i, v in self.validation], "held_out_per_step": self.per_step,
+                "validation_seconds": [round(t, 3) for t in self.validation_seconds], "world_size": self.world_size}
 
 
 def starts_of(start: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, device: torch.device,
@@ -189,33 +212,47 @@ def starts_of(start: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, de
         return torch.cat([start(part.to(device)).detach() for part in y.split(chunk)])
 
 
-def held_out_losses(steps: LearnedSteps, forward: Forward, loss: Loss, x0: torch.Tensor,
-                    y: torch.Tensor) -> torch.Tensor:
-    """The mean loss at x_0 ... x_K on held-out starts and observations."""
+def held_out_losses(steps: LearnedSteps, forward: Forward, loss: Loss, x0: torch.Tensor, y: torch.Tensor, *,
+                    context: distributed.Context | None = None) -> torch.Tensor:
+    """The mean loss at x_0 ... x_K on held-out starts and observations (with an active ``context``, each rank
+    runs its share of them and the mean is over all: the same on every rank)."""
+    ctx = context or distributed.Context()
+    x0, y = ctx.shard(x0), ctx.shard(y)
     rows = [steps.run(xa, ya, forward, loss)[1] for xa, ya in zip(x0.split(512), y.split(512), strict=True)]
-    return torch.cat(rows, dim=1).mean(1)
+    return ctx.gather(torch.cat(rows, dim=1), dim=1).mean(1)
 
 
 def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torch.Tensor, y_train: torch.Tensor,
                 x_val: torch.Tensor, y_val: torch.Tensor, *, seconds: float, max_iterations: int = 20000,
                 batch_size: int = 256, lr: float = 1e-3, check_every: int = 100, patience: int = 10,
                 create_graph: bool = True, seed: int = 0, device: torch.device | str = "cpu",
-                progress: bool = True) -> StepsTraining:
+                progress: bool = True, context: distributed.Context | None = None) -> StepsTraining:
     """Train ``steps`` (in place) from the starts ``x_train`` of ``y_train``: Adam on the mean over examples of
     Σ_k (k / K) L(F(x_k), y) through the unroll (second-order terms included with ``create_graph``), for at most
     ``seconds`` or ``max_iterations``, stopping when the held-out loss after the last step has not improved for
-    ``patience`` checks (the step size halves at every second stall); ends with the weights of its best check."""
+    ``patience`` checks (the step size halves at every second stall); ends with the weights of its best check.
+
+    With an active ``context`` (K processes under torchrun, every rank holding the same starts and
+    observations) it is data-parallel: rank 0's weights to begin with, minibatches of ``batch_size / K`` from
+    each rank's own random stream, gradients averaged over the ranks, the held-out losses over every rank's
+    share, and the time budget read on rank 0's clock; every rank ends with the same weights."""
+    ctx = context or distributed.Context()
     device = torch.device(device)
     steps.to(device).train()
     steps.standardize_with(x_train[:2048].to(device), y_train[:2048].to(device), forward, loss)
+    ctx.broadcast_module(steps)
+    if create_graph:
+        create_graph = second_order_works(steps, forward, loss, x_train[:8].to(device), y_train[:8].to(device))
     optimizer = torch.optim.Adam(steps.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(distributed.rank_seed(seed, ctx.rank))
     x_val, y_val = x_val.to(device), y_val.to(device)
     weights = torch.arange(1, steps.count + 1, dtype=torch.float32, device=device) / steps.count
+    if ctx.active:  # the global minibatch is split over the ranks
+        batch_size = math.ceil(batch_size / ctx.world)
 
     def check() -> torch.Tensor:
         steps.eval()
-        curve = held_out_losses(steps, forward, loss, x_val, y_val)
+        curve = held_out_losses(steps, forward, loss, x_val, y_val, context=ctx)
         steps.train()
         return curve
 
@@ -223,13 +260,21 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
     best, best_state, stalls = float(per_step[-1]), _copy(steps), 0
     curve: list[tuple[int, float]] = [(0, best)]
     began, stopped, iteration, diverged = time.perf_counter(), "max_iterations", 0, 0
-    bar = progress_bar(total=max_iterations, desc="learned steps", enabled=progress)
+    times = [0.0]
+    bar = progress_bar(total=max_iterations, desc="learned steps", enabled=progress and ctx.leader)
     for iteration in range(1, max_iterations + 1):
         pick = torch.randint(x_train.shape[0], (batch_size,), generator=generator)
         x0, y = x_train[pick].to(device), y_train[pick].to(device)
         _, losses, _ = steps.run(x0, y, forward, loss, create_graph=create_graph)
         objective = (losses[1:].mean(1) * weights).sum() / weights.sum()
-        if not torch.isfinite(objective):  # a step too far: back to the best weights, with a smaller step size
+        if ctx.active:  # the all-reduce of the gradients tells every rank whether any rank's loss was finite
+            optimizer.zero_grad(set_to_none=True)
+            if torch.isfinite(objective):
+                objective.backward()
+            finite = math.isfinite(ctx.average_gradients(steps.parameters(), objective))
+        else:
+            finite = bool(torch.isfinite(objective))
+        if not finite:  # a step too far: back to the best weights, with a smaller step size
             diverged += 1
             if diverged > patience:
                 raise LandformError(f"the loss kept turning non-finite while training the learned steps "
@@ -237,14 +282,19 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
             steps.load_state_dict(best_state)
             optimizer = torch.optim.Adam(steps.parameters(), lr=optimizer.param_groups[0]["lr"] * 0.5)
             continue
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        if not ctx.active:
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
         torch.nn.utils.clip_grad_norm_(steps.parameters(), 1.0)
         optimizer.step()
         bar.update(1)
-        if iteration % check_every == 0:
+        # The budget is checked every iteration (on an expensive F a hundred unrolled iterations take minutes);
+        # running out, the steps are checked once more before they stop.
+        out_of_time = ctx.leader_says(time.perf_counter() - began > seconds)
+        if iteration % check_every == 0 or out_of_time:
             values = check()
             curve.append((iteration, float(values[-1])))
+            times.append(time.perf_counter() - began)
             if float(values[-1]) < best * (1 - 1e-4):
                 best, best_state, stalls, per_step = float(values[-1]), _copy(steps), 0, values
             else:
@@ -256,14 +306,26 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
             if stalls >= patience:
                 stopped = "plateau"
                 break
-            if time.perf_counter() - began > seconds:
+            if out_of_time:
                 stopped = "time"
                 break
     bar.close()
     steps.load_state_dict(best_state)
     steps.eval().requires_grad_(False)
     return StepsTraining(iterations=iteration, seconds=time.perf_counter() - began, stopped=stopped,
-                         validation=curve, per_step=[float(v) for v in per_step])
+                         validation=curve, per_step=[float(v) for v in per_step], validation_seconds=times,
+                         world_size=ctx.world)
+
+
+def second_order_works(steps: LearnedSteps, forward: Forward, loss: Loss, x0: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether F and the loss can be differentiated twice (a custom autograd function may not be): where they
+    cannot, the steps are trained without the derivatives of the gradients they are fed."""
+    try:
+        _, losses, _ = steps.run(x0, y, forward, loss, create_graph=True)
+        torch.autograd.grad(losses[1:].sum(), list(steps.parameters()), allow_unused=True)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _copy(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -64,6 +64,8 @@ NOT_RUN = {
                                                 "command from the repository root with small settings",
     "torchrun --nnodes=2": "needs two machines with GPUs",
     "landform compare --mapping DIR --out DIR/compare": "needs the Θ of the torchrun fit above (DIR)",
+    "landform compare --problem landform.examples.decoder:make_problem --mapping DIR": "needs the landscape of the "
+                                                                                        "torchrun fit above (DIR)",
     "python experiments/": "an experiment takes minutes to hours and rewrites committed results",
 }
 # Commands that could look slow but take under a minute as written (measured), so they run as shown.

@@ -158,3 +158,28 @@ def test_tuning_ranks_an_overshooting_setting_below_one_that_reaches_the_answer_
     assert _rank(steady) < _rank(overshoot) < _rank(never)
     assert _rank(judged(1.0, 0.0)) < _rank(judged(2.0, 0.0))
     assert _rank(judged(1.0, 0.0, final=0.99)) < _rank(judged(1.01, 0.0, final=1.0))  # a tie on time: lower end
+
+
+def test_learned_steps_train_first_order_where_f_cannot_be_differentiated_twice_and_never_start_uphill():
+    from landform.steps import second_order_works
+
+    anchors = torch.randn(1, 8, 4, generator=torch.Generator().manual_seed(2))
+
+    def distances(x: torch.Tensor) -> torch.Tensor:  # cdist has no second derivative in torch
+        return torch.cdist(x.unsqueeze(1), anchors.expand(x.shape[0], -1, -1)).squeeze(1)
+    problem = _problem(distances)
+    generator = torch.Generator().manual_seed(0)
+    y_train, y_val = problem.train_observations(256, generator), problem.train_observations(64, generator)
+    steps = LearnedSteps((4,), (8,), count=2, hidden=16)
+    x0 = torch.full((256, 4), 0.1)
+    assert not second_order_works(steps, problem.forward, problem.loss, x0[:8], y_train[:8])
+    assert second_order_works(steps, _problem().forward, _problem().loss, x0[:8], y_train[:8])
+    record = train_steps(steps, problem.forward, problem.loss, x0, y_train, x0[:64], y_val, seconds=20,
+                         max_iterations=100, batch_size=32, check_every=50, progress=False)
+    assert record.iterations == 100
+    stiff = _problem(lambda x: _decoder()(x * torch.tensor([1.0, 1.0, 1.0, 300.0])))
+    steps = LearnedSteps((4,), (8,), count=2, hidden=16)
+    y = stiff.train_observations(256, generator)
+    steps.standardize_with(torch.randn(256, 4), y, stiff.forward, stiff.loss)
+    curve = held_out_losses(steps, stiff.forward, stiff.loss, torch.randn(256, 4), y)
+    assert curve[1] <= curve[0]  # the untrained step's size is cut until it does not go uphill

@@ -289,7 +289,7 @@ def test_the_readme_landscape_snippet_runs(tmp_path):
     done = subprocess.run([sys.executable, "-c", code.replace("seconds=120", "seconds=8")], capture_output=True,
                           text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "learned start" in done.stdout and (tmp_path / "runs/decoder/landscape.safetensors").exists()
+    assert "learned start" in done.stdout and (tmp_path / "runs/decoder-py/landscape.safetensors").exists()
 
 
 def test_tuning_past_its_deadline_keeps_the_starts_candidates(learned, problem):
