@@ -26,6 +26,7 @@ from landform import distributed
 from landform.errors import LandformError
 from landform.inference import ORIGIN_JITTER, Forward, Loss, check_forward_output, check_loss_values
 from landform.progress import progress_bar
+from landform.stopping import EarlyStopping
 
 ARCHITECTURES = ("mlp", "conv")
 MAX_POOL_BYTES = 256 * 2**20  # training observations kept in memory at once
@@ -233,8 +234,8 @@ def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torc
     _leave_critical_point(encoder, forward, loss, train[:batch_size].to(device), generator)
     ctx.broadcast_module(encoder)
     trained = [p for p in encoder.parameters() if p.requires_grad]
-    best, best_state, stalls = validation_loss(), _copy_state(encoder), 0
-    curve: list[tuple[int, float]] = [(0, best)]
+    stopping = EarlyStopping(encoder, validation_loss(), tolerance=1e-3, patience=patience)
+    curve: list[tuple[int, float]] = [(0, stopping.best)]
     began, stopped, step = time.perf_counter(), "max_steps", 0
     times = [0.0]
     bar = progress_bar(total=max_steps, desc="learned start", enabled=ctx.leader)
@@ -267,21 +268,13 @@ def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torc
             value = validation_loss()
             curve.append((step, value))
             times.append(time.perf_counter() - began)
-            if value < best * (1 - 1e-3):
-                best, best_state, stalls = value, _copy_state(encoder), 0
-            else:
-                stalls += 1
-                for group in optimizer.param_groups:
-                    group["lr"] *= 0.5
-            bar.set_postfix(val=f"{best:.4g}", refresh=False)
-            if stalls >= patience:
-                stopped = "plateau"
-                break
-            if out_of_time:
-                stopped = "time"
+            stopping.check(value, optimizer)
+            bar.set_postfix(val=f"{stopping.best:.4g}", refresh=False)
+            if (reason := stopping.reason_to_stop(out_of_time)) is not None:
+                stopped = reason
                 break
     bar.close()
-    encoder.load_state_dict(best_state)
+    stopping.restore()
     encoder.eval().requires_grad_(False)
     return StartTraining(steps=step, seconds=time.perf_counter() - began, stopped=stopped, validation=curve,
                          validation_seconds=times, world_size=ctx.world)
@@ -300,7 +293,3 @@ def _leave_critical_point(encoder: StartEncoder, forward: Forward, loss: Loss, y
     with torch.no_grad():
         weight = torch.randn(encoder.head.weight.shape, generator=generator) * (ORIGIN_JITTER / encoder.hidden ** 0.5)
         encoder.head.weight.copy_(weight.to(encoder.head.weight))
-
-
-def _copy_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().clone() for key, value in module.state_dict().items()}

@@ -25,6 +25,7 @@ from landform import distributed
 from landform.errors import LandformError
 from landform.inference import Forward, Loss, check_forward_output, check_loss_values
 from landform.progress import progress_bar
+from landform.stopping import EarlyStopping
 
 MAX_STEPS = 5
 RANK = 16  # the preconditioner's low-rank part
@@ -257,8 +258,8 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
         return curve
 
     per_step = check()
-    best, best_state, stalls = float(per_step[-1]), _copy(steps), 0
-    curve: list[tuple[int, float]] = [(0, best)]
+    stopping = EarlyStopping(steps, float(per_step[-1]), tolerance=1e-4, patience=patience, halve_every=2)
+    curve: list[tuple[int, float]] = [(0, stopping.best)]
     began, stopped, iteration, diverged = time.perf_counter(), "max_iterations", 0, 0
     times = [0.0]
     bar = progress_bar(total=max_iterations, desc="learned steps", enabled=progress and ctx.leader)
@@ -279,7 +280,7 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
             if diverged > patience:
                 raise LandformError(f"the loss kept turning non-finite while training the learned steps "
                                     f"(iteration {iteration}); the forward model may be undefined away from its data")
-            steps.load_state_dict(best_state)
+            stopping.restore()
             optimizer = torch.optim.Adam(steps.parameters(), lr=optimizer.param_groups[0]["lr"] * 0.5)
             continue
         if not ctx.active:
@@ -295,22 +296,14 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
             values = check()
             curve.append((iteration, float(values[-1])))
             times.append(time.perf_counter() - began)
-            if float(values[-1]) < best * (1 - 1e-4):
-                best, best_state, stalls, per_step = float(values[-1]), _copy(steps), 0, values
-            else:
-                stalls += 1
-                if stalls % 2 == 0:
-                    for group in optimizer.param_groups:
-                        group["lr"] *= 0.5
-            bar.set_postfix(val=f"{best:.4g}", refresh=False)
-            if stalls >= patience:
-                stopped = "plateau"
-                break
-            if out_of_time:
-                stopped = "time"
+            if stopping.check(float(values[-1]), optimizer):
+                per_step = values
+            bar.set_postfix(val=f"{stopping.best:.4g}", refresh=False)
+            if (reason := stopping.reason_to_stop(out_of_time)) is not None:
+                stopped = reason
                 break
     bar.close()
-    steps.load_state_dict(best_state)
+    stopping.restore()
     steps.eval().requires_grad_(False)
     return StepsTraining(iterations=iteration, seconds=time.perf_counter() - began, stopped=stopped,
                          validation=curve, per_step=[float(v) for v in per_step], validation_seconds=times,
@@ -326,7 +319,3 @@ def second_order_works(steps: LearnedSteps, forward: Forward, loss: Loss, x0: to
     except RuntimeError:
         return False
     return True
-
-
-def _copy(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().clone() for key, value in module.state_dict().items()}
