@@ -446,7 +446,7 @@ def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, tra
     loaded = _load_part(ctx, saved) if resume else None
     if loaded is not None:
         log(f"fit: the learned start saved in {saved} is reused")
-        return _saved_encoder(loaded, saved, "start", device)
+        return _saved_part(loaded, saved, "start", device)
     training: StartTraining = train_start(encoder, problem.forward, problem.loss, train, val,
                                           seconds=budget.until(share), max_steps=max_steps, seed=seed, device=device,
                                           progress=progress, prior=prior, prior_weight=prior_weight, context=ctx)
@@ -458,14 +458,16 @@ def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, tra
     return encoder, record
 
 
-def _saved_encoder(loaded: tuple[dict[str, torch.Tensor], dict[str, Any]], saved: Path, key: str,
-                   device: torch.device) -> tuple[StartEncoder, dict]:
-    """A frozen start (``key="start"``) or error-feedback step (``"refiner"``) that a fit saved for --resume
-    (``_load_part``), and the record saved beside it."""
+def _saved_part(loaded: tuple[dict[str, torch.Tensor], dict[str, Any]], saved: Path, key: str,
+                   device: torch.device,
+                   build: Callable[[Any, str], Any] = StartEncoder.from_config) -> tuple[Any, dict]:
+    """A frozen part that a fit saved for --resume (``_load_part``): the start (``key="start"``), its
+    error-feedback step (``"refiner"``) or, with ``build=LearnedSteps.from_config``, the learned steps
+    (``"steps"``); and the record saved beside it."""
     state, config = loaded
-    encoder = StartEncoder.from_config(config.get(key), str(saved))
-    load_module_state(encoder, state, str(saved))
-    return encoder.to(device).eval().requires_grad_(False), config.get("record", {})
+    module = build(config.get(key), str(saved))
+    load_module_state(module, state, str(saved))
+    return module.to(device).eval().requires_grad_(False), config.get("record", {})
 
 
 REFINE_SHARE = 0.45  # the error-feedback step trains until this share of the budget is used
@@ -486,7 +488,7 @@ def _learned_refiner(problem: Problem, directory: Path, start: StartEncoder, tra
     loaded = _load_part(ctx, saved) if resume else None
     if loaded is not None:
         log(f"fit: the error-feedback step saved in {saved} is reused")
-        refiner, record = _saved_encoder(loaded, saved, "refiner", device)
+        refiner, record = _saved_part(loaded, saved, "refiner", device)
         return (refiner if record.get("candidate") else None), record
     torch.manual_seed(seed)
     refined = RefinedStart(start, problem.forward, hidden=REFINE_SIZE[0], layers=REFINE_SIZE[1]).to(device)
@@ -517,10 +519,7 @@ def _learned_steps(problem: Problem, directory: Path, start: Callable[[torch.Ten
     loaded = _load_part(ctx, saved) if resume else None
     if loaded is not None:
         log(f"fit: the learned steps saved in {saved} are reused")
-        state, config = loaded
-        module = LearnedSteps.from_config(config.get("steps"), str(saved))
-        load_module_state(module, state, str(saved))
-        return module.to(device).eval().requires_grad_(False), config.get("record", {})
+        return _saved_part(loaded, saved, "steps", device, LearnedSteps.from_config)
     torch.manual_seed(seed)
     module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1])
     x_train, x_val = starts_of(start, train, device), starts_of(start, val, device)
