@@ -1,11 +1,12 @@
-"""Is 10 APGD steps enough against the 5-step fresh-draw defense? (issue 21's remedies report runs 10 steps with
-EOT over 20 draws; AutoAttack's rand version runs 100.)
+"""Is 10 APGD steps enough against the 5-step fresh-draw defense? (the remedies report of defense_adaptive.py runs
+10 steps with EOT over 20 draws; AutoAttack's rand version runs 100.)
 
 On ``--count`` of the remedies report's images (the first ones), APGD-DLR with EOT over 20 fresh draws, through
 the defense's 5 unrolled steps, with ``--steps`` iterations each (10 and a longer attack), from the clean
 images; each attack's robust accuracy with the defense scored by its own draw (as the report scores it), and
 the worst of them per image. If the longer attack takes many more images than the 10-step one, the report's
-figure overstates the defense. Means with 95% bootstrap intervals over images.
+figure overstates the defense. Means with 95% bootstrap intervals over images. The report's settings come from
+defense_adaptive.py beside this script, the scoring from ``landform.tasks.defense.scoring``.
 
     .venv/bin/python experiments/defense_attack_strength.py --threads 1 --recipe pgd --count 40 --steps 10 40 \
         --out experiments/results/defense_attack_strength.json
@@ -24,20 +25,13 @@ import time
 from pathlib import Path
 
 import torch
+from defense_adaptive import EOT_DRAWS, REMEDY_SCORE_SEED
 
 from landform.tasks.defense import attack
-from landform.tasks.defense.adaptive import (
-    EOT_DRAWS,
-    REMEDY_SCORE_SEED,
-    Defended,
-    _acc,
-    _diff,
-    _predict,
-    _scored,
-    eval_subset,
-    load_model,
-    load_theta,
-)
+from landform.tasks.defense.data import eval_subset
+from landform.tasks.defense.defense import load_theta
+from landform.tasks.defense.models import load_model
+from landform.tasks.defense.scoring import Defended, accuracy, difference, predict, scored
 
 
 def main() -> None:
@@ -59,11 +53,11 @@ def main() -> None:
     lr_z = theta["settings"]["lr_z"]
     x, y = eval_subset(args.count, seed=args.seed)
     score = {"lr": lr_z, "steps": args.defense_steps, "seed": REMEDY_SCORE_SEED, "start_scale": args.start_scale}
-    clean = _scored(model, mapping, x, y, **score)["_correct"]
+    clean = scored(model, mapping, x, y, **score)["_correct"]
     out = {"recipe": args.recipe, "count": args.count, "defense_steps": args.defense_steps,
            "start_scale": args.start_scale, "eot": EOT_DRAWS,
-           "eps": attack.L2_EPS, "threads": args.threads, "clean_with_defense": _acc(clean),
-           "clean_no_defense": _acc((_predict(model, x) == y).cpu()), "attacks": {}}
+           "eps": attack.L2_EPS, "threads": args.threads, "clean_with_defense": accuracy(clean),
+           "clean_no_defense": accuracy((predict(model, x) == y).cpu()), "attacks": {}}
     worst = clean.clone()
     correct = {}
     for steps in args.steps:
@@ -73,13 +67,13 @@ def main() -> None:
         adv = torchattacks.APGD(composite, norm="L2", eps=attack.L2_EPS, steps=steps, n_restarts=1, seed=args.seed,
                                 loss="dlr", eot_iter=EOT_DRAWS)(x, y)
         seconds = time.perf_counter() - began
-        correct[steps] = _scored(model, mapping, adv, y, **score)["_correct"] & clean
+        correct[steps] = scored(model, mapping, adv, y, **score)["_correct"] & clean
         worst &= correct[steps]
-        out["attacks"][f"apgd_dlr_eot_{steps}"] = {**_acc(correct[steps]), "seconds": round(seconds, 1)}
+        out["attacks"][f"apgd_dlr_eot_{steps}"] = {**accuracy(correct[steps]), "seconds": round(seconds, 1)}
         print(f"{steps} steps: {out['attacks'][f'apgd_dlr_eot_{steps}']['accuracy']:.3f} ({seconds:.0f} s)", flush=True)
-    out["worst"] = _acc(worst)
+    out["worst"] = accuracy(worst)
     first, last = args.steps[0], args.steps[-1]
-    out[f"steps_{last}_minus_{first}"] = _diff(correct[last], correct[first])
+    out[f"steps_{last}_minus_{first}"] = difference(correct[last], correct[first])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k != "attacks"}, indent=1))

@@ -1,11 +1,12 @@
-"""Does AutoAttack's 100-step APGD take images the remedies report's 10-step attacks leave robust? (issue 21)
+"""Does AutoAttack's 100-step APGD take images the remedies report's 10-step attacks leave robust?
 
 The hardened defense's chain of the remedies report (transfer attacks, then BPDA-APGD-CE, APGD-CE and APGD-DLR
 through its 5 unrolled steps, each with EOT over 20 draws x 10 steps; all read from the report's per-chunk cache)
 leaves a set of images robust. On those among the first ``--count`` of the report's images, this runs APGD-DLR
 with EOT over 20 draws and ``--steps`` (AutoAttack's 100) iterations through the 5 steps, starting from the clean
 images, and scores every image as the report does. It reports the per-image worst before and after, on those
-``--count`` images: how much the report's 10-step figure overstates the defense.
+``--count`` images: how much the report's 10-step figure overstates the defense. The remedies report and its
+attack chain are defense_adaptive.py's (beside this script), the scoring ``landform.tasks.defense.scoring``'s.
 
     .venv/bin/python experiments/defense_hardened_long_attack.py --threads 1 --recipe RECIPE --count 100 \\
         --out experiments/results/defense_hardened_long_attack_RECIPE.json
@@ -19,25 +20,21 @@ import time
 from pathlib import Path
 
 import torch
-
-from landform.tasks.defense import attack
-from landform.tasks.defense.adaptive import (
+from defense_adaptive import (
     EOT_DRAWS,
     HARDENED_VARIANT,
     REMEDY_SCORE_SEED,
     REMEDY_SIZE,
-    Defended,
-    _acc,
-    _diff,
-    _scored,
     attack_chain,
-    eval_subset,
     five_step_attacks,
-    load_model,
-    load_theta,
     transfer_attacks,
 )
-from landform.tasks.defense.defense import HARDENED
+
+from landform.tasks.defense import attack
+from landform.tasks.defense.data import eval_subset
+from landform.tasks.defense.defense import HARDENED, load_theta
+from landform.tasks.defense.models import load_model
+from landform.tasks.defense.scoring import Defended, accuracy, difference, scored
 
 
 def main() -> None:
@@ -70,11 +67,11 @@ def main() -> None:
     seconds = time.perf_counter() - began
     x_adv = held.clone()
     x_adv[target] = adv
-    after = robust & _scored(model, mapping, x_adv, y, **score)["_correct"]
+    after = robust & scored(model, mapping, x_adv, y, **score)["_correct"]
     out = {"recipe": args.recipe, "count": args.count, "apgd_steps": args.steps, "eot": EOT_DRAWS,
            "attacked_images": int(target.sum()), "seconds": round(seconds, 1), "threads": args.threads,
-           "worst_10_step_chain": _acc(robust[first]), "worst_with_long_attack": _acc(after[first]),
-           "long_minus_10_step": _diff(after[first], robust[first])}
+           "worst_10_step_chain": accuracy(robust[first]), "worst_with_long_attack": accuracy(after[first]),
+           "long_minus_10_step": difference(after[first], robust[first])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))

@@ -10,8 +10,6 @@ start-up, which a Ctrl-C may interrupt) does not load torch until it is needed.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
@@ -20,16 +18,16 @@ _EXPORTS = {
     "Landscape": "landform.landscape",
     "LandformError": "landform.errors",
     "Mapping": "landform.mapping",
-    "Method": "landform.compare",
+    "Method": "landform.comparison",
     "Problem": "landform.problem",
-    "compare": "landform.compare",
+    "compare": "landform.comparison",
     "fit": "landform.fitting",
     "invert": "landform.inference",
     "learn": "landform.recipe",
     "load_problem": "landform.problem",
     "metrics": None,
-    "summarize": "landform.compare",
-    "sweep_lr": "landform.compare",
+    "summarize": "landform.comparison",
+    "sweep_lr": "landform.comparison",
 }
 __all__ = [
     "FitResult",
@@ -52,7 +50,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from landform import metrics
-    from landform.compare import Method, compare, summarize, sweep_lr
+    from landform.comparison import Method, compare, summarize, sweep_lr
     from landform.errors import LandformError
     from landform.fitting import FitResult, fit
     from landform.inference import InversionResult, invert
@@ -74,17 +72,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
-
-class _Package(types.ModuleType):
-    """Keeps an exported function from being shadowed by the submodule of the same name: importing
-    ``landform.compare`` binds the module as the package attribute ``compare``, which would hide the
-    function ``compare`` from ``from landform import compare``."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        shadows = (isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f"landform.{name}"
-                   and value.__name__ == f"landform.{name}")
-        if not shadows:
-            super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

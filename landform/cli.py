@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_PROBLEM = "landform.synthetic:synthetic_problem"
-TABLE_STEPS = (0, 1, 2, 5, 10, 20, 200)
-DEFAULT_MODE = "residual"  # landform.compare.DEFAULT_MODE; kept here so the CLI starts without importing torch code
+DEFAULT_MODE = "residual"  # landform.comparison.DEFAULT_MODE, kept here so the CLI starts without torch code
 # invert and compare on a --problem: the defaults of the options whose argparse default is None (so that
 # an option given with --task can be told from one left out, and refused if the task does not use it).
 PROBLEM_DEFAULTS = {"problem": DEFAULT_PROBLEM, "count": 256, "steps": 200, "optimizer": "adam", "lr": 0.1,
@@ -193,6 +192,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
                                 **_task_options(args, task))
         return
     from landform import Mapping, invert
+    from landform.results import write_inversion
 
     problem = guard.load_problem(args.problem, args.device, args.autocast)
     landscape = _landscape(args)
@@ -230,6 +230,7 @@ def _landscape(args: argparse.Namespace):
 
 def invert_landscape(args: argparse.Namespace, problem, landscape) -> None:
     """``invert`` with a Landscape: its start, its anchored Θ and its tuned settings."""
+    from landform.results import write_inversion
 
     landscape.check_problem(problem, allow_other_model=args.allow_other_model)
     y = _observations(args, problem, "test")
@@ -241,67 +242,6 @@ def invert_landscape(args: argparse.Namespace, problem, landscape) -> None:
                                              "landscape": landscape.describe(), "mapping": args.mapping})
 
 
-def write_inversion(out: Path, result, config: dict) -> None:
-    """``invert``'s outputs: x, the losses, F(x) (and z) as safetensors with ``config``, the loss curve as CSV,
-    and one line that says what it did."""
-    from landform.io import save_pair
-    from landform.report import write_curves_csv
-
-    guard.check_finite_losses(result.losses)
-    tensors = {"x": result.x, "losses": result.losses, "y_hat": result.y_hat}
-    if result.z is not None:
-        tensors["z"] = result.z
-    save_pair(out / "inversion.safetensors", tensors, {**config, "seconds_per_step": result.seconds_per_step})
-    write_curves_csv(out / "curve.csv", {"loss": result.losses})
-    print(f"inverted {result.x.shape[0]} observations: mean loss {result.losses[0].mean():.4g} -> "
-          f"{result.losses[-1].mean():.4g} in {config['steps']} steps ({result.seconds_per_step * 1e3:.2f} "
-          f"ms/step); wrote {out / 'inversion.safetensors'}")
-
-
-def print_table(title: str, block: dict) -> None:
-    """The comparison table the CLI prints: the report renderer's table, at the CLI's steps."""
-    from landform.report import summary_table
-
-    print(title)
-    print(summary_table(block, [s for s in TABLE_STEPS if s in block["steps"]]))
-
-
-def compare_problem(problem_spec: str, mapping_path: str, out: Path, *, count: int, steps: int, seed: int,
-                    device: str | None, optimizer: str = "adam", mode: str | None = None, lr: float = 0.1,
-                    observations: torch.Tensor | None = None, landscape=None, allow_other_model: bool = False) -> dict:
-    """Run ``landform.compare`` on a Problem and write curves.csv, curves.png and summary.json to ``out``."""
-    import torch
-
-    from landform import Mapping, compare
-    from landform.compare import DEFAULT_MODE, default_methods
-    from landform.io import atomic_outputs
-    from landform.landscape import landscape_methods, problem_with_start
-    from landform.report import plot_curves, write_curves_csv, write_json
-
-    problem = guard.load_problem(problem_spec, device)
-    if landscape is not None:
-        landscape.check_problem(problem, allow_other_model=allow_other_model)
-    y = observations if observations is not None else \
-        problem.test_observations(count, torch.Generator().manual_seed(seed))
-    y_val = problem.train_observations(count, torch.Generator().manual_seed(seed + 7919))
-    if landscape is not None:
-        problem = problem_with_start(problem, landscape)
-        methods = landscape_methods(landscape)
-    else:
-        methods = default_methods(problem, Mapping.load(mapping_path), mode=mode or DEFAULT_MODE, lr_z=lr)
-    result = compare(problem, y, methods, y_val=y_val, steps=steps, optimizer=optimizer, seed=seed,
-                     device=device, progress=True)
-    curves = {name: r.losses for name, r in result.results.items()}
-    summary = {"problem": problem_spec, "mapping": str(mapping_path), "test": result.summary}
-    with atomic_outputs(out, ["curves.csv", "curves.png", "summary.json"]) as stage:  # the old set or the new one
-        write_curves_csv(stage / "curves.csv", curves)
-        plot_curves(stage / "curves.png", {problem.name: curves})
-        write_json(stage / "summary.json", summary)
-    print_table(f"{problem.name}: mean loss over {y.shape[0]} test observations", result.summary)
-    print(f"wrote {out / 'curves.csv'}, {out / 'curves.png'}, {out / 'summary.json'}")
-    return summary
-
-
 def cmd_compare(args: argparse.Namespace) -> None:
     guard.prepare_out(args.out)
     if args.task:
@@ -311,14 +251,20 @@ def cmd_compare(args: argparse.Namespace) -> None:
         return
     if not args.mapping:
         raise LandformError("compare needs --mapping (a directory or .safetensors written by `landform fit`)")
+    from landform.results import compare_problem
+
     observations = _observations(args, None, "test") if args.observations else None
-    compare_problem(args.problem, args.mapping, Path(args.out), count=args.count, steps=args.steps,
-                    seed=args.seed, device=args.device, optimizer=args.optimizer, mode=args.mode, lr=args.lr,
-                    observations=observations, landscape=_landscape(args),
-                    allow_other_model=args.allow_other_model)
+    landscape = _landscape(args)
+    problem = guard.load_problem(args.problem, args.device)  # as fit and invert load it: one line if it fails
+    compare_problem(problem, args.mapping, Path(args.out), count=args.count, steps=args.steps, seed=args.seed,
+                    device=args.device, optimizer=args.optimizer, mode=args.mode, lr=args.lr,
+                    observations=observations, landscape=landscape, allow_other_model=args.allow_other_model,
+                    spec=args.problem)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from landform.results import print_table
+
     task = tasks.get(args.task)
     out = guard.prepare_out(args.out) / task.name
     summary = task.function("demo")(out, device=args.device, seed=args.seed, progress=True)

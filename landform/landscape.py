@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from landform.compare import SWEEP_LRS, Method
+from landform.comparison import SWEEP_LRS, Method
 from landform.errors import LandformError
 from landform.inference import InversionResult
 from landform.io import load_module_state, load_pair, read_json, save_pair

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from landform import distributed
-from landform.compare import SWEEP_LRS, start_pass_seconds, sweep_rates
+from landform.comparison import SWEEP_LRS, start_pass_seconds, sweep_rates
 from landform.distributed import Context
 from landform.errors import LandformError
 from landform.fitting import FitResult, checkpoint_state, fit

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Mapping as MappingType
 from pathlib import Path
 
@@ -43,16 +42,16 @@ def write_curves_csv(path: str | Path, curves: Curves) -> Path:
 
 
 def save_figure(figure, path: str | Path, dpi: int = 110, **savefig_kwargs) -> Path:
-    """Save a matplotlib figure as PNG atomically (temp file, then rename) and close it."""
+    """Save a matplotlib figure (PNG unless ``format`` says otherwise) atomically through the io module, and
+    close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=dpi, **savefig_kwargs)
+    from landform.io import write_bytes
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=dpi, **{"format": "png", **savefig_kwargs})
     plt.close(figure)
-    os.replace(tmp, path)
-    return path
+    return write_bytes(path, buffer.getvalue())
 
 
 MAX_COLUMNS = 4

@@ -109,6 +109,17 @@ def test_bad_input_is_one_line_without_traceback(argv, message, tmp_path, capsys
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+def test_a_failing_problem_factory_is_one_line_in_compare_as_in_fit(fitted_dir, tmp_path, monkeypatch, capsys):
+    """compare loads --problem the way fit does: an error raised by the user's factory ends it in one line."""
+    (tmp_path / "broken_factory.py").write_text("def make_problem():\n    raise ValueError('it exploded')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    expected = "landform: error: the --problem factory broken_factory:make_problem failed: ValueError: it exploded"
+    for command in (["fit", "--out", str(tmp_path / "fit")],
+                    ["compare", "--mapping", str(fitted_dir), "--out", str(tmp_path / "cmp")]):
+        assert main([*command, "--problem", "broken_factory:make_problem"]) == 2
+        assert capsys.readouterr().err.strip() == expected, command
+
+
 def test_corrupted_checkpoint_from_the_real_console_script(fitted_dir, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

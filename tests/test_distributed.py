@@ -41,20 +41,20 @@ import gc, os, signal, sys
 import torch
 from safetensors.torch import save_file
 
-import landform.io as lio
+import landform.io.fs as lfs
 from landform import Mapping, fit
 from landform.synthetic import synthetic_problem
 
 rank = int(os.environ["RANK"])
 out, rounds, resume, thetas = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "resume", sys.argv[4]
-real = lio._fs
+real = lfs.change
 
 def logged(op, *args):  # who touches the checkpoint directory
     with open(os.path.join(thetas, "ops.log"), "a") as handle:
         handle.write(f"{rank} {op}\\n")
     return real(op, *args)
 
-lio._fs = logged
+lfs.change = logged
 torch.set_num_threads(1)
 problem = synthetic_problem()
 forward, kill_at, calls = problem.forward, int(os.environ.get("KILL_AT_CALL", "0")), [0]

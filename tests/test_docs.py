@@ -53,7 +53,6 @@ NOT_RUN = {
     "landform demo images": "the image report takes about half an hour (report/images/summary.md gives its time)",
     "landform demo pose": "the pose report takes minutes (report/pose/summary.md)",
     "landform demo defense": "the defense report takes minutes (report/defense/summary.md)",
-    "landform demo landform.tasks.defense.adaptive": "the adaptive attacks take tens of minutes per model",
     "landform invert --task images": "tests/test_cli.py::test_the_readme_image_commands_run_as_written runs the "
                                      "README's copy with a picture for IMAGE...",
     "landform compare --task images": "tests/test_cli.py::test_the_readme_image_commands_run_as_written runs the "

@@ -25,7 +25,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import landform.io as lio
+import landform.io.fs as lfs
 from landform import LandformError, Mapping, fit
 from landform.fitting import checkpoint_rounds
 from landform.io import Checkpoint, json_safe
@@ -41,14 +41,14 @@ import errno, os, time
 
 import torch
 
-import landform.io as lio
+import landform.io.fs as lfs
 from landform.synthetic import synthetic_problem
 
 
 def _patch_writer():
     mode, log = os.environ.get("PROBE_MODE", ""), os.environ.get("PROBE_LOG")
     delay = float(os.environ.get("PROBE_DELAY", "0"))
-    real = lio._fs
+    real = lfs.change
 
     def fs(op, *args):
         if log:
@@ -60,7 +60,7 @@ def _patch_writer():
             time.sleep(delay)
         return real(op, *args)
 
-    lio._fs = fs
+    lfs.change = fs
 
 
 def problem():
@@ -119,12 +119,12 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 class _Injector:
-    """Replaces landform.io._fs: counts every file-system change and fails at the ``at``-th one, before it
+    """Replaces landform.io.fs.change: counts every file-system change and fails at the ``at``-th one, before it
     happens or (``partial``) after writing half of a file."""
 
     def __init__(self, at: int | None, error: BaseException | None = None, partial: bool = False):
         self.at, self.error, self.partial, self.calls = at, error, partial, 0
-        self.real = lio._fs
+        self.real = lfs.change
 
     def __call__(self, op, *args):
         self.calls += 1
@@ -143,7 +143,7 @@ def test_a_fault_at_every_point_of_the_checkpoint_writes_resumes_exactly(problem
     reference = _fresh()
     counter = _Injector(None)
     with monkeypatch.context() as patch:
-        patch.setattr(lio, "_fs", counter)
+        patch.setattr(lfs, "change", counter)
         fit(reference, problem.forward, problem.loss, problem.train_observations, rounds=rounds,
             checkpoint_dir=tmp_path / "ref", **SMALL)
     total = counter.calls
@@ -156,7 +156,7 @@ def test_a_fault_at_every_point_of_the_checkpoint_writes_resumes_exactly(problem
             folder = tmp_path / f"{at}-{name[:4]}"
             injector = _Injector(at, error, partial)
             with monkeypatch.context() as patch:
-                patch.setattr(lio, "_fs", injector)
+                patch.setattr(lfs, "change", injector)
                 try:
                     fit(_fresh(), problem.forward, problem.loss, problem.train_observations, rounds=rounds,
                         checkpoint_dir=folder, **SMALL)
@@ -254,13 +254,13 @@ def test_a_pair_whose_halves_come_from_different_saves_is_refused(tmp_path, monk
     first.save(tmp_path / "theta")
     before = _tree(tmp_path)
     with monkeypatch.context() as patch:  # disk full while writing the weights: the old pair stays
-        patch.setattr(lio, "_fs", _Injector(1, OSError(errno.ENOSPC, "No space left on device"), partial=True))
+        patch.setattr(lfs, "change", _Injector(1, OSError(errno.ENOSPC, "No space left on device"), partial=True))
         with pytest.raises(LandformError, match="No space left"):
             second.save(tmp_path / "theta")
     assert _tree(tmp_path) == before
     assert _same(Mapping.load(tmp_path / "theta"), first)
     with monkeypatch.context() as patch:  # killed between the weights and their config
-        patch.setattr(lio, "_fs", _Injector(4, KeyboardInterrupt()))
+        patch.setattr(lfs, "change", _Injector(4, KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
             second.save(tmp_path / "theta")
     with pytest.raises(LandformError, match="different saves"):
@@ -486,6 +486,9 @@ BAD_INPUTS = {
                                 "the factory exploded"),
     "factory raises (fit)": (["fit", "--problem", "probe:raising_factory", "--out", "CKPT", "--resume"],
                              "the factory exploded"),
+    "factory raises (compare)": (["compare", "--problem", "probe:raising_factory", "--mapping", "CKPT", "--out",
+                                  "OUT"], "the --problem factory probe:raising_factory failed: ValueError: the "
+                                          "factory exploded"),
     "forward raises (invert)": (["invert", "--problem", "probe:raising_forward", "--out", "OUT"],
                                 "the forward model exploded"),
     "forward raises (fit)": (["fit", "--problem", "probe:raising_forward", "--out", "CKPT", "--resume",

@@ -153,7 +153,7 @@ def test_origin_init_leaves_a_critical_point_at_zero_and_is_zeros_elsewhere(prob
 def test_the_sweep_goes_past_the_grids_edge_only_while_the_best_step_size_lies_there():
     import math
 
-    from landform.compare import sweep_rates
+    from landform.comparison import sweep_rates
 
     grid = (0.5, 0.1, 0.01)
 
@@ -180,7 +180,7 @@ def test_the_sweep_goes_past_the_grids_edge_only_while_the_best_step_size_lies_t
 def test_a_baseline_in_physical_units_gets_step_sizes_above_the_grid():
     """x = 100 + noise, F = identity: from 0, Adam needs steps far above 0.5; the sweep and compare find them."""
     from landform import Problem
-    from landform.compare import Method, compare
+    from landform.comparison import Method, compare
 
     def forward(x):
         return x

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from landform.compare import Method, answer_stats
+from landform.comparison import Method, answer_stats
 from landform.errors import LandformError
 from landform.landscape import InferenceSettings, Landscape, fingerprint, fingerprint_difference
 from landform.mapping import Mapping

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 import landform.io as lio
+import landform.io.fs as lfs
+import landform.io.locks as llocks
 from landform import LandformError, tasks
 from landform.cli import main
 from landform.io import atomic_outputs, folder_lock, settle_outputs
@@ -112,7 +114,7 @@ def _contend(folder: Path, rounds: int, failures) -> None:
         time.sleep(chooser.uniform(0, 0.001))
         real(fd, operation)
 
-    lio.fcntl = types.SimpleNamespace(flock=slow_flock, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB)
+    llocks.fcntl = types.SimpleNamespace(flock=slow_flock, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB)
     for _ in range(rounds):
         with contextlib.suppress(LandformError), folder_lock(folder):
             try:
@@ -175,7 +177,7 @@ def _run_of(out: Path) -> int:
 def _writer(out: Path, first: int, slow: float, kill_at: int | None) -> None:
     """In a child: write the sets ``first``, ``first + 1``, ... (slowed before every rename, or SIGKILLed by
     itself at its ``kill_at``-th file-system change)."""
-    real, calls = lio._fs, [0]
+    real, calls = lfs.change, [0]
 
     def fs(op, *args):
         calls[0] += 1
@@ -185,7 +187,7 @@ def _writer(out: Path, first: int, slow: float, kill_at: int | None) -> None:
             time.sleep(slow)
         return real(op, *args)
 
-    lio._fs = fs
+    lfs.change = fs
     run = first
     while True:
         _write_set(out, run)
@@ -236,10 +238,10 @@ def test_a_report_writer_killed_at_random_moments_leaves_the_old_set_or_the_new(
 
 def test_a_report_writer_killed_at_every_file_system_change_leaves_the_old_set_or_the_new(report, monkeypatch):
     counter = []
-    real = lio._fs
-    monkeypatch.setattr(lio, "_fs", lambda op, *args: (counter.append(op), real(op, *args))[1])
+    real = lfs.change
+    monkeypatch.setattr(lfs, "change", lambda op, *args: (counter.append(op), real(op, *args))[1])
     _write_set(report, 1)
-    monkeypatch.setattr(lio, "_fs", real)
+    monkeypatch.setattr(lfs, "change", real)
     assert counter.count("replace") == 2 * len(NAMES) + 2  # staged, moved; the commit and the manifest
     old, outcomes = 1, set()
     for at in range(1, len(counter) + 1):
@@ -251,7 +253,7 @@ def test_a_report_writer_killed_at_every_file_system_change_leaves_the_old_set_o
         outcomes.add(found == old)
         old = found
         for stale in _leftovers(report):  # what the next writer would clear, so every child starts alike
-            lio.Checkpoint._discard(report / stale)
+            lfs.discard(report / stale)
     assert outcomes == {True, False}  # killed both before and after its commit
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from landform import metrics
-from landform.compare import summarize
+from landform.comparison import summarize
 
 
 def test_loss_at_and_steps_to_reach():

@@ -42,7 +42,7 @@ def _tiny_problem():
 
 def _compare(y: torch.Tensor, out: Path, *, steps: int, seed: int, device: str, progress: bool) -> dict:
     from landform import Mapping
-    from landform.compare import compare, default_methods
+    from landform.comparison import compare, default_methods
     from landform.report import write_json
 
     problem = _tiny_problem()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from landform.compare import SWEEP_LRS, Method, compare, summarize_methods
+from landform.comparison import SWEEP_LRS, Method, compare, summarize_methods
 from landform.metrics import bootstrap_ci, improvement_at
 from landform.paper.curves import cached_losses, weights_digest
 from landform.paper.registry import Budget, register

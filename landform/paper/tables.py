@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from landform.compare import SWEEP_LRS, Method, compare
+from landform.comparison import SWEEP_LRS, Method, compare
 from landform.fitting import fit
 from landform.mapping import Mapping
 from landform.paper.registry import Budget, register

@@ -16,9 +16,10 @@ Accuracy intervals are 95% bootstrap intervals over images (``landform.metrics.b
 between two defenses are paired (the same images). Attacks are cached under runs/defense-cache/ (keyed by
 the weights' and settings' hash); from a clean clone they are computed, inside the time budget.
 
-Why one module: the demo's evaluation, its markdown report and the user-image commands share the cached
-attacks, the defended blocks and the accuracy helpers; split, each part would import the others' private
-helpers.
+The accuracy and difference blocks, the noise control and the chunk size come from
+``landform.tasks.defense.scoring`` (shared with the adaptive-attack studies under experiments/); the report's
+text is written by ``landform.tasks.defense.summary``. The evaluation and the user-image commands stay together:
+they share the cached attacks and the defense's settings.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ import numpy as np
 import torch
 
 from landform import zoo
-from landform.compare import Method, compare, summarize_methods
+from landform.comparison import Method, compare, summarize_methods
 from landform.errors import LandformError
 from landform.metrics import bootstrap_ci
 from landform.progress import progress_bar
-from landform.report import markdown_table, summary_table, write_json, write_text
+from landform.report import write_json, write_text
 from landform.tasks import runs_dir
 from landform.tasks.common import load_gray28
 from landform.tasks.defense import attack
@@ -54,10 +55,11 @@ from landform.tasks.defense.defense import (
     reverse,
 )
 from landform.tasks.defense.models import SHIPPED, entry_file, load_model, model_name, theta_name
+from landform.tasks.defense.scoring import CHUNK, accuracy, correct, difference, noise_like
 from landform.tasks.defense.ssl import ssl_gap, view_vote
+from landform.tasks.defense.summary import summary_markdown
 
 TEST_SIZE = 300
-CHUNK = 100  # the defense runs on fixed chunks of images: the contrastive loss takes its negatives from the chunk
 SUBSET = 100  # AutoAttack, the budget sweep's baseline, the adaptive attack, clean + baseline
 BASELINE_STEPS = (1, 5, 20, 40)
 SWEEP_EPS = (0.8, 1.6, 2.4)
@@ -141,36 +143,12 @@ def compare_chunks(model, a: torch.Tensor, methods: list[Method], *, steps: int,
 
 
 # ----------------------------------------------------------------------------------------------- numbers
-def _correct(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return (model(x).argmax(1) == y).double().cpu()
-
-
-def _acc(correct: torch.Tensor, seed: int = 0) -> dict:
-    """Accuracy with its 95% bootstrap interval over images."""
-    ci = bootstrap_ci(lambda c: float(c[0]), correct[None], seed=seed)
-    return {"accuracy": float(correct.mean()), "ci95": ci, "count": int(correct.numel())}
-
-
-def _diff(first: torch.Tensor, second: torch.Tensor, seed: int = 0) -> dict:
-    """Paired difference of two accuracies on the same images, with its 95% bootstrap interval."""
-    ci = bootstrap_ci(lambda a, b: float(a[0] - b[0]), first[None], second[None], seed=seed)
-    return {"difference": float(first.mean() - second.mean()), "ci95": ci}
-
-
-def noise_like(r: torch.Tensor, seed: int) -> torch.Tensor:
-    """Gaussian noise with, per image, the same L2 norm as ``r`` (the noise control)."""
-    noise = torch.randn(r.shape, generator=torch.Generator().manual_seed(seed)).to(r)
-    norm = noise.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return noise * (r.flatten(1).norm(dim=1) / norm).view(-1, 1, 1, 1)
-
-
 def _controlled(model, a: torch.Tensor, defended: torch.Tensor, y: torch.Tensor, seed: int) -> dict:
     """A defense's accuracy, the noise control's (a + noise of the reversal's norm), and their difference."""
     r = defended - a
-    ok = _correct(model, defended, y)
-    ok_noise = _correct(model, (a + noise_like(r, seed)).clamp(0, 1), y)
-    return {**_acc(ok), "noise": _acc(ok_noise), "minus_noise": _diff(ok, ok_noise),
+    ok = correct(model, defended, y)
+    ok_noise = correct(model, (a + noise_like(r, seed)).clamp(0, 1), y)
+    return {**accuracy(ok), "noise": accuracy(ok_noise), "minus_noise": difference(ok, ok_noise),
             "reversal_norm": float(r.flatten(1).norm(dim=1).mean()), "_correct": ok}
 
 
@@ -206,8 +184,8 @@ def evaluate(recipe: str, *, n: int = TEST_SIZE, subset: int = SUBSET, seed: int
     settings = {"tool": "torchattacks.PGDL2", "eps": eps, "alpha": eps / 4, "steps": SWEEP_STEPS, "seed": seed}
     x_adv = _cached(recipe, "pgdl2", settings, x,
                     lambda: torchattacks_pgd(model, x, y, eps=eps, steps=SWEEP_STEPS, seed=seed))
-    clean_ok, none_ok = _correct(model, x, y), _correct(model, x_adv, y)
-    row["clean"], row["no_defense"] = _acc(clean_ok), _acc(none_ok)
+    clean_ok, none_ok = correct(model, x, y), correct(model, x_adv, y)
+    row["clean"], row["no_defense"] = accuracy(clean_ok), accuracy(none_ok)
     gap = ssl_gap(model, x, x_adv, seed=seed).double()
     row["ssl_gap"] = float(gap.mean())
     row["ssl_gap_ci95"] = bootstrap_ci(lambda g: float(g[0]), gap[None], seed=seed)
@@ -230,18 +208,18 @@ def evaluate(recipe: str, *, n: int = TEST_SIZE, subset: int = SUBSET, seed: int
     row["noise_control"] = {"landscape_1": ours1["noise"], "baseline_40": base40["noise"],
                             "landscape_1_minus_noise": ours1["minus_noise"],
                             "baseline_40_minus_noise": base40["minus_noise"]}
-    row["landscape_1_minus_baseline_40"] = _diff(ours1["_correct"], base40["_correct"])
-    row["landscape_1_minus_no_defense"] = _diff(ours1["_correct"], none_ok)
-    row["baseline_40_minus_no_defense"] = _diff(base40["_correct"], none_ok)
+    row["landscape_1_minus_baseline_40"] = difference(ours1["_correct"], base40["_correct"])
+    row["landscape_1_minus_no_defense"] = difference(ours1["_correct"], none_ok)
+    row["baseline_40_minus_no_defense"] = difference(base40["_correct"], none_ok)
     tick("defenses")
 
     # Clean images through the defense (ours: all n; the baseline's 40 steps: the subset).
     clean_ours = defend(model, x, mapping=mapping, steps=1, lr=lr_z, seed=seed, device=device)
     clean_base = defend(model, x[:subset], steps=steps, lr=base_lr, seed=seed, device=device)
-    row["clean_with_defense"] = _acc(_correct(model, clean_ours, y))
-    row["clean_drop"] = _diff(clean_ok, _correct(model, clean_ours, y))
-    row["clean_with_baseline_40"] = _acc(_correct(model, clean_base, y[:subset]))
-    row["clean_subset"] = _acc(clean_ok[:subset])
+    row["clean_with_defense"] = accuracy(correct(model, clean_ours, y))
+    row["clean_drop"] = difference(clean_ok, correct(model, clean_ours, y))
+    row["clean_with_baseline_40"] = accuracy(correct(model, clean_base, y[:subset]))
+    row["clean_subset"] = accuracy(clean_ok[:subset])
     tick("clean")
 
     # torchattacks: PGD-L2 (the main attack above) and AutoAttack on the subset, each then defended.
@@ -277,14 +255,14 @@ def evaluate(recipe: str, *, n: int = TEST_SIZE, subset: int = SUBSET, seed: int
         attack.pgd(lambda v: defended_logits(model, mapping, v, lr=lr_z, seed=seed), xs[i:i + CHUNK],
                    ys[i:i + CHUNK], norm="l2", eps=eps, step=step_size, steps=ADAPTIVE_STEPS,
                    start=x_adv[i:i + CHUNK]) for i in range(0, subset, CHUNK)])
-    adapt_ok = _correct(model, defend(model, x_adapt, mapping=mapping, steps=1, lr=lr_z, seed=seed, device=device),
-                        ys)
+    adapt_ok = correct(model, defend(model, x_adapt, mapping=mapping, steps=1, lr=lr_z, seed=seed, device=device),
+                       ys)
     transfer_ok = ours1["_correct"][:subset]
     row["adaptive"] = {"settings": {"eps": eps, "step": step_size, "steps": ADAPTIVE_STEPS, "images": subset,
                                     "through": "one step of ours (landform.unroll, second order)",
                                     "start": "the torchattacks PGD-L2 examples"},
-                       "adaptive_only": _acc(adapt_ok), "worst_of_both": _acc(adapt_ok * transfer_ok),
-                       "transfer_on_subset": _acc(transfer_ok)}
+                       "adaptive_only": accuracy(adapt_ok), "worst_of_both": accuracy(adapt_ok * transfer_ok),
+                       "transfer_on_subset": accuracy(transfer_ok)}
     tick("adaptive")
     row["targets"] = _targets(row)
     row["seconds"] = timings
@@ -301,14 +279,14 @@ def _defended_block(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr_z: f
     """No defense, ours after 1 step and the baseline after 40, each with its noise control."""
     ours = defend(model, a, mapping=mapping, steps=1, lr=lr_z, seed=seed, device=device)
     base = defend(model, a, steps=max(BASELINE_STEPS), lr=base_lr, seed=seed, device=device)
-    none_ok = _correct(model, a, y)
+    none_ok = correct(model, a, y)
     ours_block, base_block = _controlled(model, a, ours, y, seed + 1), _controlled(model, a, base, y, seed + 40)
-    return {"no_defense": _acc(none_ok), "landscape_1": _strip(ours_block), "baseline_40": _strip(base_block),
-            "landscape_1_minus_no_defense": _diff(ours_block["_correct"], none_ok)}
+    return {"no_defense": accuracy(none_ok), "landscape_1": _strip(ours_block), "baseline_40": _strip(base_block),
+            "landscape_1_minus_no_defense": difference(ours_block["_correct"], none_ok)}
 
 
 def _targets(row: dict) -> dict:
-    """The issue's targets for one model, measured (True/False), never asserted."""
+    """The defense's targets for one model, measured (True/False), never asserted."""
     ours = row["landscape_steps"]["1"]
     return {"ours_1_step_at_least_baseline_40_steps": ours["accuracy"] >= row["baseline_steps"]["40"]["accuracy"],
             "ours_1_step_at_least_no_defense_plus_5": ours["accuracy"] >= row["no_defense"]["accuracy"] + 0.05,
@@ -355,95 +333,11 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
     for recipe, pictures in images.items():
         plot_examples(out / f"examples_{recipe}.png", pictures)
     write_json(out / "summary.json", summary)
-    text = _markdown(summary)
+    text = summary_markdown(summary)
     write_text(out / "summary.md", text)
     if progress:
         print("\n".join(line for line in text.splitlines() if line.startswith("|"))[:4000])
     return summary
-
-
-def _pct(block: dict | float | None, ci: bool = True) -> str:
-    if block is None:
-        return "n/a"
-    if isinstance(block, (int, float)):
-        return f"{100 * block:.1f}"
-    value = block.get("accuracy", block.get("difference"))
-    text = f"{100 * value:+.1f}" if "difference" in block else f"{100 * value:.1f}"
-    if ci and block.get("ci95"):
-        low, high = block["ci95"]
-        text += f" [{'open' if low is None else f'{100 * low:.1f}'}, {'open' if high is None else f'{100 * high:.1f}'}]"
-    return text
-
-
-def _markdown(s: dict) -> str:
-    a, d = s["attack"], s["defense"]
-    n, m = s["test_images"], s["subset_images"]
-    lines = [
-        "# Defense: test-time reversal of adversarial attacks (paper §4.3, Table 1 analog)", "",
-        f"Fashion-MNIST, a fixed seeded subset of {n} test images (seed {s['seed']}; a subset of the first {m} for "
-        "AutoAttack, the budget sweep, the adaptive attack and the baseline on clean images). Accuracies in %, "
-        "[95% bootstrap interval over images]; differences are paired (same images). Main attack: "
-        f"torchattacks PGD-L2, ε = {a['main']['eps']}, step {a['main']['alpha']}, {a['main']['steps']} steps, "
-        f"random start. Eq. 7: contrastive SSL loss (in-batch negatives, chunks of {CHUNK} images) + λ‖r‖² "
-        f"(λ = {d['lambda']}, summed over pixels), r kept in the L2 ball of radius {d['radius']} (2ε, Mao et al.'s "
-        "bound). Baseline: Adam on r from "
-        f"N(0, {d['baseline_init_std']}²), lr chosen on its own Eq. 7 loss; ours: Adam on z with r = Θ(z).", "",
-        "## The precondition: does the SSL loss see the attack?", "",
-        markdown_table(["model", "clean", "no defense", "SSL gap (attacked − clean)", "share with gap > 0",
-                        "view vote: clean", "view vote: attacked"],
-                       [[name, _pct(r["clean"]), _pct(r["no_defense"]),
-                         f"{r['ssl_gap']:.3f} [{r['ssl_gap_ci95'][0]:.3f}, {r['ssl_gap_ci95'][1]:.3f}]",
-                         f"{100 * r['ssl_gap_positive_fraction']:.0f}%", _pct(r["view_vote"]["clean"], False),
-                         _pct(r["view_vote"]["attacked"], False)] for name, r in s["models"].items()])]
-    lines += ["", "View vote: the accuracy of the majority prediction over the SSL views (the best a view-consistency "
-              "objective could restore, if the views themselves are classified).", "",
-              "## Robust accuracy under the main attack", "",
-              markdown_table(["model", "no defense", "baseline 1", "baseline 5", "baseline 20", "baseline 40", "ours 1",
-                              "ours 5", "ours 40"],
-                             [[name, _pct(r["no_defense"], False),
-                               *(_pct(b, False) for b in r["baseline_steps"].values()),
-                               *(_pct(r["landscape_steps"][t], False) for t in ("1", "5", "40"))]
-                              for name, r in s["models"].items()]),
-              "", "Noise control (x_adv + Gaussian noise of the same L2 norm as each image's reversal vector):", ""]
-    noise = []
-    for name, r in s["models"].items():
-        o, b = r["landscape_steps"]["1"], r["baseline_steps"]["40"]
-        noise.append([name, _pct(o), _pct(o["noise"]), _pct(o["minus_noise"]), f"{o['reversal_norm']:.2f}", _pct(b),
-                      _pct(b["noise"]), _pct(b["minus_noise"]), f"{b['reversal_norm']:.2f}"])
-    lines += [markdown_table(["model", "ours 1", "its noise", "ours 1 − noise", "‖r‖ ours 1", "baseline 40",
-                              "its noise", "baseline 40 − noise", "‖r‖ baseline 40"], noise), ""]
-    lines.append(markdown_table(
-        ["model", "ours 1 − no defense", "ours 1 − baseline 40", "baseline 40 − no defense", "clean", "clean + ours 1",
-         "clean drop", "clean + baseline 40 (subset; clean on it)"],
-        [[name, _pct(r["landscape_1_minus_no_defense"]), _pct(r["landscape_1_minus_baseline_40"]),
-          _pct(r["baseline_40_minus_no_defense"]), _pct(r["clean"], False), _pct(r["clean_with_defense"], False),
-          _pct(r["clean_drop"]), f"{_pct(r['clean_with_baseline_40'], False)} ({_pct(r['clean_subset'], False)})"]
-         for name, r in s["models"].items()]))
-    lines += ["", "Eq. 7 loss (mean over images) per step, the core's comparison (`landform.compare`):", ""]
-    for name, r in s["models"].items():
-        lines += [f"**{name}**", "", summary_table(r["loss"]), ""]
-    autoattack = []
-    for name, r in s["models"].items():
-        aa, ad = r["torchattacks"]["autoattack"], r["adaptive"]
-        autoattack.append([name, _pct(aa["no_defense"]), _pct(aa["landscape_1"]), _pct(aa["landscape_1"]["noise"]),
-                           _pct(aa["baseline_40"]), _pct(aa["baseline_40"]["noise"]), _pct(ad["adaptive_only"]),
-                           _pct(ad["worst_of_both"])])
-    lines += ["## torchattacks AutoAttack (standard, L2, ε = 1.6) and the adaptive attack", "",
-              markdown_table(["model", "AutoAttack: no defense", "ours 1", "its noise", "baseline 40", "its noise",
-                              "adaptive through ours 1", "worst of transfer and adaptive"], autoattack),
-              "", f"## Attack budget sweep (torchattacks PGD-L2, {m} images)", "",
-              markdown_table(["model", "ε", "no defense", "ours 1", "its noise", "baseline 40", "its noise"],
-                             [[name, e, _pct(block["no_defense"]), _pct(block["landscape_1"]),
-                               _pct(block["landscape_1"]["noise"]), _pct(block["baseline_40"]),
-                               _pct(block["baseline_40"]["noise"])]
-                              for name, r in s["models"].items() for e, block in r["epsilon_sweep"].items()])]
-    lines += ["", "## Targets (measured, per model)", ""]
-    for name, r in s["models"].items():
-        lines.append(f"- {name}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in r["targets"].items()))
-    lines += ["", f"Figures: robust_accuracy.png, examples_<model>.png. Job time: {s['seconds']} s on "
-              f"{s['threads']} thread(s). The design iterations behind these models (what was tried and what each "
-              "measured): experiments.md.", ""]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- user images

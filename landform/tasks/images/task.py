@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from landform import Mapping, invert, zoo
-from landform.compare import DEFAULT_MODE, DEFAULT_WARMUP, SWEEP_LRS, Comparison, Method, compare
+from landform.comparison import DEFAULT_MODE, DEFAULT_WARMUP, SWEEP_LRS, Comparison, Method, compare
 from landform.errors import LandformError
 from landform.metrics import step_reached
 from landform.problem import Problem

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from landform import zoo
-from landform.compare import DEFAULT_MODE, SWEEP_LRS, Comparison, Method
+from landform.comparison import DEFAULT_MODE, SWEEP_LRS, Comparison, Method
 from landform.errors import LandformError
 from landform.io import read_json
 from landform.report import plot_curves, summary_table, write_curves_csv, write_json

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import torch
 
-from landform.compare import SWEEP_LRS, Comparison, Method, compare, summarize_methods
+from landform.comparison import SWEEP_LRS, Comparison, Method, compare, summarize_methods
 from landform.metrics import as_curve, bootstrap_ci
 from landform.problem import Problem
 from landform.tasks.pose.load import LR_Z, PoseModels

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from landform import Mapping, fit, invert, zoo
-from landform.compare import sweep_lr
+from landform.comparison import sweep_lr
 from landform.errors import LandformError
 from landform.fitting import checkpoint_state
 from landform.landscape import Landscape

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landform.compare import compare
+from landform.comparison import compare
 from landform.errors import LandformError
 from landform.report import plot_curves, write_json
 from landform.tasks.pose.data import HINGES, JOINTS, SPHERICAL

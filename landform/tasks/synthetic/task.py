@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from landform.compare import DEFAULT_MODE, compare, default_methods
+from landform.comparison import DEFAULT_MODE, compare, default_methods
 from landform.fitting import fit
 from landform.io import atomic_outputs
 from landform.mapping import Mapping

@@ -1,5 +1,9 @@
 """The adaptive evaluation's composite model: the same logits as the deployed defense, gradients through the
-step (or the identity, BPDA), fresh draws for EOT; bad settings refused in one line."""
+step (or the identity, BPDA), fresh draws for EOT; the scoring blocks every defense report shares; the study
+(experiments/defense_adaptive.py) refuses bad settings in one line."""
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,9 +11,19 @@ import torch
 from landform import Mapping
 from landform.errors import LandformError
 from landform.inference import initial_variable
-from landform.tasks.defense.adaptive import Defended, demo, demo_remedies
 from landform.tasks.defense.defense import reversal_of, reverse
 from landform.tasks.defense.models import RobustModel
+from landform.tasks.defense.scoring import Defended, accuracy, difference, percent
+
+STUDY = Path(__file__).resolve().parents[3] / "experiments" / "defense_adaptive.py"
+
+
+def _study():
+    """experiments/defense_adaptive.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("defense_adaptive", STUDY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _parts():
@@ -42,13 +56,24 @@ def test_composite_is_the_deployed_defense_with_or_without_gradients():
 
 
 def test_bad_settings_are_refused():
+    study = _study()
     with pytest.raises(LandformError, match="between 1"):
-        demo("unused", main_size=10, size=20)
-    with pytest.raises(LandformError, match="CPU"):
-        demo("unused", device="cuda")
+        study.adaptive_report("unused", main_size=10, size=20)
     with pytest.raises(LandformError, match="at least 1"):
-        demo_remedies("unused", size=0)
+        study.remedies_report("unused", size=0)
 
+
+def test_accuracy_and_difference_blocks_are_paired_and_keyed_one_way():
+    first = torch.tensor([True, True, False, True])
+    second = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    block = accuracy(first)
+    assert block["accuracy"] == 0.75 and block["count"] == 4 and len(block["ci95"]) == 2
+    assert accuracy(first) == accuracy(first.double())  # bool masks and 0/1 doubles score alike
+    gap = difference(first, second)
+    assert set(gap) == {"difference", "ci95", "count"} and gap["difference"] == 0.5
+    assert gap["ci95"][0] <= 0.5 <= gap["ci95"][1]
+    assert percent(block).startswith("75.0 [") and percent(gap).startswith("+50.0 [")
+    assert percent(None) == "n/a" and percent(0.5) == "50.0"
 
 
 def test_a_smaller_random_start_is_the_same_defense_from_a_smaller_z0():

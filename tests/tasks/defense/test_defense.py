@@ -14,8 +14,8 @@ from landform.tasks.defense.defense import (
     reverse,
 )
 from landform.tasks.defense.models import RobustModel
+from landform.tasks.defense.scoring import noise_like
 from landform.tasks.defense.ssl import ssl_loss
-from landform.tasks.defense.task import noise_like
 
 
 def _model():
@@ -83,7 +83,7 @@ def test_noise_control_has_the_reversal_norm():
 
 
 def test_compare_in_chunks_merges_every_image():
-    from landform.compare import Method
+    from landform.comparison import Method
     from landform.tasks.defense import task
     from landform.tasks.defense.defense import baseline_start
 

@@ -2,7 +2,8 @@
 
 import torch
 
-from landform.tasks.defense.task import _markdown, _targets
+from landform.tasks.defense.summary import summary_markdown
+from landform.tasks.defense.task import _targets
 
 
 def _acc(value, low=None, high=None):
@@ -48,7 +49,7 @@ def test_targets_follow_the_numbers():
                "attack": {"main": {"eps": 1.6, "alpha": 0.4, "steps": 50}},
                "defense": {"lambda": 1.0, "radius": 3.2, "baseline_init_std": 0.01},
                "models": {"good": {**good, "targets": _targets(good)}, "bad": {**bad, "targets": checks}}}
-    text = _markdown(summary)
+    text = summary_markdown(summary)
     assert "| good | 45.0 | 45.0 | 45.0 | 52.0 | 52.0 | 56.0 | 56.0 | 56.0 |" in text
     assert "ours_1_step_at_least_baseline_40_steps: NO" in text and "| 0.8 |" in text
 

@@ -8,7 +8,7 @@ import torch
 
 import landform.tasks.images.user as user
 from landform import zoo
-from landform.compare import DEFAULT_MODE, SWEEP_LRS
+from landform.comparison import DEFAULT_MODE, SWEEP_LRS
 from landform.errors import LandformError
 from landform.tasks import RUNS_ENV
 from landform.tasks.images import compare_inputs, demo, invert_inputs, load_models

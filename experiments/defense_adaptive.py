@@ -1,9 +1,16 @@
-"""``landform demo landform.tasks.defense.adaptive:TASK --out report/defense``: the defense under adaptive
-attacks (Tramèr et al. 2020, Croce et al. 2022), written to report/defense/adaptive/.
+"""Does the defense hold against an attacker who knows it, and which remedies make it hold?
+
+The defense under adaptive attacks (Tramèr et al. 2020, Croce et al. 2022), written to report/defense/adaptive/,
+and with ``--remedies`` the remedies tried, written to report/defense/adaptive_remedies/ (summary.json and
+summary.md each):
+
+    .venv/bin/python experiments/defense_adaptive.py --threads 1 --out report/defense/adaptive
+    .venv/bin/python experiments/defense_adaptive.py --remedies --threads 1 --out report/defense/adaptive_remedies
 
 The defended classifier is a function of a batch (the contrastive loss takes its negatives from the other
 images of the chunk), so every attack and every evaluation runs on the same fixed chunks of ``CHUNK`` test
-images, and an attack's examples are scored by the deployed defense on their whole chunk.
+images, and an attack's examples are scored by the deployed defense on their whole chunk
+(``landform.tasks.defense.scoring``: ``scored``, and ``Defended``, the composite the attacks see).
 
 Per robust model, on ``ADAPTIVE_SIZE`` seeded test images (the first of the ``MAIN_SIZE`` images of the
 non-adaptive table):
@@ -19,37 +26,36 @@ non-adaptive table):
 
 The baseline (Mao et al.'s 40-step reversal) is attacked with the transfer attacks and BPDA (its 40 steps
 are too long to unroll on this machine). The non-adaptive table (PGD-L2 transfer, ours after 1 step against
-the baseline's 40) runs on ``MAIN_SIZE`` images. Attacks are cached per chunk under runs/defense-adaptive/;
-the seconds each evaluation took are recorded (1 CPU thread).
+the baseline's 40) runs on ``MAIN_SIZE`` images. Attacks are cached per chunk under RUNS/defense-adaptive/;
+the seconds each evaluation took are recorded. The remedies (``remedies``) rerun the attacks on randomized and
+longer variants of the defense, the hardened one (``HARDENED``) among them.
 
-Why one module: it is one experiment whose attacks, remedies, workers and report all run on
-the same fixed chunks and the same per-chunk attack cache (``_chunked_attack``, ``_scored_chunk``); split,
-each part would import the others' private chunking and caching helpers.
+defense_attack_strength.py and defense_hardened_long_attack.py run longer attacks on the remedies' images, from
+this module's transfer attacks and attack chain (``transfer_attacks``, ``attack_chain``, their cache).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from landform import zoo
 from landform.errors import LandformError
-from landform.metrics import bootstrap_ci
 from landform.report import markdown_table, write_json, write_text
-from landform.tasks import Task, runs_dir
+from landform.tasks import runs_dir
 from landform.tasks.defense import attack
 from landform.tasks.defense.data import eval_subset
-from landform.tasks.defense.defense import HARDENED, defended_logits, load_theta, reverse
+from landform.tasks.defense.defense import HARDENED, load_theta
 from landform.tasks.defense.models import SHIPPED, entry_file, load_model, model_name, theta_name
+from landform.tasks.defense.scoring import CHUNK, Defended, accuracy, difference, percent, predict, scored
 
 MAIN_SIZE = 1000
 ADAPTIVE_SIZE = 500
-CHUNK = 100  # as the demo's: the defense's negatives are the other images of the chunk
 EOT_DRAWS = 20
 # APGD steps per attack: through the step with the draw fixed, BPDA on ours, EOT (x EOT_DRAWS gradients each),
 # BPDA on the baseline (each of its gradients runs the baseline's 40 steps). AutoAttack's 100 steps where the
@@ -68,110 +74,13 @@ PGD_STEPS = 50
 EVAL_SEED = 0  # the deployed defense's draw (the demo's seed)
 
 
-# ------------------------------------------------------------------------------------------ the composite
-class Defended(nn.Module):
-    """Defense + classifier as one module (what the attacks see): logits of the classifier on the defended
-    images, chunk by chunk. ``seed`` fixes the defense's draw (random start z0 or r0, and the views); ``None``
-    draws a fresh one at every call (what EOT averages over). ``bpda``: the defense is the identity on the
-    backward pass (Athalye et al. 2018); else the gradient goes through the unrolled steps. ``start_scale``: the
-    standard deviation of the random start z0."""
-
-    def __init__(self, model, mapping, *, lr: float, steps: int, seed: int | None, bpda: bool = False,
-                 draw_seed: int = 1, start_scale: float = 1.0) -> None:
-        super().__init__()
-        self.model, self.mapping, self.lr, self.steps = model, mapping, lr, steps
-        self.seed, self.bpda, self.start_scale = seed, bpda, start_scale
-        self.draws = torch.Generator().manual_seed(draw_seed)
-        self.calls = 0
-
-    def _seed(self) -> int:
-        if self.seed is not None:
-            return self.seed
-        return int(torch.randint(2**31 - 1, (1,), generator=self.draws))
-
-    def forward(self, a: torch.Tensor) -> torch.Tensor:
-        out = []
-        for chunk in a.split(CHUNK):
-            self.calls += 1
-            seed = self._seed()
-            if self.bpda or not torch.is_grad_enabled():
-                with torch.enable_grad():
-                    defended = reverse(self.model, chunk.detach(), mapping=self.mapping, steps=self.steps,
-                                       lr=self.lr, seed=seed, start_scale=self.start_scale).x.detach()
-                out.append(self.model(chunk + (defended - chunk).detach()))
-            else:
-                out.append(defended_logits(self.model, self.mapping, chunk, lr=self.lr, steps=self.steps, seed=seed,
-                                           start_scale=self.start_scale))
-        return torch.cat(out)
-
-
 # ----------------------------------------------------------------------------------------------- numbers
-def _acc(correct: torch.Tensor, seed: int = 0) -> dict:
-    ci = bootstrap_ci(lambda c: float(c[0]), correct.double()[None], seed=seed)
-    return {"accuracy": float(correct.double().mean()), "ci95": ci, "count": int(correct.numel())}
-
-
-def _diff(first: torch.Tensor, second: torch.Tensor, seed: int = 0) -> dict:
-    ci = bootstrap_ci(lambda a, b: float(a[0] - b[0]), first.double()[None], second.double()[None], seed=seed)
-    return {"value": float(first.double().mean() - second.double().mean()), "ci95": ci, "count": int(first.numel())}
-
-
-def _noise_like(r: torch.Tensor, seed: int) -> torch.Tensor:
-    noise = torch.randn(r.shape, generator=torch.Generator().manual_seed(seed)).to(r)
-    return noise * (r.flatten(1).norm(dim=1) / noise.flatten(1).norm(dim=1).clamp_min(1e-12)).view(-1, 1, 1, 1)
-
-
-@torch.no_grad()
-def _predict(model, x: torch.Tensor) -> torch.Tensor:
-    return model(x).argmax(1)
-
-
-def _scored(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, seed: int,
-            start_scale: float = 1.0) -> dict:
-    """The deployed defense on attacked images ``a`` (chunks of CHUNK): per-image correctness, and the noise
-    control's (a + Gaussian noise of each image's reversal norm). Each chunk cached (runs/defense-adaptive/scores)
-    by its images, labels, the weights and the defense's settings."""
-    parts = [_scored_chunk(model, mapping, a[i:i + CHUNK], y[i:i + CHUNK], lr=lr, steps=steps, seed=seed,
-                           start_scale=start_scale) for i in range(0, a.shape[0], CHUNK)]
-    out = {k: torch.cat([p[k] for p in parts]) for k in ("_correct", "_noise", "_undefended")}
-    sizes = [p["_correct"].numel() for p in parts]
-    out["reversal_norm"] = sum(p["reversal_norm"] * n for p, n in zip(parts, sizes, strict=True)) / sum(sizes)
-    return out
-
-
-def _scored_chunk(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, seed: int,
-                  start_scale: float = 1.0) -> dict:
-    digest = hashlib.sha256(a.detach().cpu().numpy().tobytes())
-    digest.update(y.cpu().numpy().tobytes())
-    for part in (list(model.state_dict().values()) + ([] if mapping is None else list(mapping.state_dict().values()))):
-        digest.update(part.detach().cpu().numpy().tobytes())
-    key = {"lr": lr, "steps": steps, "seed": seed, "mapping": mapping is not None}
-    if start_scale != 1.0:  # keyed only when not the default, so that earlier scores stay cached
-        key["start_scale"] = start_scale
-    digest.update(json.dumps(key).encode())
-    path = runs_dir() / "defense-adaptive" / "scores" / f"{digest.hexdigest()[:24]}.safetensors"
-    if path.exists():
-        try:
-            tensors, meta = zoo.load_pair(path)
-            return {**{k: v.bool() for k, v in tensors.items()}, "reversal_norm": float(meta["reversal_norm"])}
-        except (LandformError, KeyError):
-            pass
-    with torch.enable_grad():
-        defended = torch.cat([reverse(model, c, mapping=mapping, steps=steps, lr=lr, seed=seed,
-                                      start_scale=start_scale).x for c in a.split(CHUNK)])
-    defended = defended.detach()
-    r = defended - a
-    result = {"_correct": (_predict(model, defended) == y).cpu(),
-              "_noise": (_predict(model, (a + _noise_like(r, seed + 7)).clamp(0, 1)) == y).cpu(),
-              "_undefended": (_predict(model, a) == y).cpu()}
-    norm = float(r.flatten(1).norm(dim=1).mean())
-    zoo.save_pair(path, {k: v.to(torch.uint8) for k, v in result.items()}, {"reversal_norm": norm})
-    return {**result, "reversal_norm": norm}
-
-
-def _block(scored: dict, seconds: float | None = None) -> dict:
-    out = {**_acc(scored["_correct"]), "noise": _acc(scored["_noise"]), "undefended": _acc(scored["_undefended"]),
-           "minus_noise": _diff(scored["_correct"], scored["_noise"]), "reversal_norm": scored["reversal_norm"]}
+def _block(result: dict, seconds: float | None = None) -> dict:
+    """A ``scored`` result as a report block: the defense's accuracy, its noise control's, the undefended
+    classifier's, defense minus noise, and the mean reversal norm."""
+    out = {**accuracy(result["_correct"]), "noise": accuracy(result["_noise"]),
+           "undefended": accuracy(result["_undefended"]),
+           "minus_noise": difference(result["_correct"], result["_noise"]), "reversal_norm": result["reversal_norm"]}
     if seconds is not None:
         out["seconds"] = round(seconds, 1)
     return out
@@ -271,20 +180,20 @@ def evaluate(recipe: str, *, main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SI
 
     # The non-adaptive table on main_size images: PGD-L2 transfer, ours 1 step against the baseline's 40.
     x_pgd, secs["attack_pgd_transfer"] = _pgd_transfer(recipe, model, x, y, seed=seed, log=log)
-    clean_ok = (_predict(model, x) == y).cpu()
-    pgd_ours = timed("score_pgd_ours", lambda: _scored(model, mapping, x_pgd, y, lr=lr_z, steps=1, seed=EVAL_SEED))
-    clean_ours = timed("score_clean_ours", lambda: _scored(model, mapping, x, y, lr=lr_z, steps=1, seed=EVAL_SEED))
-    row["clean"] = _acc(clean_ok)
-    row["clean_with_defense"] = _acc(clean_ours["_correct"])
-    row["clean_drop"] = _diff(clean_ok, clean_ours["_correct"])
+    clean_ok = (predict(model, x) == y).cpu()
+    pgd_ours = timed("score_pgd_ours", lambda: scored(model, mapping, x_pgd, y, lr=lr_z, steps=1, seed=EVAL_SEED))
+    clean_ours = timed("score_clean_ours", lambda: scored(model, mapping, x, y, lr=lr_z, steps=1, seed=EVAL_SEED))
+    row["clean"] = accuracy(clean_ok)
+    row["clean_with_defense"] = accuracy(clean_ours["_correct"])
+    row["clean_drop"] = difference(clean_ok, clean_ours["_correct"])
 
     # The adaptive evaluation on the first `size` images: ours first, then the baseline (the slow one).
     xs, ys = x[:size], y[:size]
     x_aa, secs["attack_autoattack_no_defense"] = _autoattack_transfer(recipe, model, xs, ys, seed=seed, log=log)
     adaptive: dict[str, dict] = {}
-    scored = {"ours": {"pgd_transfer": {k: (v[:size] if k.startswith("_") else v) for k, v in pgd_ours.items()},
-                       "autoattack_transfer": _scored(model, mapping, x_aa, ys, lr=lr_z, steps=1, seed=EVAL_SEED)}}
-    row["autoattack_no_defense"] = _acc(scored["ours"]["autoattack_transfer"]["_undefended"])
+    transfer = {"ours": {"pgd_transfer": {k: (v[:size] if k.startswith("_") else v) for k, v in pgd_ours.items()},
+                         "autoattack_transfer": scored(model, mapping, x_aa, ys, lr=lr_z, steps=1, seed=EVAL_SEED)}}
+    row["autoattack_no_defense"] = accuracy(transfer["ours"]["autoattack_transfer"]["_undefended"])
 
     def apgd(composite, loss: str, draws: int, steps: int):
         def make(xc, yc):
@@ -309,23 +218,23 @@ def evaluate(recipe: str, *, main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SI
     for which in ("ours", "baseline"):
         if which == "baseline":
             # The non-adaptive table on main_size images: ours 1 step against the baseline's 40 (PGD-L2 transfer).
-            pgd_base = timed("score_pgd_baseline", lambda: _scored(model, None, x_pgd, y, lr=base_lr,
+            pgd_base = timed("score_pgd_baseline", lambda: scored(model, None, x_pgd, y, lr=base_lr,
                                                                     steps=baseline_steps, seed=EVAL_SEED))
-            row["pgd_transfer"] = {"no_defense": _acc(pgd_ours["_undefended"]), "ours_1": _block(pgd_ours),
+            row["pgd_transfer"] = {"no_defense": accuracy(pgd_ours["_undefended"]), "ours_1": _block(pgd_ours),
                                    "baseline_40": _block(pgd_base)}
-            row["ours1_minus_baseline40"] = _diff(pgd_ours["_correct"], pgd_base["_correct"])
-            row["ours1_minus_no_defense"] = _diff(pgd_ours["_correct"], pgd_ours["_undefended"])
-            scored["baseline"] = {
+            row["ours1_minus_baseline40"] = difference(pgd_ours["_correct"], pgd_base["_correct"])
+            row["ours1_minus_no_defense"] = difference(pgd_ours["_correct"], pgd_ours["_undefended"])
+            transfer["baseline"] = {
                 "pgd_transfer": {k: (v[:size] if k.startswith("_") else v) for k, v in pgd_base.items()},
-                "autoattack_transfer": timed("score_autoattack_baseline", lambda: _scored(
+                "autoattack_transfer": timed("score_autoattack_baseline", lambda: scored(
                     model, None, x_aa, ys, lr=base_lr, steps=baseline_steps, seed=EVAL_SEED))}
-        done = scored[which]
+        done = transfer[which]
         first = done["pgd_transfer"]["_correct"] & done["autoattack_transfer"]["_correct"]
         # The example that broke each image so far (it fills the image's slot when its chunk is attacked again).
         held = torch.where(done["pgd_transfer"]["_correct"].view(-1, 1, 1, 1), x_aa, x_pgd[:size])
         st = state[which] = {"robust": first.clone(), "held": held,
                              "noise": done["pgd_transfer"]["_noise"] & done["autoattack_transfer"]["_noise"]}
-        adaptive[which] = {label: {**_block(done[label]), "robust_after": _acc(first)}
+        adaptive[which] = {label: {**_block(done[label]), "robust_after": accuracy(first)}
                            for label in ("pgd_transfer", "autoattack_transfer")}
         defense = ours if which == "ours" else base
         for label, composite, loss, draws, steps in runs[which]:
@@ -356,25 +265,25 @@ def evaluate(recipe: str, *, main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SI
                     took += seconds
                 parts.append(held)
             x_adv = torch.cat(parts)
-            result = _scored(model, defense["mapping"], x_adv, ys, lr=defense["lr"], steps=defense["steps"],
+            result = scored(model, defense["mapping"], x_adv, ys, lr=defense["lr"], steps=defense["steps"],
                              seed=EVAL_SEED)
             broke = st["robust"] & ~result["_correct"]
             st["held"][broke] = x_adv[broke]
             st["robust"] &= result["_correct"]
             st["noise"] &= result["_noise"]
             adaptive[which][label] = {**_block(result, took), "attacked_images": int(left.sum()),
-                                      "robust_after": _acc(st["robust"]), "settings": settings}
+                                      "robust_after": accuracy(st["robust"]), "settings": settings}
             if log is not None:
                 log(f"{recipe} {which} {label}: robust after {st['robust'].double().mean():.3f}")
 
     for which in ("ours", "baseline"):
         blocks, st = adaptive[which], state[which]
-        blocks["worst"] = {**_acc(st["robust"]), "noise": _acc(st["noise"]),
-                           "minus_noise": _diff(st["robust"], st["noise"]),
+        blocks["worst"] = {**accuracy(st["robust"]), "noise": accuracy(st["noise"]),
+                           "minus_noise": difference(st["robust"], st["noise"]),
                            "attacks": [k for k, b in blocks.items() if "not_run" not in b],
                            "not_run": [k for k, b in blocks.items() if "not_run" in b]}
-        blocks["worst_minus_autoattack_no_defense"] = _diff(
-            st["robust"], scored["ours"]["autoattack_transfer"]["_undefended"])
+        blocks["worst_minus_autoattack_no_defense"] = difference(
+            st["robust"], transfer["ours"]["autoattack_transfer"]["_undefended"])
     row["adaptive"] = adaptive
     row["adaptive_worst"] = {k: adaptive["ours"]["worst"][k] for k in ("accuracy", "ci95", "count")}
     row["adaptive_worst_baseline"] = {k: adaptive["baseline"]["worst"][k] for k in ("accuracy", "ci95", "count")}
@@ -415,12 +324,12 @@ def attack_chain(recipe: str, model, mapping, x: torch.Tensor, y: torch.Tensor, 
 
     eps = attack.L2_EPS
     fixed = name.startswith("fixed")
-    first = {label: _scored(model, mapping, a, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
+    first = {label: scored(model, mapping, a, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
              for label, a in (("pgd_transfer", x_pgd), ("autoattack_transfer", x_aa))}
     robust = first["pgd_transfer"]["_correct"] & first["autoattack_transfer"]["_correct"]
     noise = first["pgd_transfer"]["_noise"] & first["autoattack_transfer"]["_noise"]
     held = torch.where(first["pgd_transfer"]["_correct"].view(-1, 1, 1, 1), x_aa, x_pgd)
-    blocks = {label: {**_block(b), "robust_after": _acc(robust)} for label, b in first.items()}
+    blocks = {label: {**_block(b), "robust_after": accuracy(robust)} for label, b in first.items()}
     for label, bpda, loss, draws, n in runs:
         composite = Defended(model, mapping, lr=lr_z, steps=steps, seed=EVAL_SEED if fixed else None, bpda=bpda,
                              start_scale=scale)
@@ -438,13 +347,13 @@ def attack_chain(recipe: str, model, mapping, x: torch.Tensor, y: torch.Tensor, 
                                             c, norm="L2", eps=eps, steps=n, n_restarts=1, seed=seed, loss=loss,
                                             eot_iter=d)(xc, yc), log)
             x_adv[left] = adv
-        result = _scored(model, mapping, x_adv, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
+        result = scored(model, mapping, x_adv, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
         broke = robust & ~result["_correct"]
         held[broke] = x_adv[broke]
         robust &= result["_correct"]
         noise &= result["_noise"]
         blocks[label] = {**_block(result, took), "attacked_images": int(left.sum()),
-                         "robust_after": _acc(robust), "settings": settings}
+                         "robust_after": accuracy(robust), "settings": settings}
     return blocks, robust, noise, held
 
 
@@ -471,19 +380,19 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
         "fresh_draw_5_steps": (5, 1.0, REMEDY_SCORE_SEED, five_steps),
         HARDENED_VARIANT: (HARDENED["steps"], HARDENED["start_scale"], REMEDY_SCORE_SEED, five_steps),
     }
-    clean_undefended = (_predict(model, x) == y).cpu()
-    out = {"images": size, "autoattack_no_defense": _acc((_predict(model, x_aa) == y).cpu()),
-           "clean": _acc(clean_undefended)}
+    clean_undefended = (predict(model, x) == y).cpu()
+    out = {"images": size, "autoattack_no_defense": accuracy((predict(model, x_aa) == y).cpu()),
+           "clean": accuracy(clean_undefended)}
     for name, (steps, scale, score_seed, runs) in variants.items():
         started = time.perf_counter()
         blocks, robust, noise, _ = attack_chain(recipe, model, mapping, x, y, x_pgd, x_aa, name=name, steps=steps,
                                                 scale=scale, score_seed=score_seed, runs=runs, lr_z=lr_z, seed=seed,
                                                 log=log)
-        clean = _scored(model, mapping, x, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
-        blocks["worst"] = {**_acc(robust), "noise": _acc(noise), "minus_noise": _diff(robust, noise)}
-        blocks["worst_minus_autoattack_no_defense"] = _diff(robust, (_predict(model, x_aa) == y).cpu())
-        blocks["clean_with_defense"] = _acc(clean["_correct"])
-        blocks["clean_drop"] = _diff(clean_undefended, clean["_correct"])
+        clean = scored(model, mapping, x, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
+        blocks["worst"] = {**accuracy(robust), "noise": accuracy(noise), "minus_noise": difference(robust, noise)}
+        blocks["worst_minus_autoattack_no_defense"] = difference(robust, (predict(model, x_aa) == y).cpu())
+        blocks["clean_with_defense"] = accuracy(clean["_correct"])
+        blocks["clean_drop"] = difference(clean_undefended, clean["_correct"])
         blocks["seconds"] = round(time.perf_counter() - started, 1)
         out[name] = blocks
         if log is not None:
@@ -491,14 +400,14 @@ def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_
     # For the record: the hardened defense's figures, and its clean drop on the main table's images.
     hardened = out[HARDENED_VARIANT]
     x_main, y_main = eval_subset(MAIN_SIZE, seed=seed)
-    clean_main = _scored(model, mapping, x_main, y_main, lr=lr_z, steps=HARDENED["steps"], seed=REMEDY_SCORE_SEED,
+    clean_main = scored(model, mapping, x_main, y_main, lr=lr_z, steps=HARDENED["steps"], seed=REMEDY_SCORE_SEED,
                          start_scale=HARDENED["start_scale"])
     out["hardened"] = {"variant": HARDENED_VARIANT, **HARDENED,
                        "adaptive_worst": {k: hardened["worst"][k] for k in ("accuracy", "ci95", "count")},
                        "autoattack_no_defense": out["autoattack_no_defense"],
                        "worst_minus_autoattack_no_defense": hardened["worst_minus_autoattack_no_defense"],
                        "clean_drop": hardened["clean_drop"],
-                       "clean_drop_main_images": _diff(clean_main["_undefended"], clean_main["_correct"])}
+                       "clean_drop_main_images": difference(clean_main["_undefended"], clean_main["_correct"])}
     return out
 
 
@@ -507,12 +416,10 @@ def _remedy_worker(recipe: str, kwargs: dict, threads: int, progress: bool) -> d
     return remedies(recipe, **kwargs, log=(lambda line: print(line, flush=True)) if progress else None)
 
 
-def demo_remedies(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True,
-                  recipes: tuple[str, ...] = SHIPPED, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS,
-                  eot_steps: int = REMEDY_EOT_STEPS) -> dict:
-    """Write OUT/summary.json and OUT/summary.md: the remedies (``remedies``) per model; CPU only."""
-    if device != "cpu":
-        raise LandformError("the adaptive evaluation runs on the CPU (--device cpu)")
+def remedies_report(out: Path, *, seed: int = 0, progress: bool = True, recipes: tuple[str, ...] = SHIPPED,
+                    size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_steps: int = REMEDY_EOT_STEPS) -> dict:
+    """Write OUT/summary.json and OUT/summary.md: the remedies (``remedies``) per model, on the CPU (one worker
+    process per model)."""
     if size < 1:
         raise LandformError(f"the remedies need at least 1 image, got {size}")
     for recipe in recipes:
@@ -544,15 +451,16 @@ def demo_remedies(out: Path, *, device: str = "cpu", seed: int = 0, progress: bo
                 continue
             for label, b in blocks.items():
                 if isinstance(b, dict) and "robust_after" in b:
-                    rows_md.append([name, variant, label, _pct(b), _pct(b["noise"]), _pct(b["robust_after"]),
+                    rows_md.append([name, variant, label, percent(b), percent(b["noise"]), percent(b["robust_after"]),
                                     b.get("attacked_images", ""), b.get("seconds", "")])
             w = blocks["worst"]
-            rows_md.append([name, variant, "**worst of all**", _pct(w), _pct(w["noise"]), "", "", blocks["seconds"]])
+            rows_md.append([name, variant, "**worst of all**", percent(w), percent(w["noise"]), "", "",
+                            blocks["seconds"]])
     header2 = ["model", "variant", "worst", "AutoAttack, no defense", "worst minus AutoAttack, no defense",
                "clean with the defense", "clean, no defense", "clean drop"]
-    rows2 = [[name, v, _pct(b["worst"]), _pct(r["autoattack_no_defense"]),
-              _pct(b["worst_minus_autoattack_no_defense"]), _pct(b["clean_with_defense"]), _pct(r["clean"]),
-              _pct(b["clean_drop"])]
+    rows2 = [[name, v, percent(b["worst"]), percent(r["autoattack_no_defense"]),
+              percent(b["worst_minus_autoattack_no_defense"]), percent(b["clean_with_defense"]), percent(r["clean"]),
+              percent(b["clean_drop"])]
              for name, r in rows.items() for v, b in r.items() if isinstance(b, dict) and "worst" in b]
     text = "\n".join([
         "# Defense under adaptive attacks: the remedies tried", "",
@@ -570,7 +478,7 @@ def demo_remedies(out: Path, *, device: str = "cpu", seed: int = 0, progress: bo
         markdown_table(header2, rows2), "",
         f"The hardened defense's clean drop on the main table's {MAIN_SIZE} images (the undefended classifier "
         "against it, its scoring draw): " + "; ".join(
-            f"{name} {_pct(r['hardened']['clean_drop_main_images'])} points" for name, r in rows.items()) + ".", "",
+            f"{name} {percent(r['hardened']['clean_drop_main_images'])} points" for name, r in rows.items()) + ".", "",
         markdown_table(header, rows_md), "",
         f"Job time: {summary['seconds']} s.", ""])
     write_text(out / "summary.md", text)
@@ -581,17 +489,6 @@ def demo_remedies(out: Path, *, device: str = "cpu", seed: int = 0, progress: bo
 def _worker(recipe: str, kwargs: dict, threads: int, progress: bool) -> dict:
     torch.set_num_threads(threads)
     return evaluate(recipe, **kwargs, log=(lambda line: print(line, flush=True)) if progress else None)
-
-
-def _pct(block: dict | None) -> str:
-    if block is None:
-        return "n/a"
-    value = block.get("accuracy", block.get("value"))
-    text = f"{100 * value:+.1f}" if "value" in block else f"{100 * value:.1f}"
-    low, high = block.get("ci95") or (None, None)
-    if low is not None and high is not None:
-        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
-    return text
 
 
 def _reading(c: dict) -> str:
@@ -637,9 +534,9 @@ def _markdown(s: dict) -> str:
     rows = []
     for name, r in s["models"].items():
         a = r["adaptive"]
-        rows.append([name, _pct(r["clean"]), _pct(r["clean_with_defense"]), _pct(r["clean_drop"]),
-                     _pct(r["autoattack_no_defense"]), _pct(r["adaptive_worst"]),
-                     _pct(a["ours"]["worst_minus_autoattack_no_defense"]), _pct(r["adaptive_worst_baseline"])])
+        rows.append([name, percent(r["clean"]), percent(r["clean_with_defense"]), percent(r["clean_drop"]),
+                     percent(r["autoattack_no_defense"]), percent(r["adaptive_worst"]),
+                     percent(a["ours"]["worst_minus_autoattack_no_defense"]), percent(r["adaptive_worst_baseline"])])
     lines += [markdown_table(header, rows), ""]
     for name, r in s["models"].items():
         lines.append(f"- {name}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in r["targets"].items()))
@@ -655,11 +552,11 @@ def _markdown(s: dict) -> str:
                 if "not_run" in b:
                     rows.append([name, which, label, "not run: " + b["not_run"], "", "", "", "", ""])
                     continue
-                rows.append([name, which, label, _pct(b), _pct(b["noise"]), _pct(b["minus_noise"]),
-                             _pct(b["undefended"]), f"{b['reversal_norm']:.2f}", b.get("seconds", "")])
+                rows.append([name, which, label, percent(b), percent(b["noise"]), percent(b["minus_noise"]),
+                             percent(b["undefended"]), f"{b['reversal_norm']:.2f}", b.get("seconds", "")])
             w = blocks["worst"]
-            rows.append([name, which, "**worst of all**", _pct(w), _pct(w["noise"]), _pct(w["minus_noise"]), "", "",
-                         ""])
+            rows.append([name, which, "**worst of all**", percent(w), percent(w["noise"]), percent(w["minus_noise"]),
+                         "", "", ""])
     lines += [markdown_table(header, rows), "",
               "Seconds: an attack's own time, summed over its chunks as recorded when each was computed (attacks "
               "are cached per chunk, so a rerun shows the times of the run that computed them); the transfer "
@@ -671,19 +568,18 @@ def _markdown(s: dict) -> str:
     rows = []
     for name, r in s["models"].items():
         p = r["pgd_transfer"]
-        rows.append([name, _pct(p["no_defense"]), _pct(p["ours_1"]), _pct(p["ours_1"]["noise"]),
-                     _pct(p["baseline_40"]), _pct(p["baseline_40"]["noise"]), _pct(r["ours1_minus_baseline40"]),
-                     _pct(r["ours1_minus_no_defense"])])
+        rows.append([name, percent(p["no_defense"]), percent(p["ours_1"]), percent(p["ours_1"]["noise"]),
+                     percent(p["baseline_40"]), percent(p["baseline_40"]["noise"]),
+                     percent(r["ours1_minus_baseline40"]), percent(r["ours1_minus_no_defense"])])
     lines += [markdown_table(header, rows), "", f"Job time: {s['seconds']} s.", ""]
     return "\n".join(lines)
 
 
-def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True, recipes: tuple[str, ...] = SHIPPED,
-         main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SIZE, eot: int = EOT_DRAWS, steps: dict | None = None,
-         baseline_steps: int = BASELINE_STEPS) -> dict:
-    """Write OUT/summary.json and OUT/summary.md (see the module docstring); CPU only."""
-    if device != "cpu":
-        raise LandformError("the adaptive evaluation runs on the CPU (--device cpu)")
+def adaptive_report(out: Path, *, seed: int = 0, progress: bool = True, recipes: tuple[str, ...] = SHIPPED,
+                    main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SIZE, eot: int = EOT_DRAWS,
+                    steps: dict | None = None, baseline_steps: int = BASELINE_STEPS) -> dict:
+    """Write OUT/summary.json and OUT/summary.md (see the module docstring), on the CPU (one worker process per
+    model)."""
     if size > main_size or size < 1:
         raise LandformError(f"the adaptive images ({size}) must be between 1 and the main images ({main_size})")
     for recipe in recipes:
@@ -715,7 +611,26 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
     return summary
 
 
-TASK = Task("adaptive", "the defense under adaptive attacks: writes OUT/adaptive",
-            demo=f"{__name__}:demo", options=())
-REMEDIES = Task("adaptive_remedies", "remedies tried against the adaptive attacks: writes "
-                 "OUT/adaptive_remedies", demo=f"{__name__}:demo_remedies", options=())
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--remedies", action="store_true",
+                        help="the remedies tried (report/defense/adaptive_remedies) instead of the adaptive attacks")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the report's folder (default report/defense/adaptive, or adaptive_remedies)")
+    parser.add_argument("--recipes", nargs="+", default=list(SHIPPED), help="the robust models, one process each")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per process (default: torch's)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    write = remedies_report if args.remedies else adaptive_report
+    out = args.out or Path("report/defense") / ("adaptive_remedies" if args.remedies else "adaptive")
+    try:
+        write(out, seed=args.seed, recipes=tuple(args.recipes))
+    except LandformError as error:
+        parser.exit(2, f"error: {error}\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
