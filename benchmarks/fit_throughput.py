@@ -127,8 +127,8 @@ def main() -> None:
             if name == "reference":
                 history = reference_fit(mapping, plain.forward, plain.loss, plain.train_observations, **settings)
             else:
-                history = fit(mapping, fast.forward, fast.loss, fast.train_observations, progress=False,
-                              **settings).history
+                history = [h.as_dict() for h in fit(mapping, fast.forward, fast.loss, fast.train_observations,
+                                                    progress=False, **settings).history]
             seconds = time.perf_counter() - started
             runs[name].append({"seconds": seconds, "round_seconds": [h["seconds"] for h in history],
                                "losses": [[h["loss_first"], h["loss_last"], h["train_loss"]] for h in history]})

@@ -69,7 +69,7 @@ def main() -> None:
         "theta_share_of_F_step": theta / baseline,
         "landscape_step_over_baseline_step": landscape / baseline,
         "fit": {"rounds": args.fit_rounds, "trajectories": args.trajectories, "steps": args.fit_steps,
-                "collect_trajectory_steps_per_second": sum(h["trajectory_steps_per_second"] for h in history)
+                "collect_trajectory_steps_per_second": sum(h.trajectory_steps_per_second for h in history)
                 / len(history),
                 "trajectory_steps_per_second_with_training": args.fit_rounds * args.trajectories * args.fit_steps
                 / fit_seconds},

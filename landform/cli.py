@@ -12,11 +12,13 @@ import argparse
 import contextlib
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from landform import guard, tasks
 from landform.errors import LandformError
+from landform.modes import DEFAULT_MODE, MODES
 
 # torch and numpy are imported inside the functions, so that the command starts (and a Ctrl-C during its
 # start-up stops it) without a traceback; see landform.guard.
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_PROBLEM = "landform.synthetic:synthetic_problem"
-DEFAULT_MODE = "residual"  # landform.comparison.DEFAULT_MODE, kept here so the CLI starts without torch code
 # invert and compare on a --problem: the defaults of the options whose argparse default is None (so that
 # an option given with --task can be told from one left out, and refused if the task does not use it).
 PROBLEM_DEFAULTS = {"problem": DEFAULT_PROBLEM, "count": 256, "steps": 200, "optimizer": "adam", "lr": 0.1,
@@ -178,7 +179,7 @@ def _fit(args: argparse.Namespace) -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         return
     last = result.history[-1] if result.history else None
-    detail = f"; last round: loss {last['loss_first']:.4g} -> {last['loss_last']:.4g} in {args.steps} steps" \
+    detail = f"; last round: loss {last.loss_first:.4g} -> {last.loss_last:.4g} in {args.steps} steps" \
         if last else ""
     folder = Checkpoint(out).current()
     print(f"wrote {folder / 'mapping.safetensors'} ({len(result.history)} rounds{detail}); use --mapping {out}")
@@ -269,7 +270,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     out = guard.prepare_out(args.out) / task.name
     summary = task.function("demo")(out, device=args.device, seed=args.seed, progress=True)
     for split, block in (summary or {}).items():
-        if isinstance(block, dict) and "speedup_at_20" in block:
+        if isinstance(block, Mapping) and "speedup_at_20" in block:  # a dict, or compare's summary as it is
             print_table(f"{task.name} / {split}", block)
     print(f"wrote {out}")
 
@@ -403,9 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--steps", type=int, default=None,
                          help="inversion steps (default 200; with --task, the task's default)")
         sub.add_argument("--optimizer", default=None, help="adam (default), sgd, rmsprop, adamw, adagrad, lbfgs")
-        sub.add_argument("--mode", default=None, choices=("residual", "pure", "handoff"),
-                         help="inference with Θ: residual (default: x = Θ(z) + δ, never stuck on Θ's image), "
-                              "pure (the paper's Eq. 3) or handoff (Eq. 3, then descent on x)")
+        sub.add_argument("--mode", default=None, choices=tuple(MODES),
+                         help=f"inference with Θ (default {DEFAULT_MODE}): "
+                              + ", ".join(f"{name} ({mode.help})" for name, mode in MODES.items()))
         sub.add_argument("--out", required=True, help="output directory")
         sub.add_argument("--allow-other-model", action="store_true",
                          help="use a landscape although the problem's forward model differs from the one it was "

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,6 +34,7 @@ from landform.metrics import (
     steps_to_reach,
     wallclock_speedup,
 )
+from landform.modes import DEFAULT_MODE, MODES
 from landform.problem import Problem
 
 SWEEP_LRS = (0.5, 0.1, 0.05, 0.01, 0.001)
@@ -180,25 +182,94 @@ def method_stats(reference: torch.Tensor, losses: torch.Tensor, *, seconds_per_s
     return stats
 
 
-def summarize_methods(losses: dict[str, torch.Tensor], *, steps: Sequence[int] = REPORT_STEPS,
-                      seconds_per_step: dict[str, float] | None = None, reference: str = "baseline",
-                      headline: str = "landscape", bootstrap: int = 1000, seed: int = 0,
-                      extra: dict | None = None, start_seconds: dict[str, float] | None = None,
-                      elapsed: dict[str, torch.Tensor] | None = None) -> dict:
-    """The summary block every report shares, for any number of methods.
+Stats = dict[str, Any]  # one method against the reference (``method_stats``): speedups, steps and seconds
 
-    ``losses`` maps a method's name to its [steps + 1, n] per-example losses (or a 1-D mean curve). Each
-    method's mean loss at ``steps`` is a key of its own; the ``headline`` method's comparison with the
-    ``reference`` sits at the top level (``speedup_at_20``, ``improvement_at_200``, ...), every other
-    method's under ``methods``.
+
+@dataclass(kw_only=True, eq=False)
+class Summary(MappingABC[str, Any]):
+    """The summary block every report shares, typed (``summarize_methods`` builds it).
+
+    ``curves`` holds each method's mean loss at ``steps``; ``headline_stats`` the ``headline`` method against the
+    ``reference``, ``methods`` every other one's; ``extra`` the caller's keys. Its JSON form (``as_dict``) is the
+    flat block reports have always saved: each curve under its method's name, the headline's stats at the top.
+    It reads as that block too (``summary["speedup_at_20"]``, ``dict(summary)``), because reports, tasks and
+    tests index it by key, method names included.
     """
+
+    steps: list[int]
+    curves: dict[str, list[float]]
+    reference: str
+    headline: str
+    headline_stats: Stats
+    methods: dict[str, Stats]
+    final_step: int
+    seconds_per_step: dict[str, float]
+    count: int | None
+    headline_steps_to_reference_final: int | None  # saved only when the headline method was run
+    baseline_steps_to_answer_1pct: int | None
+    baseline_seconds_to_answer_1pct: float | None  # None if never reached; saved only when ``timed``
+    timed: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form, keys in the order the block has always had (the order a report's file keeps)."""
+        block: dict[str, Any] = {"steps": self.steps, **self.curves}
+        for name in self.curves:
+            if name == self.headline and name != self.reference:
+                block.update(self.headline_stats)
+            elif name != self.reference:
+                block.setdefault("methods", self.methods)
+        block.update({"final_step": self.final_step, "seconds_per_step": self.seconds_per_step, "count": self.count})
+        if self.headline in self.curves:
+            block["landscape_steps_to_baseline_final"] = self.headline_steps_to_reference_final
+        block["baseline_steps_to_answer_1pct"] = self.baseline_steps_to_answer_1pct
+        if self.timed:
+            block["baseline_seconds_to_answer_1pct"] = self.baseline_seconds_to_answer_1pct
+        block.update(self.extra)
+        return block
+
+    def __getitem__(self, key: str) -> Any:
+        return self.as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_dict())
+
+    def __len__(self) -> int:
+        return len(self.as_dict())
+
+
+@dataclass(kw_only=True, eq=False)
+class ComparisonSummary(Summary):
+    """``compare``'s summary: the shared block, then the step sizes it used (``lr``, δ's ``lr_x`` for the modes
+    with δ, ``baseline_lr``), the optimizer, each method's F evaluations per example, the learned starts' pass in
+    ms and every sweep's mean losses (``lr_sweep``, by step size as text)."""
+
+    lr: dict[str, float]
+    optimizer: str
+    lr_x: dict[str, Any]
+    evaluations: dict[str, int]
+    start_ms: dict[str, float]
+    lr_sweep: dict[str, dict[str, dict]]
+    baseline_lr: float
+
+    def as_dict(self) -> dict[str, Any]:
+        block = super().as_dict()
+        block.update({"lr": self.lr, "optimizer": self.optimizer, "lr_x": self.lr_x, "evaluations": self.evaluations,
+                      "start_ms": self.start_ms, "lr_sweep": self.lr_sweep, "baseline_lr": self.baseline_lr})
+        return block
+
+
+def _summary_fields(losses: dict[str, torch.Tensor], *, steps: Sequence[int], seconds_per_step: dict[str, float] | None,
+                    reference: str, headline: str, bootstrap: int, seed: int, start_seconds: dict[str, float] | None,
+                    elapsed: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+    """Every field of a ``Summary`` but ``extra``: the curves, and each method's stats against the reference."""
     seconds = seconds_per_step or {}
     ref = torch.as_tensor(losses[reference], dtype=torch.float64)
     last = ref.shape[0] - 1
     shown = [s for s in steps if s <= last]
-    block: dict = {"steps": shown}
-    for name, table in losses.items():
-        block[name] = loss_at(as_curve(table), shown)
+    curves = {name: loss_at(as_curve(table), shown) for name, table in losses.items()}
+    headline_stats: Stats = {}
+    methods: dict[str, Stats] = {}
     for name, table in losses.items():
         if name == reference:
             continue
@@ -207,23 +278,42 @@ def summarize_methods(losses: dict[str, torch.Tensor], *, steps: Sequence[int] =
                              start_seconds=(start_seconds or {}).get(name, 0.0), bootstrap=bootstrap, seed=seed,
                              elapsed=times.get(name), reference_elapsed=times.get(reference))
         if name == headline:
-            block.update(stats)
+            headline_stats = stats
         else:
-            block.setdefault("methods", {})[name] = stats
-    block.update({"final_step": min(200, last), "seconds_per_step": seconds,
-                  "count": int(ref.shape[1]) if ref.dim() == 2 else None})
+            methods[name] = stats
+    reached = None
     if headline in losses:
-        target = float(as_curve(ref)[last])
-        block["landscape_steps_to_baseline_final"] = step_reached(as_curve(losses[headline]), target)
+        reached = step_reached(as_curve(losses[headline]), float(as_curve(ref)[last]))
     reference_time = _time_curve((elapsed or {}).get(reference), seconds.get(reference), ref.shape[0])
     answer = float(as_curve(ref)[min(200, last)]) * (1 + ANSWER_TOLERANCE)
-    baseline_steps = steps_to_reach(as_curve(ref), answer)
-    block["baseline_steps_to_answer_1pct"] = step_reached(as_curve(ref), answer)
+    baseline_seconds = None
     if reference_time is not None:
-        seconds_value = seconds_at(reference_time, baseline_steps)
-        block["baseline_seconds_to_answer_1pct"] = None if seconds_value == float("inf") else seconds_value
-    block.update(extra or {})
-    return block
+        value = seconds_at(reference_time, steps_to_reach(as_curve(ref), answer))
+        baseline_seconds = None if value == float("inf") else value
+    return {"steps": shown, "curves": curves, "reference": reference, "headline": headline,
+            "headline_stats": headline_stats, "methods": methods, "final_step": min(200, last),
+            "seconds_per_step": seconds, "count": int(ref.shape[1]) if ref.dim() == 2 else None,
+            "headline_steps_to_reference_final": reached,
+            "baseline_steps_to_answer_1pct": step_reached(as_curve(ref), answer),
+            "baseline_seconds_to_answer_1pct": baseline_seconds, "timed": reference_time is not None}
+
+
+def summarize_methods(losses: dict[str, torch.Tensor], *, steps: Sequence[int] = REPORT_STEPS,
+                      seconds_per_step: dict[str, float] | None = None, reference: str = "baseline",
+                      headline: str = "landscape", bootstrap: int = 1000, seed: int = 0,
+                      extra: dict | None = None, start_seconds: dict[str, float] | None = None,
+                      elapsed: dict[str, torch.Tensor] | None = None) -> dict:
+    """The summary block every report shares, for any number of methods, as a dict (``Summary.as_dict``).
+
+    ``losses`` maps a method's name to its [steps + 1, n] per-example losses (or a 1-D mean curve). Each
+    method's mean loss at ``steps`` is a key of its own; the ``headline`` method's comparison with the
+    ``reference`` sits at the top level (``speedup_at_20``, ``improvement_at_200``, ...), every other
+    method's under ``methods``.
+    """
+    fields = _summary_fields(losses, steps=steps, seconds_per_step=seconds_per_step, reference=reference,
+                             headline=headline, bootstrap=bootstrap, seed=seed, start_seconds=start_seconds,
+                             elapsed=elapsed)
+    return Summary(**fields, extra=dict(extra or {})).as_dict()
 
 
 def summarize(baseline: torch.Tensor, landscape: torch.Tensor, *, steps: Sequence[int] = REPORT_STEPS,
@@ -326,7 +416,7 @@ class Comparison:
     results: dict[str, InversionResult]
     lrs: dict[str, float]
     sweeps: dict[str, dict]
-    summary: dict
+    summary: ComparisonSummary
     methods: dict[str, Method] = field(default_factory=dict)
 
     def tuned(self) -> list[Method]:
@@ -340,9 +430,6 @@ class Comparison:
     @property
     def landscape(self) -> InversionResult:
         return self.results["landscape"]
-
-
-DEFAULT_MODE = "residual"
 
 
 DEFAULT_WARMUP = 20  # the paper's trajectory length T: Θ alone leads for the steps it was trained for
@@ -425,16 +512,15 @@ def compare(problem: Problem, y: torch.Tensor, methods: Sequence[Method], *, y_v
         seconds[method.name] = results[method.name].seconds_per_step
         if method.use_base and problem.base is not None:
             starts[method.name] = start_pass_seconds(problem.base, y)
-    summary = summarize_methods({name: r.losses for name, r in results.items()}, steps=report_steps,
-                                seconds_per_step=seconds, reference=reference, headline=headline,
-                                bootstrap=bootstrap, seed=seed, start_seconds=starts,
-                                elapsed={name: r.elapsed for name, r in results.items()},
-                                extra={"lr": lrs, "optimizer": optimizer,
-                                       "lr_x": {m.name: (lrs[reference] if m.lr_x == "baseline" else m.lr_x)
-                                                for m in chosen.values() if m.mapping is not None and m.mode != "pure"},
-                                       "evaluations": {name: r.evaluations for name, r in results.items()},
-                                       "start_ms": {name: round(1e3 * value, 3) for name, value in starts.items()},
-                                       "lr_sweep": {name: {str(k): v for k, v in sweep.items()}
-                                                    for name, sweep in sweeps.items()}})
-    summary["baseline_lr"] = lrs[reference]
+    fields = _summary_fields({name: r.losses for name, r in results.items()}, steps=report_steps,
+                             seconds_per_step=seconds, reference=reference, headline=headline, bootstrap=bootstrap,
+                             seed=seed, start_seconds=starts, elapsed={name: r.elapsed for name, r in results.items()})
+    summary = ComparisonSummary(
+        **fields, lr=lrs, optimizer=optimizer,
+        lr_x={m.name: (lrs[reference] if m.lr_x == "baseline" else m.lr_x)
+              for m in chosen.values() if m.mapping is not None and MODES[m.mode].offset},
+        evaluations={name: r.evaluations for name, r in results.items()},
+        start_ms={name: round(1e3 * value, 3) for name, value in starts.items()},
+        lr_sweep={name: {str(k): v for k, v in sweep.items()} for name, sweep in sweeps.items()},
+        baseline_lr=lrs[reference])
     return Comparison(results=results, lrs=lrs, sweeps=sweeps, summary=summary, methods=chosen)

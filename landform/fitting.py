@@ -12,30 +12,30 @@ DistributedDataParallel, so every update averages the gradients of B samples dra
 the buffers; all ranks hold the same Θ, and rank 0 alone writes the checkpoint (which holds every rank's
 random state and buffer, so a resume with the same K continues exactly).
 
-Why one module: the buffer and online rounds, the combination across ranks and the checkpoint's
-save and resume all read and write the one private ``_State`` (Θ's optimizer, the buffers, every random
-stream), and a bitwise-exact resume depends on all of them agreeing on it; split, that state would become
-an interface between modules.
+What lives where: a round's work (collecting into the buffer, training Θ on it, the online ablation) is in
+``landform.replay``, which is handed the buffer, Θ's optimizer and the random stream and keeps none of them.
+Everything a bitwise-exact resume depends on stays here: the one private ``_State`` (Θ's optimizer, the
+buffers, every random stream), the combination across ranks and the checkpoint's save and resume, so that
+state never becomes an interface between modules.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import gc
 import hashlib
 import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from landform import distributed
 from landform.errors import LandformError
-from landform.inference import Forward, Loss, check_mapping_output, initial_variable, objective, resolve_base
+from landform.inference import Forward, Loss, check_mapping_output, initial_variable, resolve_base
 from landform.io import (
     Checkpoint,
     json_bytes,
@@ -48,6 +48,7 @@ from landform.io import (
 )
 from landform.mapping import Mapping
 from landform.progress import progress_bar
+from landform.replay import FitRound, NonFinite, buffer_round, online_round
 
 Observations = torch.Tensor | Callable[[int, torch.Generator], torch.Tensor]
 METHODS = ("buffer", "online", "random")
@@ -59,10 +60,10 @@ CHECKPOINT_FORMAT = 3
 
 @dataclass
 class FitResult:
-    """The fitted Θ and one record per round (mean losses, timings, throughput)."""
+    """The fitted Θ and one record per round (``FitRound``: mean losses, timings, throughput)."""
 
     mapping: Mapping
-    history: list[dict] = field(default_factory=list)
+    history: list[FitRound] = field(default_factory=list)
 
 
 def draw_observations(observations: Observations, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -104,32 +105,15 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
     ``should_stop``, called with the result after every committed round, ends the fit early when it returns True
     (a time budget, or validation that stopped improving; the recipe of ``landform.recipe`` uses it).
     """
-    if method not in METHODS:
-        raise LandformError(f"unknown fit method {method!r}; use one of {', '.join(METHODS)}")
-    if min(rounds, trajectories, steps, batch_size, buffer_rounds) < 1:
-        raise LandformError("rounds, trajectories, steps, batch_size and buffer_rounds must all be >= 1")
-    if init not in ("zeros", "gaussian"):
-        raise LandformError(f"unknown init {init!r}; fit starts trajectories from 'zeros' or 'gaussian'")
-    for name, value in (("lr", lr), ("lr_z", lr_z), ("init_scale", init_scale)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise LandformError(f"{name} must be a finite number > 0, got {value!r}")
-    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
-        raise LandformError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    if isinstance(observations, torch.Tensor):
-        if observations.dim() == 0 or observations.shape[0] == 0 or observations.numel() == 0:
-            raise LandformError(f"no training observations given (shape {tuple(observations.shape)})")
-        if observations.is_floating_point() and not torch.isfinite(observations).all():
-            raise LandformError("the training observations hold non-finite values (NaN or Inf)")
+    settings = _check_settings(observations, rounds=rounds, trajectories=trajectories, steps=steps, lr_z=lr_z, lr=lr,
+                               weight_decay=weight_decay, batch_size=batch_size, method=method,
+                               buffer_rounds=buffer_rounds, init=init, init_scale=init_scale, seed=seed)
     check_mapping_output(mapping, x_shape)
-    settings = {"trajectories": trajectories, "steps": steps, "lr_z": lr_z, "lr": lr,
-                "weight_decay": weight_decay, "batch_size": batch_size, "method": method,
-                "buffer_rounds": buffer_rounds, "init": init, "init_scale": init_scale, "seed": seed}
     device = torch.device(device) if device is not None else next(mapping.parameters()).device
     ctx, device = distributed.context(device)
     if trajectories % ctx.world or batch_size % ctx.world:
         raise LandformError(f"with {ctx.world} processes, trajectories ({trajectories}) and batch_size "
                             f"({batch_size}) must be multiples of {ctx.world}")
-    local_trajectories, local_batch = trajectories // ctx.world, batch_size // ctx.world
     mapping.to(device)
     if isinstance(forward, torch.nn.Module):
         forward = forward.to(device)
@@ -160,35 +144,11 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
                 if method == "random":
                     break
                 started = time.perf_counter()
-                y = draw_observations(observations, local_trajectories, generator).to(device)
-                base_value = resolve_base(base, y, device)
-                z = initial_variable(init, (local_trajectories, mapping.z_dim), init_scale=init_scale,
-                                     seed=int(torch.randint(2**31, (1,), generator=generator)), device=device)
-                faults: list[str] | None = [] if ctx.active else None  # with K processes, all must stop together
-                try:
-                    if method == "buffer":
-                        record = _buffer_round(mapping, forward, loss, y, base_value, z, state.buffer, theta_optimizer,
-                                               generator, steps=steps, lr_z=lr_z, batch_size=local_batch, model=model,
-                                               faults=faults)
-                    else:
-                        record = _online_round(mapping, forward, loss, y, base_value, z, theta_optimizer,
-                                               steps=steps, lr_z=lr_z, model=model, faults=faults)
-                except _NonFinite as stop:
-                    faults = [str(stop)]
-                if ctx.any(bool(faults)):
-                    mapping.load_state_dict(good_state)
-                    where = faults[0] if faults else "on another process"
-                    if ctx.active and faults:
-                        where += f" (process {ctx.rank})"
-                    raise LandformError(f"non-finite loss in round {round_index + 1}, {where}"
-                                        f"{_kept(checkpoint, saved_round)}")
-                if not all(torch.isfinite(p).all() for p in mapping.parameters()):
-                    mapping.load_state_dict(good_state)
-                    raise LandformError(f"non-finite weights after round {round_index + 1}"
-                                        f"{_kept(checkpoint, saved_round)}")
+                record, faults = _round(state, forward, loss, observations, base, model)
+                _refuse_faults(state, faults, good_state, round_index + 1, _kept(checkpoint, saved_round))
                 good_state = copy.deepcopy(mapping.state_dict())
                 record = _combine(ctx, record)
-                record.update(round=round_index + 1, seconds=time.perf_counter() - started)
+                record.round, record.seconds = round_index + 1, time.perf_counter() - started
                 result.history.append(record)
                 if checkpoint is not None:
                     _save(checkpoint, state, result.history, round_index + 1)
@@ -211,6 +171,32 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
     return result
 
 
+def _check_settings(observations: Observations, *, rounds: int, trajectories: int, steps: int, lr_z: float,
+                    lr: float, weight_decay: float, batch_size: int, method: str, buffer_rounds: int, init: str,
+                    init_scale: float, seed: int) -> dict:
+    """``fit``'s arguments, checked in one place with one-line errors; returns the settings a checkpoint
+    records (and a resume must match: ``_RESUME_KEYS``)."""
+    if method not in METHODS:
+        raise LandformError(f"unknown fit method {method!r}; use one of {', '.join(METHODS)}")
+    if min(rounds, trajectories, steps, batch_size, buffer_rounds) < 1:
+        raise LandformError("rounds, trajectories, steps, batch_size and buffer_rounds must all be >= 1")
+    if init not in ("zeros", "gaussian"):
+        raise LandformError(f"unknown init {init!r}; fit starts trajectories from 'zeros' or 'gaussian'")
+    for name, value in (("lr", lr), ("lr_z", lr_z), ("init_scale", init_scale)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise LandformError(f"{name} must be a finite number > 0, got {value!r}")
+    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise LandformError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    if isinstance(observations, torch.Tensor):
+        if observations.dim() == 0 or observations.shape[0] == 0 or observations.numel() == 0:
+            raise LandformError(f"no training observations given (shape {tuple(observations.shape)})")
+        if observations.is_floating_point() and not torch.isfinite(observations).all():
+            raise LandformError("the training observations hold non-finite values (NaN or Inf)")
+    return {"trajectories": trajectories, "steps": steps, "lr_z": lr_z, "lr": lr, "weight_decay": weight_decay,
+            "batch_size": batch_size, "method": method, "buffer_rounds": buffer_rounds, "init": init,
+            "init_scale": init_scale, "seed": seed}
+
+
 @dataclass
 class _State:
     """Everything a checkpoint holds besides the history, on this process."""
@@ -224,21 +210,62 @@ class _State:
     device: torch.device
 
 
-def _combine(ctx: distributed.Context, record: dict) -> dict:
+def _round(state: _State, forward: Forward, loss: Loss, observations: Observations,
+           base: Callable[[torch.Tensor], torch.Tensor] | None,
+           model: torch.nn.Module | None) -> tuple[FitRound | None, list[str] | None]:
+    """One round on this process: its N/K observations and z0 drawn from its own stream, then the trajectories
+    collected and Θ trained (``landform.replay``). Returns the record and the non-finite losses seen (None: not
+    watched across processes); with K processes a round that saw one runs to its end, so that all stop together."""
+    settings, ctx, device = state.settings, state.ctx, state.device
+    count = settings["trajectories"] // ctx.world
+    y = draw_observations(observations, count, state.generator).to(device)
+    base_value = resolve_base(base, y, device)
+    z = initial_variable(settings["init"], (count, state.mapping.z_dim), init_scale=settings["init_scale"],
+                         seed=int(torch.randint(2**31, (1,), generator=state.generator)), device=device)
+    faults: list[str] | None = [] if ctx.active else None  # with K processes, all must stop together
+    try:
+        if settings["method"] == "buffer":
+            record = buffer_round(state.mapping, forward, loss, y, base_value, z, state.buffer, state.optimizer,
+                                  state.generator, steps=settings["steps"], lr_z=settings["lr_z"],
+                                  batch_size=settings["batch_size"] // ctx.world, model=model, faults=faults)
+        else:
+            record = online_round(state.mapping, forward, loss, y, base_value, z, state.optimizer,
+                                  steps=settings["steps"], lr_z=settings["lr_z"], model=model, faults=faults)
+    except NonFinite as stop:
+        return None, [str(stop)]
+    return record, faults
+
+
+def _refuse_faults(state: _State, faults: list[str] | None, good_state: dict, round_number: int, kept: str) -> None:
+    """After a round: if any process saw a non-finite loss, or Θ's weights are no longer finite, put Θ back as it
+    was after the last good round and stop every process with one line that says where (``kept``: what the
+    checkpoint still holds)."""
+    ctx, mapping = state.ctx, state.mapping
+    if ctx.any(bool(faults)):
+        mapping.load_state_dict(good_state)
+        where = faults[0] if faults else "on another process"
+        if ctx.active and faults:
+            where += f" (process {ctx.rank})"
+        raise LandformError(f"non-finite loss in round {round_number}, {where}{kept}")
+    if not all(torch.isfinite(p).all() for p in mapping.parameters()):
+        mapping.load_state_dict(good_state)
+        raise LandformError(f"non-finite weights after round {round_number}{kept}")
+
+
+def _combine(ctx: distributed.Context, record: FitRound) -> FitRound:
     """A round's record over all processes: mean losses, total throughput."""
     if not ctx.active:
         return record
-    curve = ctx.mean([*record["collect_curve"], record["train_loss"], record["trajectory_steps_per_second"]])
-    record.update(collect_curve=curve[:-2], loss_first=curve[0], loss_last=curve[-3], train_loss=curve[-2],
-                  trajectory_steps_per_second=curve[-1] * ctx.world)
-    return record
+    curve = ctx.mean([*record.collect_curve, record.train_loss, record.trajectory_steps_per_second])
+    return replace(record, collect_curve=curve[:-2], loss_first=curve[0], loss_last=curve[-3], train_loss=curve[-2],
+                   trajectory_steps_per_second=curve[-1] * ctx.world)
 
 
-def _postfix(history: list[dict]) -> dict[str, str]:
+def _postfix(history: list[FitRound]) -> dict[str, str]:
     """What the fit's progress bar shows: the last round's loss at T and, where a ``should_stop`` scored
     held-out observations (the recipe's does), the latest held-out speedup at T and loss ratio to the baseline."""
-    shown = {"loss": f"{history[-1]['loss_last']:.4g}"}
-    scored = [r for r in history if "validation_speedup" in r]
+    shown = {"loss": f"{history[-1].loss_last:.4g}"}
+    scored = [r.scores for r in history if "validation_speedup" in r.scores]
     if scored:
         shown["val speedup"] = f"{scored[-1]['validation_speedup']:.1f}x"
         shown["val loss/baseline"] = f"{scored[-1]['validation_loss_ratio']:.2f}"
@@ -260,171 +287,6 @@ def _refuse_legacy(directory: Path) -> None:
                             "files were not written atomically; fit into a new directory (its Θ still loads)")
 
 
-class _NonFinite(Exception):
-    """Raised inside a round when a loss is not finite; ``fit`` turns it into a LandformError."""
-
-
-def _finite(values: torch.Tensor, where: str, faults: list[str] | None = None) -> torch.Tensor:
-    """``values``, after checking they are finite: a non-finite one stops the round at once, or, with K
-    processes (``faults`` given), is recorded and the round runs on so that all ranks stop together."""
-    if not torch.isfinite(values).all():
-        if faults is None:
-            raise _NonFinite(where)
-        if not faults:
-            faults.append(where)
-    return values
-
-
-def _theta_step(mean: torch.Tensor, parameters: list[torch.Tensor], optimizer: torch.optim.Optimizer,
-                distributed_model: bool, divisor: float = 1.0, extra: tuple[torch.Tensor, ...] = ()) -> tuple:
-    """Sets the gradients of ``mean`` for Θ's parameters (averaged over processes by DDP when there are
-    several; F's parameters get none), divided by ``divisor``; returns the gradients of ``extra``."""
-    if distributed_model:
-        for parameter in parameters:
-            parameter.grad = None
-        for tensor in extra:
-            tensor.grad = None
-        torch.autograd.backward(mean, inputs=[*extra, *parameters])
-        extra_grads = tuple(tensor.grad for tensor in extra)
-        if divisor != 1.0:
-            for parameter in parameters:
-                parameter.grad = parameter.grad / divisor
-    else:
-        grads = torch.autograd.grad(mean, [*extra, *parameters])
-        extra_grads = grads[: len(extra)]
-        for parameter, grad in zip(parameters, grads[len(extra):], strict=True):
-            parameter.grad = grad / divisor if divisor != 1.0 else grad
-    return extra_grads
-
-
-def _apply(module: torch.nn.Module, z: torch.Tensor, base: torch.Tensor | None,
-           mapping: Mapping | None = None) -> torch.Tensor:
-    """x = Θ(z) (or base + Θ(z)); ``module`` may be Θ wrapped in DistributedDataParallel."""
-    return module(z, base) if (mapping or module).additive else module(z)
-
-
-def _prepared(loss: Loss, y: torch.Tensor) -> tuple[Loss, tuple[torch.Tensor, ...] | None]:
-    """``loss`` with what depends on the observations alone computed once: a loss with a ``prepare(y)``
-    method (``ImageLoss``: the observations' features) returns per-observation tensors, batch first, and
-    takes them back as ``loss(y_hat, y, prepared=...)``; any other loss is used as it is."""
-    prepare = getattr(loss, "prepare", None)
-    if not callable(prepare):
-        return loss, None
-    prepared = tuple(prepare(y))
-    return functools.partial(loss, prepared=prepared), prepared
-
-
-class _Frozen:
-    """Θ's parameters need no gradient while trajectories are collected (only z does): autograd then keeps
-    nothing for them. Restored on exit, whatever happens."""
-
-    def __init__(self, mapping: Mapping) -> None:
-        self.parameters = [p for p in mapping.parameters() if p.requires_grad]
-
-    def __enter__(self) -> None:
-        for parameter in self.parameters:
-            parameter.requires_grad_(False)
-
-    def __exit__(self, *_: object) -> None:
-        for parameter in self.parameters:
-            parameter.requires_grad_(True)
-
-
-def _buffer_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tensor, base: torch.Tensor | None,
-                  z: torch.Tensor, buffer: deque, theta_optimizer: torch.optim.Optimizer,
-                  generator: torch.Generator, *, steps: int, lr_z: float, batch_size: int,
-                  model: torch.nn.Module | None = None, faults: list[str] | None = None) -> dict:
-    """Collect N trajectories with Θ frozen into the buffer, then replay T·N samples to train Θ. What the loss
-    computes from the observations alone (``_prepared``) is computed once a round, not at every step."""
-    z.requires_grad_(True)
-    z_optimizer = torch.optim.Adam([z], lr=lr_z)
-    visited = [z.detach().clone()]
-    collect_losses = []
-    collect_start = time.perf_counter()
-    round_loss, prepared = _prepared(loss, y)
-    with _Frozen(mapping):
-        for t in range(steps):
-            values, _ = objective(forward, round_loss, _apply(mapping, z, base), y, None)
-            collect_losses.append(_finite(values, f"collection step {t + 1}", faults).mean().item())
-            (z.grad,) = torch.autograd.grad(values.sum(), [z])  # Θ is frozen while collecting
-            z_optimizer.step()
-            visited.append(z.detach().clone())
-    collect_seconds = time.perf_counter() - collect_start
-    n = y.shape[0]
-    buffer.append((torch.cat(visited), torch.arange(n, device=y.device).repeat(steps + 1), y, base))
-    parameters = list(mapping.parameters())
-
-    pool = [(zs, index, ys, bs) for zs, index, ys, bs in buffer]
-    # the current round's observations are ``y`` itself; older rounds' (buffer_rounds > 1) are prepared anew
-    # from their stored observations, so a resumed fit computes exactly what an uninterrupted one did
-    pool_prepared = None if prepared is None else [_prepared(loss, ys)[1] for ys in (e[2] for e in pool[:-1])] + \
-        [prepared]
-    sizes = torch.tensor([entry[0].shape[0] for entry in pool])
-    offsets = torch.cumsum(sizes, 0) - sizes
-    train_losses = []
-    updates = math.ceil(steps * n / batch_size)
-    for j in range(updates):
-        flat = torch.randint(int(sizes.sum()), (batch_size,), generator=generator)
-        z_batch, y_batch, base_batch, prepared_batch = _gather(pool, sizes, offsets, flat, pool_prepared)
-        batch_loss = loss if prepared_batch is None else functools.partial(loss, prepared=prepared_batch)
-        values, _ = objective(forward, batch_loss, _apply(model or mapping, z_batch, base_batch, mapping), y_batch,
-                              None)
-        mean = _finite(values, f"training step {j + 1}", faults).mean()
-        _theta_step(mean, parameters, theta_optimizer, model is not None)
-        theta_optimizer.step()
-        train_losses.append(mean.item())
-    return {"loss_first": collect_losses[0], "loss_last": collect_losses[-1],
-            "collect_curve": collect_losses, "train_loss": sum(train_losses) / len(train_losses),
-            "theta_updates": updates, "trajectory_steps_per_second": steps * n / collect_seconds}
-
-
-def _gather(pool: list, sizes: torch.Tensor, offsets: torch.Tensor, flat: torch.Tensor,
-            pool_prepared: list[tuple[torch.Tensor, ...]] | None = None) -> tuple:
-    """Minibatch (z, y, base, prepared) for flat buffer indices spanning the rounds kept in the buffer
-    (``prepared``: the rows of each round's prepared observations, None without them)."""
-    z_parts, y_parts, base_parts, prepared_parts = [], [], [], []
-    for entry, (zs, index, ys, bs), size, offset in zip(range(len(pool)), pool, sizes.tolist(), offsets.tolist(),
-                                                        strict=True):
-        local = flat[(flat >= offset) & (flat < offset + size)] - offset
-        if local.numel() == 0:
-            continue
-        local = local.to(zs.device)
-        z_parts.append(zs[local])
-        rows = index[local]
-        y_parts.append(ys[rows])
-        if bs is not None:
-            base_parts.append(bs[rows])
-        if pool_prepared is not None:
-            prepared_parts.append([tensor[rows] for tensor in pool_prepared[entry]])
-    prepared = None if pool_prepared is None else \
-        tuple(torch.cat(parts) for parts in zip(*prepared_parts, strict=True))
-    return torch.cat(z_parts), torch.cat(y_parts), (torch.cat(base_parts) if base_parts else None), prepared
-
-
-def _online_round(mapping: Mapping, forward: Forward, loss: Loss, y: torch.Tensor, base: torch.Tensor | None,
-                  z: torch.Tensor, theta_optimizer: torch.optim.Optimizer, *, steps: int, lr_z: float,
-                  model: torch.nn.Module | None = None, faults: list[str] | None = None) -> dict:
-    """The ablation without alternation or buffer: one backward per step updates both z and Θ."""
-    z.requires_grad_(True)
-    z_optimizer = torch.optim.Adam([z], lr=lr_z)
-    losses = []
-    collect_start = time.perf_counter()
-    round_loss, _ = _prepared(loss, y)
-    for t in range(steps):
-        values, _ = objective(forward, round_loss, _apply(model or mapping, z, base, mapping), y, None)
-        losses.append(_finite(values, f"online step {t + 1}", faults).mean().item())
-        parameters = list(mapping.parameters())
-        # Θ descends the mean loss, each z its own loss
-        (z.grad,) = _theta_step(values.sum(), parameters, theta_optimizer, model is not None,
-                                divisor=y.shape[0], extra=(z,))
-        z_optimizer.step()
-        theta_optimizer.step()
-    seconds = time.perf_counter() - collect_start
-    return {"loss_first": losses[0], "loss_last": losses[-1], "collect_curve": losses,
-            "train_loss": sum(losses) / len(losses), "theta_updates": steps,
-            "trajectory_steps_per_second": steps * y.shape[0] / seconds}
-
-
 def _rank_tensors(state: _State) -> dict[str, torch.Tensor]:
     """This process's own part of a checkpoint: its random states and its replay buffer."""
     tensors = {"rng.generator": state.generator.get_state(), "rng.torch": torch.get_rng_state()}
@@ -437,7 +299,7 @@ def _rank_tensors(state: _State) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _save(directory: Path, state: _State, history: list[dict], completed_rounds: int) -> None:
+def _save(directory: Path, state: _State, history: list[FitRound], completed_rounds: int) -> None:
     """Commit Θ and everything needed to resume exactly (optimizer, every process's random states and
     replay buffer) as one atomic checkpoint round directory (``landform.io.Checkpoint``), from rank 0 alone."""
     ctx, mapping = state.ctx, state.mapping
@@ -447,7 +309,8 @@ def _save(directory: Path, state: _State, history: list[dict], completed_rounds:
     error = None
     if ctx.leader:
         meta = {"format": CHECKPOINT_FORMAT, "settings": state.settings, "rounds_completed": completed_rounds,
-                "history": history, "param_groups": state.optimizer.state_dict()["param_groups"],
+                "history": [record.as_dict() for record in history],
+                "param_groups": state.optimizer.state_dict()["param_groups"],
                 "buffer_entries": len(state.buffer), "world_size": ctx.world}
         weights = tensor_bytes(mapping.state_dict(), "the mapping")
         mapping_meta = {**mapping.config(), "fit": state.settings, "rounds_completed": completed_rounds,
@@ -528,6 +391,7 @@ def _restore(files: dict[str, bytes], state: _State, result: FitResult, where: s
     if missing or not isinstance(history, list) or len(history) != rounds or not isinstance(entries, int) \
             or not 0 <= entries <= (state.buffer.maxlen or 0):
         raise LandformError(f"{where}: its state is incomplete ({', '.join(missing) or 'history or buffer'})")
+    records = [FitRound.from_dict(record, where) for record in history]
     buffer = []
     for index in range(entries):
         keys = [f"buffer.{index}.{name}" for name in ("z", "index", "y")]
@@ -546,7 +410,7 @@ def _restore(files: dict[str, bytes], state: _State, result: FitResult, where: s
     except (RuntimeError, TypeError) as error:
         raise LandformError(f"{where}: its random state is corrupted ({error})") from None
     state.buffer.extend(buffer)
-    result.history.extend(history)
+    result.history.extend(records)
     return rounds
 
 

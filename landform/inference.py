@@ -1,6 +1,6 @@
 """Optimization-based inference: Eq. 1 (optimize x), Eq. 3 (optimize z, x = Θ(z)) and the never-worse modes.
 
-Modes with a mapping (``MODES``):
+Modes with a mapping (the registry ``landform.modes.MODES``, which ``invert`` dispatches to):
 
 - ``"pure"``: the paper's Eq. 3, only z is optimized and x = Θ(z) stays on Θ's image.
 - ``"residual"`` (the default of the CLI and the reports): x = Θ(z) + δ, z and δ optimized together, δ from 0.
@@ -20,18 +20,19 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
 from landform.errors import LandformError
 from landform.mapping import Mapping
+from landform.modes import MODES, Descent
 from landform.progress import progress_bar
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Init = str | torch.Tensor
 Start = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
-MODES = ("pure", "residual", "handoff")
 ORIGIN_JITTER = 0.01  # init="origin": the scale (times init_scale) of the nudge off a critical point at 0
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -144,6 +145,74 @@ def _check_rate(name: str, value: float) -> float:
     return float(value)
 
 
+class _Inputs(NamedTuple):
+    """``invert``'s arguments as checked: the step sizes on z and on x, the optimizer class, the device, and the
+    observations and the mask (broadcast to them) on it."""
+
+    lr: float
+    lr_x: float
+    optimizer_class: type[torch.optim.Optimizer]
+    device: torch.device
+    y: torch.Tensor
+    mask: torch.Tensor | None
+
+
+def _check_inputs(y: torch.Tensor, mask: torch.Tensor | None, *, mode: str, steps: int, from_start: str,
+                  mapping: Mapping | None, starts: Sequence[Start], lr: float, lr_x: float | None, warmup: int,
+                  handoff: int, optimizer: str | type[torch.optim.Optimizer],
+                  device: str | torch.device | None) -> _Inputs:
+    """``invert``'s arguments, checked in one place with one-line errors, in the order the errors are reported."""
+    if not isinstance(steps, int) or steps < 0:
+        raise LandformError(f"steps must be an integer >= 0, got {steps}")
+    if mode not in MODES:
+        raise LandformError(f"unknown inference mode {mode!r}; use one of {', '.join(MODES)}")
+    if from_start not in ("x", "both"):
+        raise LandformError(f"from_start must be 'x' or 'both', got {from_start!r}")
+    if mapping is None and (mode != "pure" or len(starts)):
+        raise LandformError(f"mode {mode!r} and starts= need a mapping (Θ); without one invert is plain descent")
+    lr = _check_rate("lr", lr)
+    lr_x = lr if lr_x is None else _check_rate("lr_x", lr_x)
+    if not (isinstance(warmup, int) and warmup >= 0):
+        raise LandformError(f"warmup must be an integer >= 0, got {warmup}")
+    if mode == "handoff" and not (isinstance(handoff, int) and handoff >= 0):
+        raise LandformError(f"handoff must be an integer >= 0, got {handoff}")
+    optimizer_class = resolve_optimizer(optimizer)
+    device = torch.device(device) if device is not None else y.device
+    y = y.detach().to(device)
+    if y.dim() == 0 or y.shape[0] == 0:
+        raise LandformError(f"no observations to invert (shape {tuple(y.shape)})")
+    if not torch.isfinite(y).all():
+        raise LandformError("the observations contain NaN or Inf")
+    if mask is not None:
+        try:
+            mask = torch.broadcast_to(mask.to(device=device, dtype=torch.bool), y.shape)
+        except RuntimeError:
+            raise LandformError(f"a mask of shape {tuple(mask.shape)} does not fit observations of shape "
+                                f"{tuple(y.shape)}") from None
+        if not mask.reshape(y.shape[0], -1).any(dim=1).all():
+            raise LandformError("the mask hides every entry of at least one observation")
+    return _Inputs(lr, lr_x, optimizer_class, device, y, mask)
+
+
+def _variable(mapping: Mapping | None, init: Init, *, batch: int, init_scale: float, seed: int,
+              x_shape: tuple[int, ...] | None, base_value: torch.Tensor | None, device: torch.device,
+              dtype: torch.dtype) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """The optimized variable's starting point and the map from it to x: x itself (plus the base, if any)
+    without a mapping, z and x = Θ(z) (or base + Θ(z)) with one."""
+    if mapping is None:
+        shape = _baseline_shape(init, x_shape, base_value)
+        variable = initial_variable(init, (batch, *shape), init_scale=init_scale, seed=seed, device=device,
+                                    dtype=dtype)
+        return variable, (lambda v: v) if base_value is None else (lambda v: base_value + v)
+    check_mapping_output(mapping, x_shape)
+    mapping = mapping.to(device).eval()
+    variable = initial_variable(init, (batch, mapping.z_dim), init_scale=init_scale, seed=seed, device=device,
+                                dtype=dtype)
+    if mapping.additive and base_value is None:
+        raise LandformError("an additive mapping needs base= (x = base + Θ(z))")
+    return variable, (lambda v: mapping(v, base_value)) if mapping.additive else mapping
+
+
 def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | None = None,
            mode: str = "pure", steps: int = 200, optimizer: str | type[torch.optim.Optimizer] = "adam",
            lr: float = 0.1, lr_x: float | None = None, handoff: int = 10, warmup: int = 0,
@@ -171,57 +240,15 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
     descent would never move: those start from a seeded Gaussian of scale ``ORIGIN_JITTER * init_scale``
     (one more F evaluation, counted). The baselines of ``compare`` and the recipe start there.
     """
-    if not isinstance(steps, int) or steps < 0:
-        raise LandformError(f"steps must be an integer >= 0, got {steps}")
-    if mode not in MODES:
-        raise LandformError(f"unknown inference mode {mode!r}; use one of {', '.join(MODES)}")
-    if from_start not in ("x", "both"):
-        raise LandformError(f"from_start must be 'x' or 'both', got {from_start!r}")
-    if mapping is None and (mode != "pure" or len(starts)):
-        raise LandformError(f"mode {mode!r} and starts= need a mapping (Θ); without one invert is plain descent")
-    lr = _check_rate("lr", lr)
-    lr_x = lr if lr_x is None else _check_rate("lr_x", lr_x)
-    if not (isinstance(warmup, int) and warmup >= 0):
-        raise LandformError(f"warmup must be an integer >= 0, got {warmup}")
-    if mode == "handoff" and not (isinstance(handoff, int) and handoff >= 0):
-        raise LandformError(f"handoff must be an integer >= 0, got {handoff}")
-    optimizer_class = resolve_optimizer(optimizer)
-    device = torch.device(device) if device is not None else y.device
-    y = y.detach().to(device)
-    if y.dim() == 0 or y.shape[0] == 0:
-        raise LandformError(f"no observations to invert (shape {tuple(y.shape)})")
-    if not torch.isfinite(y).all():
-        raise LandformError("the observations contain NaN or Inf")
+    lr, lr_x, optimizer_class, device, y, mask = _check_inputs(
+        y, mask, mode=mode, steps=steps, from_start=from_start, mapping=mapping, starts=starts, lr=lr, lr_x=lr_x,
+        warmup=warmup, handoff=handoff, optimizer=optimizer, device=device)
     batch = y.shape[0]
-    if mask is not None:
-        try:
-            mask = torch.broadcast_to(mask.to(device=device, dtype=torch.bool), y.shape)
-        except RuntimeError:
-            raise LandformError(f"a mask of shape {tuple(mask.shape)} does not fit observations of shape "
-                                f"{tuple(y.shape)}") from None
-        if not mask.reshape(batch, -1).any(dim=1).all():
-            raise LandformError("the mask hides every entry of at least one observation")
     if isinstance(forward, torch.nn.Module):
         forward = forward.to(device)
     base_value = resolve_base(base, y, device)
-
-    if mapping is None:
-        shape = _baseline_shape(init, x_shape, base_value)
-        variable = initial_variable(init, (batch, *shape), init_scale=init_scale, seed=seed, device=device,
-                                    dtype=y.dtype)
-
-        def on_manifold(v: torch.Tensor) -> torch.Tensor:
-            return v if base_value is None else base_value + v
-    else:
-        check_mapping_output(mapping, x_shape)
-        mapping = mapping.to(device).eval()
-        variable = initial_variable(init, (batch, mapping.z_dim), init_scale=init_scale, seed=seed,
-                                    device=device, dtype=y.dtype)
-        if mapping.additive and base_value is None:
-            raise LandformError("an additive mapping needs base= (x = base + Θ(z))")
-
-        def on_manifold(v: torch.Tensor) -> torch.Tensor:
-            return mapping(v, base_value) if mapping.additive else mapping(v)
+    variable, on_manifold = _variable(mapping, init, batch=batch, init_scale=init_scale, seed=seed, x_shape=x_shape,
+                                      base_value=base_value, device=device, dtype=y.dtype)
 
     chosen, evaluations = None, steps + 1
     if isinstance(init, str) and init == "origin":
@@ -230,8 +257,7 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
         evaluations += 1
     with torch.no_grad():
         start_x = on_manifold(variable)
-    uses_delta = mode in ("residual", "handoff") or len(starts) > 0
-    delta = torch.zeros_like(start_x) if uses_delta else None
+    delta = torch.zeros_like(start_x) if MODES[mode].offset or len(starts) > 0 else None
     z_frozen = torch.zeros(batch, dtype=torch.bool, device=device)
     if len(starts):
         chosen = _choose_starts(forward, loss, y, mask, start_x, starts)
@@ -251,15 +277,17 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
         delta.requires_grad_(True)
         groups.append({"params": [delta], "lr": lr_x})
     opt = optimizer_class(groups, **(optimizer_kwargs or {}))
+    descent = Descent(optimizer=opt, delta=delta, lr_x=lr_x, warmup=warmup, handoff=handoff)
+    before_step = MODES[mode].before_step
     losses = torch.empty(steps + 1, batch, dtype=y.dtype)
     elapsed_at = torch.zeros(steps + 1, dtype=torch.float64)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         state: dict[str, torch.Tensor] = {}
         kept: dict[int, torch.Tensor] = {}
-        # Which examples move δ now: all of them in the residual mode (and after a handoff), only those
-        # that start at a candidate otherwise.
-        delta_moves = {"all": mode == "residual" or (mode == "handoff" and handoff == 0)}
+        # Which examples move δ at this step: all of them where the mode says so, else only those that start
+        # at a candidate.
+        delta_moves = {"all": False}
 
         def closure() -> torch.Tensor:
             values, _ = objective(forward, loss, to_x(variable), y, mask)
@@ -275,12 +303,7 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
 
         start = time.perf_counter()
         for step in progress_bar(range(steps), enabled=progress, desc="invert", leave=False):
-            if mode == "residual" and warmup and delta is not None:
-                opt.param_groups[1]["lr"] = lr_x * min(1.0, step / warmup)
-            if mode == "handoff" and step == handoff and handoff > 0:
-                opt.param_groups[0]["lr"] = 0.0  # z stops; x = Θ(z_k) + δ continues with a fresh optimizer
-                opt.state[delta] = {}
-                delta_moves["all"] = True
+            delta_moves["all"] = before_step(step, descent)
             state.clear()
             if step in snapshots:
                 with torch.no_grad():

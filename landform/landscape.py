@@ -6,6 +6,7 @@ and a ``requires`` record of fingerprints of the forward model it was fitted for
 part; ``save``/``load`` write and check one ``landscape.safetensors`` + ``landscape.json`` pair through the io
 module; ``invert(y, problem)`` runs its tuned inference and refuses a forward model other than the one it was
 fitted for (a fine-tuned generator with an old landscape ends far above plain descent), unless told otherwise.
+A task's shipped landscape loads through ``landform.zoo.load_landscape``.
 """
 
 from __future__ import annotations

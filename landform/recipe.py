@@ -650,13 +650,13 @@ class _ThetaSelector:
         if done % self.every and not over:
             return False
         value, curve = self.score(result.mapping)
-        self.curve.append([result.history[-1]["round"], value])
+        self.curve.append([result.history[-1].round, value])
         self.times.append(round(self.budget.used(), 3))
         baseline = self.baseline()  # shown on fit's progress bar: the held-out speedup at T and the loss ratio
-        result.history[-1]["validation_speedup"] = speedup_at(baseline, curve, self.steps)
-        result.history[-1]["validation_loss_ratio"] = float(curve[-1] / baseline[-1].clamp_min(1e-30))
+        result.history[-1].scores["validation_speedup"] = speedup_at(baseline, curve, self.steps)
+        result.history[-1].scores["validation_loss_ratio"] = float(curve[-1] / baseline[-1].clamp_min(1e-30))
         if value < self.best_score - 1e-3:
-            self.best_score, self.best_round, self.stalls = value, result.history[-1]["round"], 0
+            self.best_score, self.best_round, self.stalls = value, result.history[-1].round, 0
             self.best_state = {k: v.detach().clone() for k, v in result.mapping.state_dict().items()}
         else:
             self.stalls += 1

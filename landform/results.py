@@ -63,11 +63,11 @@ def compare_problem(problem: Problem, mapping_path: str | Path | None, out: Path
                      device=device, progress=True)
     curves = {name: r.losses for name, r in result.results.items()}
     summary = {"problem": problem.name if spec is None else spec, "mapping": str(mapping_path),
-               "test": result.summary}
+               "test": result.summary.as_dict()}
     with atomic_outputs(out, list(COMPARE_FILES)) as stage:  # the old set or the new one
         write_curves_csv(stage / "curves.csv", curves)
         plot_curves(stage / "curves.png", {problem.name: curves})
         write_json(stage / "summary.json", summary)
-    print_table(f"{problem.name}: mean loss over {y.shape[0]} test observations", result.summary)
+    print_table(f"{problem.name}: mean loss over {y.shape[0]} test observations", result.summary.as_dict())
     print(f"wrote {', '.join(str(out / name) for name in COMPARE_FILES)}")
     return summary

@@ -168,7 +168,7 @@ def test_a_fault_at_every_point_of_the_checkpoint_writes_resumes_exactly(problem
             result = fit(resumed, problem.forward, problem.loss, problem.train_observations, rounds=rounds,
                          checkpoint_dir=folder, resume=True, **SMALL)
             assert _same(resumed, reference), (at, name)
-            assert [h["round"] for h in result.history] == list(range(1, rounds + 1))
+            assert [h.round for h in result.history] == list(range(1, rounds + 1))
             assert sorted(p.name for p in folder.iterdir()) == ["LATEST", f"ckpt-{rounds:06d}"], (at, name)
 
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from landform import LandformError, Mapping, fit, invert
-from landform.fitting import checkpoint_rounds
+from landform.fitting import checkpoint_rounds, checkpoint_state
+from landform.replay import FitRound
 
 
 def _fresh(seed=0):
@@ -19,8 +20,8 @@ def test_fit_lowers_the_loss_of_few_step_descent(problem, test_observations):
     result = fit(mapping, problem.forward, problem.loss, problem.train_observations, rounds=10, **SMALL)
     after = invert(problem.forward, problem.loss, test_observations, mapping=mapping, steps=5).losses[-1].mean()
     assert after < 0.5 * before
-    assert len(result.history) == 10 and result.history[0]["theta_updates"] == 10
-    assert result.history[-1]["trajectory_steps_per_second"] > 0
+    assert len(result.history) == 10 and result.history[0].theta_updates == 10
+    assert result.history[-1].trajectory_steps_per_second > 0
 
 
 def test_tensor_observations_and_the_ablations(problem):
@@ -31,7 +32,7 @@ def test_tensor_observations_and_the_ablations(problem):
     assert all(torch.equal(untouched[k], v) for k, v in random.state_dict().items())
     online = _fresh()
     history = fit(online, problem.forward, problem.loss, y, rounds=3, method="online", **SMALL).history
-    assert len(history) == 3 and history[0]["theta_updates"] == 5
+    assert len(history) == 3 and history[0].theta_updates == 5
     assert not torch.equal(untouched["net.0.weight"], online.state_dict()["net.0.weight"])
     with pytest.raises(LandformError, match="unknown fit method"):
         fit(_fresh(), problem.forward, problem.loss, y, method="maml")
@@ -71,7 +72,12 @@ def test_interrupted_and_resumed_fit_equals_an_uninterrupted_one(problem, tmp_pa
     resumed = _fresh(seed=99)  # weights come from the checkpoint, not from this init
     result = fit(resumed, problem.forward, problem.loss, problem.train_observations, rounds=4,
                  checkpoint_dir=tmp_path, resume=True, **SMALL)
-    assert [h["round"] for h in result.history] == [1, 2, 3, 4]
+    assert [h.round for h in result.history] == [1, 2, 3, 4]
+    saved = checkpoint_state(tmp_path)["history"]  # the JSON form, the resumed rounds read back from it
+    assert saved == [h.as_dict() for h in result.history]
+    assert [FitRound.from_dict(record, "x") for record in saved] == result.history
+    with pytest.raises(LandformError, match="a round of its history is incomplete"):
+        FitRound.from_dict({"round": 1}, "x")
     assert all(torch.equal(p, q) for p, q in zip(whole.parameters(), resumed.parameters(), strict=True))
     assert torch.equal(Mapping.load(tmp_path).net[0].weight, whole.net[0].weight)
     with pytest.raises(LandformError, match="settings differ"):

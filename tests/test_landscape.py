@@ -9,9 +9,15 @@ import warnings
 import pytest
 import torch
 
+from landform import zoo
 from landform.comparison import Method, answer_stats
 from landform.errors import LandformError
-from landform.landscape import InferenceSettings, Landscape, fingerprint, fingerprint_difference
+from landform.landscape import (
+    InferenceSettings,
+    Landscape,
+    fingerprint,
+    fingerprint_difference,
+)
 from landform.mapping import Mapping
 from landform.metrics import max_rise, speedup_to_answer
 from landform.problem import Problem
@@ -183,3 +189,49 @@ def test_learned_steps_train_first_order_where_f_cannot_be_differentiated_twice_
     steps.standardize_with(torch.randn(256, 4), y, stiff.forward, stiff.loss)
     curve = held_out_losses(steps, stiff.forward, stiff.loss, torch.randn(256, 4), y)
     assert curve[1] <= curve[0]  # the untrained step's size is cut until it does not go uphill
+
+
+def test_a_zoo_entry_fitted_on_another_entry_is_refused_in_one_line(tmp_path):
+    """``zoo.check_fitted_on`` reads ``requires["zoo"]`` and, for entries written before it, the old config key."""
+    (tmp_path / "dep-model.safetensors").write_bytes(b"some weights")
+    current = zoo.fingerprint("dep-model", tmp_path)
+    fitted_on = {"dep-model": "old_key"}
+    written = {"requires": zoo.requirements(fitted_on, tmp_path)}
+    assert written["requires"]["zoo"] == {"dep-model": current}
+    assert zoo.check_fitted_on("theta", written, fitted_on, tmp_path) == {"dep-model": current}
+    zoo.check_fitted_on("theta", {"old_key": current}, fitted_on, tmp_path)  # an entry of the old layout
+    for config in ({"old_key": "0123456789abcdef"}, {},
+                   {"requires": {"zoo": {"dep-model": "0123456789abcdef"}}, "old_key": current}):
+        with pytest.raises(LandformError, match="theta was fitted for another dep-model") as error:
+            zoo.check_fitted_on("theta", config, fitted_on, tmp_path)
+        assert "`landform zoo train theta`" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(LandformError, match="missing; train it with `landform zoo train absent-model`"):
+        zoo.check_fitted_on("theta", written, {"absent-model": None}, tmp_path)
+
+
+def test_a_landscape_shipped_as_parts_loads_as_one_through_from_zoo(tmp_path):
+    """A Θ entry, the entry of its learned start and the task's settings load as one checked Landscape, and a
+    saved Landscape entry loads as it is."""
+    (tmp_path / "dep-model.safetensors").write_bytes(b"some weights")
+    requires = zoo.requirements(["dep-model"], tmp_path)
+    torch.manual_seed(0)
+    mapping, start = Mapping(3, (4,), hidden=8, additive=True), StartEncoder((8,), (4,), hidden=16)
+    zoo.save("part-theta", mapping.state_dict(), {**mapping.config(), "requires": requires}, "card", tmp_path)
+    zoo.save("part-start", start.state_dict(), {"start": start.config(), "requires": requires}, "card", tmp_path)
+    settings = InferenceSettings(mode="residual", lr_z=0.1, lr_x=0.5, warmup=20, steps=200)
+    landscape = zoo.load_landscape("part-theta", {"dep-model": None}, directory=tmp_path, start="part-start",
+                                   settings=settings)
+    assert landscape.settings == settings and landscape.requires["zoo"] == requires["zoo"]
+    y = torch.randn(2, 8)
+    assert torch.equal(landscape.start(y), start.eval()(y))
+    z = torch.randn(2, 3)
+    assert torch.equal(landscape.mapping(z, y[:, :4]), mapping(z, y[:, :4]))
+    with pytest.raises(LandformError, match="needs its inference settings"):
+        zoo.load_landscape("part-theta", {"dep-model": None}, directory=tmp_path)
+    tensors, config = landscape.state()
+    zoo.save("whole-landscape", tensors, config, "card", tmp_path)
+    again = zoo.load_landscape("whole-landscape", {"dep-model": None}, directory=tmp_path)
+    assert again.settings == settings and torch.equal(again.start(y), landscape.start(y))
+    (tmp_path / "dep-model.safetensors").write_bytes(b"retrained weights")
+    with pytest.raises(LandformError, match="whole-landscape was fitted for another dep-model"):
+        zoo.load_landscape("whole-landscape", {"dep-model": None}, directory=tmp_path)

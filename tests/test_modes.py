@@ -205,3 +205,36 @@ def test_the_package_exports_the_function_compare_even_after_its_module_is_impor
             "assert compare is landform.comparison.compare and Method is landform.comparison.Method")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_every_list_of_the_modes_is_the_registry():
+    """``invert``'s check, the command line's --mode choices and the inference-modes page's table of modes for a
+    plain Θ all name the registry's modes, so a mode added there is offered and documented everywhere."""
+    import re
+    from pathlib import Path
+
+    from landform.cli import build_parser
+    from landform.modes import MODES
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in ("invert", "compare"):
+        option = next(a for a in commands.choices[name]._actions if a.dest == "mode")
+        assert list(option.choices) == list(MODES)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "inference-modes.md").read_text()
+    section = page.split("## Modes for a plain Θ")[1].split("\n## ")[0]
+    assert sorted(re.findall(r"^\| `(\w+)`", section, re.M)) == sorted(MODES)
+
+
+def test_the_summary_is_typed_and_reads_as_the_block_it_saves(problem, fitted, test_observations):
+    from landform.io import json_bytes
+
+    result = compare(problem, test_observations[:8], default_methods(problem, fitted, lrs=(0.05,)), steps=10,
+                     bootstrap=0)
+    summary, block = result.summary, result.summary.as_dict()
+    assert summary.baseline_lr == 0.05 and summary.lr_x == {"landscape": 0.05}
+    assert summary.curves["landscape"] == block["landscape"] and summary.methods is block["methods"]
+    assert dict(summary) == block and list(summary) == list(block) and "speedup_at_20" in summary
+    assert json_bytes({"test": summary}, sort_keys=False) == json_bytes({"test": block}, sort_keys=False)
+    ref = torch.linspace(4, 1, 41)[:, None].expand(41, 4).clone()
+    keys = list(summarize_methods({"baseline": ref, "other": ref * 2, "landscape": ref / 2}, bootstrap=0))
+    assert keys.index("methods") < keys.index("speedup_at_20")  # the block keeps the methods' order, as it did

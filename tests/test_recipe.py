@@ -116,9 +116,13 @@ def test_learn_uses_a_tasks_start_and_its_own_held_out_observations(problem, tmp
 
 def test_the_fits_progress_bar_shows_the_held_out_speedup_once_scored():
     from landform.fitting import _postfix
+    from landform.replay import FitRound
 
-    history = [{"loss_last": 0.5}, {"loss_last": 0.4, "validation_speedup": 20.0, "validation_loss_ratio": 0.61},
-               {"loss_last": 0.3}]
+    def record(loss_last: float, **scores: float) -> FitRound:
+        return FitRound(loss_first=1.0, loss_last=loss_last, collect_curve=[1.0, loss_last], train_loss=0.5,
+                        theta_updates=1, trajectory_steps_per_second=1.0, scores=scores)
+
+    history = [record(0.5), record(0.4, validation_speedup=20.0, validation_loss_ratio=0.61), record(0.3)]
     assert _postfix(history[:1]) == {"loss": "0.5"}
     assert _postfix(history) == {"loss": "0.3", "val speedup": "20.0x", "val loss/baseline": "0.61"}
 

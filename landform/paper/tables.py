@@ -157,7 +157,7 @@ def fit_image_theta(models: ImageModels, observations, budget: Budget, run_name:
                  trajectories=budget.fit_trajectories, steps=budget.fit_steps, lr_z=LR_Z, lr=1e-3,
                  batch_size=budget.fit_trajectories, method=method, checkpoint_dir=run_dir, resume=True, seed=seed,
                  device=budget.device, progress=budget.progress)
-    return mapping, sum(h.get("seconds", 0.0) for h in result.history)
+    return mapping, sum(h.seconds for h in result.history)
 
 
 def _fashion_sampler():

@@ -8,13 +8,19 @@ Retraining writes here only when asked: ``landform zoo train NAME`` finds NAME's
 registry (``landform.tasks``) and gives it ``zoo_dir=RUNS/zoo`` and ``run_dir=RUNS/NAME`` (RUNS: ``--runs-dir``,
 else $LANDFORM_RUNS, else ~/.cache/landform/runs); ``--install`` gives it ``zoo_dir=ZOO_DIR``. ``save``
 without ``directory`` writes into this folder: trainers pass their ``zoo_dir`` on.
+
+An entry fitted on other entries (a Θ on a VAE, an encoder on a generator) records their fingerprints
+(``requirements``); ``check_fitted_on`` is the one check of them on load, and ``load_landscape`` the one loader
+of a task's shipped landscape.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,6 +36,9 @@ from landform.io import (  # noqa: F401
     save_pair,
     write_bytes,
 )
+
+if TYPE_CHECKING:
+    from landform.landscape import InferenceSettings, Landscape
 
 ZOO_DIR = Path(__file__).resolve().parent
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -91,3 +100,75 @@ def save(name: str, state: dict[str, torch.Tensor], config: dict[str, Any], card
     save_pair(weights_path, state, config)
     write_bytes(folder / f"{name}.md", card_text.encode())
     return weights_path
+
+
+def requirements(names: Iterable[str], directory: str | Path | None = None) -> dict[str, dict[str, str]]:
+    """The ``requires`` record of a zoo entry fitted on the zoo entries ``names``: ``{"zoo": {name: fingerprint}}``
+    (``fingerprint``, a hash of the weights file), what ``check_fitted_on`` compares on load."""
+    return {"zoo": {name: fingerprint(name, directory) for name in names}}
+
+
+def check_fitted_on(name: str, config: dict[str, Any], fitted_on: dict[str, str | None],
+                    directory: str | Path | None = None) -> dict[str, str]:
+    """Refuse zoo entry ``name`` (its JSON ``config``) unless every entry it was fitted on is the one installed
+    (in ``directory`` when it holds it, else the package's zoo): a retrained VAE or generator under an old Θ
+    would silently mismatch. ``fitted_on`` maps each such entry to the config key that entries written before
+    ``requires["zoo"]`` kept its fingerprint under (None: none). One line names what differs and the command
+    that retrains ``name``; returns the fingerprints checked."""
+    recorded = (config.get("requires") or {}).get("zoo") or {}
+    current: dict[str, str] = {}
+    differ: list[str] = []
+    for dependency, legacy_key in fitted_on.items():
+        if not path(dependency, directory).exists():
+            raise LandformError(f"{name} needs the zoo entry {dependency}, which is missing; train it with "
+                                f"`landform zoo train {dependency}`")
+        current[dependency] = fingerprint(dependency, directory)
+        want = recorded.get(dependency, config.get(legacy_key) if legacy_key else None)
+        if want != current[dependency]:
+            differ.append(f"{dependency} ({'no fingerprint recorded' if want is None else f'fitted on {want}'}, "
+                          f"installed {current[dependency]})")
+    if differ:
+        raise LandformError(f"{name} was fitted for another {' and '.join(differ)}; retrain it with "
+                            f"`landform zoo train {name}`")
+    return current
+
+
+def load_checked(name: str, fitted_on: dict[str, str | None],
+                 directory: str | Path | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Zoo entry ``name``'s weights (float32) and config, refused if missing or fitted on another entry than the
+    installed one (``check_fitted_on``)."""
+    try:
+        state, config = load(name, None if directory is None else Path(directory))
+    except LandformError as error:
+        raise LandformError(f"{error}; train it with `landform zoo train {name}`") from None
+    config["requires"] = {**(config.get("requires") or {}), "zoo": check_fitted_on(name, config, fitted_on, directory)}
+    return {k: v.float() for k, v in state.items()}, config
+
+
+def load_landscape(name: str, fitted_on: dict[str, str | None], *, directory: str | Path | None = None,
+                   device: torch.device | str = "cpu", start: str | None = None,
+                   settings: InferenceSettings | None = None) -> Landscape:
+    """A task's shipped landscape: zoo entry ``name`` (from ``directory`` when it holds it), every entry it is
+    built from checked to be fitted on the installed ``fitted_on`` entries (``check_fitted_on``; the
+    fingerprints land in ``requires["zoo"]``). A saved Landscape loads as it is; a task that ships its parts
+    gives a Θ entry as ``name``, the entry of its learned start as ``start`` and its tuned ``settings``, and
+    gets them as one Landscape, built in memory."""
+    from landform.landscape import Landscape  # the zoo's listing stays light; the core never imports the zoo
+
+    state, config = load_checked(name, fitted_on, directory)
+    if config.get("kind") == "landform.Mapping":
+        if settings is None:
+            raise LandformError(f"{name} is a Θ alone: loading it as a landscape needs its inference settings")
+        state = {f"theta.{k}": v for k, v in state.items()}
+        start_config = None
+        if start is not None:
+            start_state, start_entry = load_checked(start, fitted_on, directory)
+            if not isinstance(start_entry.get("start"), dict):
+                raise LandformError(f"{path(start, directory)} holds no learned start of the current "
+                                    f"layout; retrain it with `landform zoo train {start}`")
+            state.update({f"start.{k}": v for k, v in start_state.items()})
+            start_config = start_entry["start"]
+        config = {"kind": "landform.Landscape", "mapping": config, "start": start_config, "refine": None,
+                  "steps": None, "settings": asdict(settings), "requires": config["requires"],
+                  "record": {"zoo": {"theta": name, "start": start}}}
+    return Landscape.from_state(state, config, path(name, directory)).to(device)

@@ -141,10 +141,14 @@ def load_theta(recipe: str, *, device: str = "cpu", zoo_dir: str | Path | None =
     path = entry_file(recipe, name, zoo_dir)
     mapping = Mapping.load(path).requires_grad_(False).to(device).eval()
     config = Mapping.config_of(path)
-    if config.get("model_fingerprint") not in (None, zoo.fingerprint(model_name(recipe), zoo_dir)):
-        raise LandformError(f"{name} was fitted on another {model_name(recipe)}: retrain it "
-                            f"(`landform zoo train {name}`)")
+    zoo.check_fitted_on(name, config, fitted_on(recipe), zoo_dir)
     return mapping, config
+
+
+def fitted_on(recipe: str) -> dict[str, str | None]:
+    """The zoo entry the Θ of ``recipe`` is fitted on, the robust model (older entries: under
+    ``model_fingerprint``), for ``zoo.check_fitted_on``."""
+    return {model_name(recipe): "model_fingerprint"}
 
 
 def attacked_pool(model: RobustModel, size: int, *, steps: int, eps: float = attack.L2_EPS, seed: int = 0,
@@ -212,15 +216,15 @@ def train_theta(recipe: str, *, device: str = "cpu", seed: int = 0, resume: bool
                  init_scale=cfg["init_scale"], base=lambda y: y.clone(),  # a copy: fit's checkpoint refuses aliases
                  x_shape=IMAGE_SHAPE, checkpoint_dir=run / "fit", resume=resume, seed=seed, device=device,
                  progress=progress)
-    fit_seconds = sum(r["seconds"] for r in result.history)
+    fit_seconds = sum(r.seconds for r in result.history)
     baseline_lr, sweep = sweep_baseline_lr(model, val, steps=cfg["baseline_steps"], seed=seed, device=device)
     history = result.history
     config = {**mapping.config(), "recipe": recipe, "lambda": LAMBDA, "settings": cfg,
-              "model_fingerprint": zoo.fingerprint(model_name(recipe), zoo_dir), "pool_accuracy": pool_accuracy,
+              "requires": zoo.requirements(fitted_on(recipe), zoo_dir), "pool_accuracy": pool_accuracy,
               "fit_seconds": round(fit_seconds, 1), "seconds": round(time.perf_counter() - started, 1),
               "baseline": {"lr": baseline_lr, "steps": cfg["baseline_steps"], "init_std": BASELINE_INIT,
                            "loss_sweep": sweep},
-              "loss_first_round": history[0]["collect_curve"], "loss_last_round": history[-1]["collect_curve"]}
+              "loss_first_round": history[0].collect_curve, "loss_last_round": history[-1].collect_curve}
     zoo.save(name, zoo.half(mapping.state_dict()), config, _theta_card(name, recipe, cfg, config),
              directory=Path(zoo_dir) if zoo_dir is not None else None)
     return mapping

@@ -20,6 +20,7 @@ from landform.tasks.images.generator import W_DIM, load_generator
 from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
 
 ZOO_NAME = "images-encoder"
+FITTED_ON = {GENERATOR_NAME: "generator"}  # every image model is fitted on the generator (older entries: "generator")
 IMAGE_SHAPE = (1, 28, 28)
 CHANNELS, HIDDEN = 32, 256
 
@@ -29,23 +30,15 @@ def make_encoder() -> StartEncoder:
     return StartEncoder(IMAGE_SHAPE, (W_DIM,), architecture="conv", channels=CHANNELS, hidden=HIDDEN)
 
 
-def check_generator(name: str, config: dict) -> None:
-    """Models fitted on top of the generator must have been fitted on the shipped one."""
-    if config.get("generator") != zoo.fingerprint(GENERATOR_NAME):
-        raise LandformError(f"{name} was fitted for another {GENERATOR_NAME}; retrain it with "
-                            f"`landform zoo train {name}`")
-
-
 def load_encoder(device: str | torch.device = "cpu") -> StartEncoder:
-    """The shipped encoder, frozen, in eval mode."""
-    state, config = zoo.load(ZOO_NAME)
-    check_generator(ZOO_NAME, config)
+    """The shipped encoder, frozen, in eval mode, checked to be fitted on the shipped generator."""
+    state, config = zoo.load_checked(ZOO_NAME, FITTED_ON)
     source = str(zoo.path(ZOO_NAME))
     if "start" not in config:
         raise LandformError(f"{source} holds an encoder of an older layout; retrain it with "
                             f"`landform zoo train {ZOO_NAME}`")
     encoder = StartEncoder.from_config(config["start"], source)
-    zoo.load_module_state(encoder, {k: v.float() for k, v in state.items()}, source)
+    zoo.load_module_state(encoder, state, source)
     return encoder.to(device).eval().requires_grad_(False)
 
 
@@ -82,7 +75,7 @@ def train_encoder(*, device: str = "cpu", seed: int = 0, resume: bool = True, pr
     card = encoder_card(encoder, objective=objective, seconds=training.seconds, val_mse=val_mse, val_count=val.shape[0])
     zoo.save(ZOO_NAME, encoder.state_dict(),
              {"w_dim": W_DIM, "channels": encoder.channels, "start": encoder.config(), "training": training.as_dict(),
-              "val_mse": val_mse, "generator": zoo.fingerprint(GENERATOR_NAME, zoo_dir)},
+              "val_mse": val_mse, "requires": zoo.requirements(FITTED_ON, zoo_dir)},
              card, directory=zoo_dir)
     return encoder
 

@@ -8,14 +8,16 @@ ours optimizes z from 0 with x = Θ(z), Adam lr 0.1. The encoder gives the flat 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import torch
 
 from landform import Mapping, invert, zoo
 from landform.comparison import DEFAULT_MODE, DEFAULT_WARMUP, SWEEP_LRS, Comparison, Method, compare
 from landform.errors import LandformError
+from landform.landscape import InferenceSettings, Landscape
 from landform.metrics import step_reached
 from landform.problem import Problem
 from landform.progress import progress_bar
@@ -39,7 +41,8 @@ from landform.tasks.images.data import (
     white_noise,
     with_noise,
 )
-from landform.tasks.images.encoder import check_generator, load_encoder
+from landform.tasks.images.encoder import FITTED_ON, load_encoder
+from landform.tasks.images.encoder import ZOO_NAME as ENCODER_NAME
 from landform.tasks.images.figures import save_labeled_grid
 from landform.tasks.images.generator import W_DIM, Generator, load_generator
 from landform.tasks.images.perceptual import ImageLoss
@@ -49,21 +52,34 @@ ANCHORED_NAME = "images-landscape-anchored"
 ROUNDS_ANCHORED = 299  # the rounds of the shipped fit (382,720 trajectory steps)
 PROCESS_STEPS = (0, 1, 2, 4, 8, 16, 200)
 ENCODER_GRID_STEP = 5
-LR_Z = 0.1
+LR_Z = 0.1  # Adam's step size on z: every image Θ is fitted with it (Algorithm 1), and Eq. 3 inverts with it
 LR_X = (0.5, 0.3, 0.1)  # δ's step sizes, swept on validation images like the baselines' (largest first)
-INVERT_LR_X = 0.5  # what that sweep chose in report/images (landform invert --task images has no validation set)
+# The default landscape's tuned inference: Adam on z at LR_Z and on δ at 0.5, what the sweep over LR_X chose in
+# report/images (`landform invert --task images` has no validation images to sweep on), δ warmed up over the 20
+# steps Θ was fitted for.
+SETTINGS = InferenceSettings(mode=DEFAULT_MODE, lr_z=LR_Z, lr_x=0.5, warmup=DEFAULT_WARMUP, steps=200)
 
 
 @dataclass
 class ImageModels:
-    """Everything the image task runs on, loaded from the zoo: ``mapping`` is the paper's Θ (x = Θ(z)),
-    ``anchored`` the Θ of the default mode (x = E(y) + Θ(z) + δ), None where it is not shipped."""
+    """Everything the image task runs on, loaded from the zoo: ``landscape`` is the default mode's (the encoder's
+    learned start, the Θ anchored at it, ``SETTINGS``: x = E(y) + Θ(z) + δ), ``mapping`` the paper's Θ of
+    Eq. 3 (x = Θ(z))."""
 
     generator: Generator
     loss: ImageLoss
     mapping: Mapping
-    encoder: StartEncoder
-    anchored: Mapping | None = None
+    landscape: Landscape
+
+    @property
+    def encoder(self) -> StartEncoder:
+        """The learned start E(y): the encoder's guess of w."""
+        return cast(StartEncoder, self.landscape.start)
+
+    @property
+    def anchored(self) -> Mapping:
+        """The default mode's Θ, anchored at the encoder's guess."""
+        return self.landscape.mapping
 
     def problem(self) -> Problem:
         """The shipped models as a ``Problem`` whose base is the encoder's guess."""
@@ -74,19 +90,23 @@ class ImageModels:
         """The generator's mean w for every observation: where GAN inversion usually starts."""
         return self.generator.w_mean.detach().cpu().expand(y.shape[0], -1).clone()
 
+    def default_method(self, mode: str | None = None) -> Method:
+        """The landscape's tuned inference (``Landscape.method``), in ``mode`` where given, with the mean w as a
+        second candidate start, image by image (a photograph far from Fashion-MNIST can start better there)."""
+        method = self.landscape.method("landscape")
+        return replace(method, mode=mode or method.mode, starts=(self.mean_start,))
+
+    def pure_method(self) -> Method:
+        """The paper's Eq. 3: z from 0, x = Θ(z) with the pure Θ, Adam at ``LR_Z``."""
+        return Method("landscape_pure", mapping=self.mapping, mode="pure", lr=LR_Z)
+
     def methods(self, mode: str = DEFAULT_MODE, *, lrs: tuple[float, ...] = SWEEP_LRS) -> list[Method]:
         """What every image report compares: descent on w from the mean w (``baseline``) and from the
         encoder's guess (``encoder_init``, the practitioners' pipeline), each with its own step-size sweep;
-        the default landscape (``landscape``: in ``mode``, anchored at the encoder's guess, the mean w as a
-        second candidate start, δ's step size swept and warmed up over the 20 steps Θ was fitted for) and
-        the paper's Eq. 3 (``landscape_pure``)."""
-        methods = [Method("baseline", init=self.mean_start, lr=lrs),
-                   Method("encoder_init", use_base=True, lr=lrs)]
-        anchored = self.anchored is not None
-        methods.append(Method("landscape", mapping=self.anchored if anchored else self.mapping, mode=mode, lr=LR_Z,
-                              use_base=anchored, starts=(self.mean_start,), lr_x=LR_X, warmup=DEFAULT_WARMUP))
-        methods.append(Method("landscape_pure", mapping=self.mapping, mode="pure", lr=LR_Z))
-        return methods
+        the default landscape (``landscape``: ``default_method`` in ``mode``, δ's step size swept over
+        ``LR_X``) and the paper's Eq. 3 (``landscape_pure``)."""
+        return [Method("baseline", init=self.mean_start, lr=lrs), Method("encoder_init", use_base=True, lr=lrs),
+                replace(self.default_method(mode), lr_x=LR_X), self.pure_method()]
 
 
 def _no_sampler(n: int, rng: torch.Generator) -> torch.Tensor:
@@ -122,20 +142,25 @@ def fast_generator(generator: Generator) -> Generator:
     return copy.deepcopy(generator).to(memory_format=torch.channels_last).requires_grad_(False)
 
 
-def _load_checked(name: str, device: str) -> Mapping:
-    path = zoo.ZOO_DIR / name
+def load_landscape(device: str = "cpu") -> Landscape:
+    """The default mode's landscape, built from its shipped parts (``zoo.load_landscape``): the anchored Θ, the
+    encoder as its learned start and ``SETTINGS``, each part checked to be fitted on the shipped generator."""
+    return zoo.load_landscape(ANCHORED_NAME, FITTED_ON, start=ENCODER_NAME, settings=SETTINGS, device=device)
+
+
+def load_theta(device: str = "cpu") -> Mapping:
+    """The paper's Θ of Eq. 3 (``images-landscape``), checked to be fitted on the shipped generator."""
+    path = zoo.ZOO_DIR / LANDSCAPE_NAME
     if not path.with_suffix(".safetensors").exists():
-        raise LandformError(f"missing zoo model {name}; train it with `landform zoo train {name}`")
-    check_generator(name, Mapping.config_of(path))
+        raise LandformError(f"missing zoo model {LANDSCAPE_NAME}; train it with `landform zoo train {LANDSCAPE_NAME}`")
+    zoo.check_fitted_on(LANDSCAPE_NAME, Mapping.config_of(path), FITTED_ON)
     return Mapping.load(path, map_location=device)
 
 
 def load_models(device: str = "cpu") -> ImageModels:
-    """The shipped generator, Eq. 5 loss, both Θ and the encoder."""
-    anchored = _load_checked(ANCHORED_NAME, device) if (zoo.ZOO_DIR / f"{ANCHORED_NAME}.safetensors").exists() \
-        else None
+    """The shipped generator, Eq. 5 loss, the paper's Θ and the default landscape."""
     return ImageModels(generator=load_generator(device=device), loss=ImageLoss(device=device),
-                       mapping=_load_checked(LANDSCAPE_NAME, device), encoder=load_encoder(device), anchored=anchored)
+                       mapping=load_theta(device), landscape=load_landscape(device))
 
 
 def run_comparison(models: ImageModels, images: torch.Tensor, val: torch.Tensor | None, *, steps: int, seed: int,

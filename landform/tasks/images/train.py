@@ -15,9 +15,8 @@ from landform.fitting import checkpoint_state
 from landform.report import write_text
 from landform.tasks import runs_dir
 from landform.tasks.images.data import HELD_OUT_PHOTOS, TRAIN_PHOTOS, load_fashion_mnist, photo_crops, smooth_noise
-from landform.tasks.images.encoder import check_generator, load_encoder
+from landform.tasks.images.encoder import FITTED_ON, load_encoder
 from landform.tasks.images.generator import W_DIM, Generator, load_generator
-from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
 from landform.tasks.images.perceptual import ImageLoss
 from landform.tasks.images.task import (
     ANCHORED_NAME,
@@ -57,7 +56,7 @@ def train_paper_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = 
         begun = checkpoint_state(run_dir)
         if fitted.get("partial") and fitted.get("rounds", rounds) < rounds and fitted.get("seed") == seed and (
                 begun is None or _warm_rounds(begun) == fitted["rounds"]):
-            check_generator(PAPER_NAME, Mapping.config_of(installed))
+            zoo.check_fitted_on(PAPER_NAME, Mapping.config_of(installed), FITTED_ON)
             start, done = Mapping.load(installed, map_location=device), int(fitted["rounds"])
     return train_landscape(device=device, seed=seed, resume=resume, progress=progress, rounds=rounds,
                            trajectories=PAPER_FIT["trajectories"], steps=PAPER_FIT["steps"], lr=PAPER_FIT["lr"],
@@ -87,7 +86,7 @@ def save_paper_progress(run_dir: Path | None = None, zoo_dir: Path | None = None
                  settings["lr"], history, before, partial=True)
     folder = Path(zoo_dir) if zoo_dir is not None else zoo.ZOO_DIR
     zoo.save(PAPER_NAME, mapping.state_dict(),
-             {**mapping.config(), "fit": fitted, "generator": zoo.fingerprint(GENERATOR_NAME)}, card, folder)
+             {**mapping.config(), "fit": fitted, "requires": zoo.requirements(FITTED_ON)}, card, folder)
     return folder / f"{PAPER_NAME}.safetensors"
 
 
@@ -99,7 +98,7 @@ def paper_theta(device: str = "cpu") -> tuple[Mapping, dict]:
     options = []
     for source, path in (("zoo", zoo.ZOO_DIR / PAPER_NAME), ("runs zoo", runs_dir() / "zoo" / PAPER_NAME)):
         if path.with_suffix(".safetensors").exists():
-            check_generator(PAPER_NAME, Mapping.config_of(path))
+            zoo.check_fitted_on(PAPER_NAME, Mapping.config_of(path), FITTED_ON)
             fitted = Mapping.config_of(path).get("fit", {})
             options.append((fitted.get("rounds", 0), source, path, fitted, fitted.get("rounds_planned")))
     run = runs_dir() / PAPER_NAME
@@ -169,13 +168,13 @@ def train_landscape(*, device: str = "cpu", seed: int = 0, resume: bool = True, 
                  trajectories=trajectories, steps=steps, lr_z=LR_Z, lr=lr, weight_decay=0.1,
                  batch_size=trajectories, checkpoint_dir=run_dir, resume=resume, seed=seed + done, device=device,
                  progress=progress, should_stop=snapshot)
-    card = _card(name, z_dim, rounds, trajectories, steps, lr, result.history, done)
+    card = _card(name, z_dim, rounds, trajectories, steps, lr, [r.as_dict() for r in result.history], done)
     folder = Path(zoo_dir) if zoo_dir is not None else zoo.ZOO_DIR
     mapping.save(folder / name, extra={"fit": {"rounds": rounds, "trajectories": trajectories, "steps": steps,
                                                "lr": lr, "seed": seed, "z_dim": z_dim,
                                                "trajectory_steps": rounds * trajectories * steps,
                                                **({"warm_starts": [done]} if done else {})},
-                                       "generator": zoo.fingerprint(GENERATOR_NAME)})
+                                       "requires": zoo.requirements(FITTED_ON)})
     write_text(folder / f"{name}.md", card)
     return mapping
 
@@ -273,8 +272,8 @@ def train_anchored_landscape(*, device: str = "cpu", seed: int = 0, resume: bool
     mapping.save(folder / ANCHORED_NAME, extra={"fit": {"rounds": rounds, "trajectories": trajectories,
                                                          "steps": steps, "lr": lr, "seed": seed, "z_dim": z_dim,
                                                          "observations": BROAD_MIX, "base": "images-encoder"},
-                                                 "generator": zoo.fingerprint(GENERATOR_NAME)})
-    write_text(folder / f"{ANCHORED_NAME}.md", anchored_card(result.history, rounds=rounds,
+                                                 "requires": zoo.requirements(FITTED_ON)})
+    write_text(folder / f"{ANCHORED_NAME}.md", anchored_card([r.as_dict() for r in result.history], rounds=rounds,
                                                              trajectories=trajectories, steps=steps, lr=lr,
                                                              z_dim=z_dim))
     return mapping

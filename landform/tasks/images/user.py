@@ -27,7 +27,6 @@ from landform.tasks.images.figures import save_labeled_grid
 from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
 from landform.tasks.images.task import (
     ANCHORED_NAME,
-    INVERT_LR_X,
     LR_X,
     LR_Z,
     ImageModels,
@@ -86,10 +85,9 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
     files = image_files(inputs)
     images = load_images(files)
     models = load_models(device)
-    method = next(m for m in models.methods(mode) if m.name == ("landscape_pure" if mode == "pure" else "landscape"))
-    # No validation sweep here: δ takes the step size that the validation sweep of `landform demo` chose.
-    method = replace(method, lr_x=INVERT_LR_X)
-    result = method.run(models.problem(), images, LR_Z, steps=steps, seed=seed, device=device, progress=progress)
+    # No validation sweep here: the landscape's tuned step sizes (δ's is what the sweep of `landform demo` chose).
+    method = models.pure_method() if mode == "pure" else models.default_method(mode)
+    result = method.run(models.problem(), images, method.lr, steps=steps, seed=seed, device=device, progress=progress)
     out = Path(out)
     save_pair(out / "latents.safetensors", {"w": result.x, "z": result.z, "reconstruction": result.y_hat},
               {"files": [str(f) for f in files], "steps": steps, "mode": mode,
@@ -119,7 +117,7 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
     else:
         comparison, encoder = run_comparison(models, images, None, steps=steps, seed=seed, device=device,
                                              progress=progress, methods=tuned_methods(models, mode, record))
-        comparison.summary["lr_sweep"] = record["sweeps"]
+        comparison.summary.lr_sweep = record["sweeps"]
     block = summary_block(comparison, encoder)
     block["step_sizes_from"] = str(source)
     out = Path(out)

@@ -1,6 +1,7 @@
 """Loading the pose task's shipped models: the zoo names of Eq. 3's Θ and of the default mode's landscape (the
-core recipe's learned start, anchored Θ and tuned settings), their checked loaders (refused if missing or
-fitted on another VAE), and ``PoseModels``, everything shipped for one loss."""
+core recipe's learned start, anchored Θ and tuned settings), their loaders (``zoo.load_landscape`` and
+``zoo.load_checked``: refused if missing or fitted on another VAE), and ``PoseModels``, everything shipped for one
+loss."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from landform.tasks.pose.settings import THETA_SETTINGS
 
 LR_Z = THETA_SETTINGS["lr_z"]
 LR_X = 0.1  # the default mode's step on δ where a Θ's config does not give one (train_theta chooses it)
+FITTED_ON = {VAE_NAME: "vae"}  # every pose Θ and landscape is fitted on the VAE (older entries: under "vae")
 
 
 def theta_name(kind: str) -> str:
@@ -32,38 +34,16 @@ def landscape_name(kind: str) -> str:
     return f"pose-landscape-{kind}"
 
 
-def vae_fingerprint(directory: Path | None = None) -> str:
-    """A short hash of the VAE's weights file: every Θ records the one it was fitted on."""
-    return zoo.fingerprint(VAE_NAME, directory)
-
-
-def _load_checked(name: str, directory: Path | None) -> tuple[dict[str, torch.Tensor], dict]:
-    """A pose zoo entry's float32 weights and config, refused if missing or fitted on another VAE."""
-    try:
-        state, config = zoo.load(name, directory)
-    except LandformError as error:
-        raise LandformError(f"{error}; train it with `landform zoo train {name}`") from None
-    if config.get("vae") != vae_fingerprint(directory):
-        raise LandformError(f"{name} was fitted on another pose-vae; retrain it with `landform zoo train {name}`")
-    return {k: v.float() for k, v in state.items()}, config
-
-
 def load_landscape(kind: str, device: str | torch.device = "cpu", directory: Path | None = None) -> Landscape:
     """The shipped landscape of loss ``kind`` (float32, frozen), checked to fit the shipped VAE."""
-    name = landscape_name(kind)
-    state, config = _load_checked(name, directory)
-    landscape = Landscape.from_state(state, config, zoo.path(name, directory))
-    landscape.mapping.to(device)
-    if landscape.start is not None:
-        landscape.start.to(device)
-    return landscape
+    return zoo.load_landscape(landscape_name(kind), FITTED_ON, directory=directory, device=device)
 
 
 def load_theta(kind: str, device: str | torch.device = "cpu", directory: Path | None = None) -> Mapping:
     """The shipped Eq. 3 Θ for loss ``kind`` (float16 storage, returned as float32, eval mode), checked to be
     fitted on the shipped VAE."""
     name = theta_name(kind)
-    state, config = _load_checked(name, directory)
+    state, config = zoo.load_checked(name, FITTED_ON, directory)
     mapping = Mapping(config["z_dim"], tuple(config["x_shape"]), hidden=config["hidden"],
                       additive=bool(config.get("additive", False)))
     zoo.load_module_state(mapping, state, str(zoo.path(name, directory)))

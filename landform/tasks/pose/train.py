@@ -30,7 +30,7 @@ from landform.tasks.pose.cards import landscape_card, theta_card, vae_card
 from landform.tasks.pose.data import jitter_poses
 from landform.tasks.pose.evaluate import evaluate_split
 from landform.tasks.pose.kinematics import Kinematics
-from landform.tasks.pose.load import PoseModels, landscape_name, load_theta, theta_name, theta_rates, vae_fingerprint
+from landform.tasks.pose.load import FITTED_ON, PoseModels, landscape_name, load_theta, theta_name, theta_rates
 from landform.tasks.pose.losses import LOSS_NAMES, observation, observation_shape
 from landform.tasks.pose.mocap.union import by_source, deepmimic_weighted
 from landform.tasks.pose.model import VAE_NAME, PoseVAE, load_vae
@@ -188,7 +188,7 @@ def train_theta(kind: str, *, device: str = "cpu", seed: int = 0, resume: bool =
     config = {**mapping.config(), "loss": kind, "fit": cfg, "seed": seed, "train_seconds": round(seconds, 1),
               "trajectories_total": cfg["trajectories"] * best[1], "selected_rounds": best[1],
               "selection": selection, "default_lr_z": lr_z, "lr_x": lr_x, "rate_selection": rate_selection,
-              "vae": vae_fingerprint(directory), "evaluation": evaluation}
+              "requires": zoo.requirements(FITTED_ON, directory), "evaluation": evaluation}
     zoo.save(name, zoo.half(mapping.state_dict()), config,
              theta_card(kind, cfg, seconds, evaluation, splits.describe(), vae.latent_dim, best[1], (lr_z, lr_x),
                         rate_selection),
@@ -234,9 +234,9 @@ def train_landscape(kind: str, *, device: str = "cpu", seed: int = 0, resume: bo
     options = {"count": 128, **(evaluation or {})}
     evaluation = {split: evaluate_split(kind, models, split, device=device, seed=seed, **options)
                   for split in ("in_distribution", "ood")}
+    landscape.requires = {**landscape.requires, **zoo.requirements(FITTED_ON, directory)}
     tensors, config = landscape.state()
-    config.update(loss=kind, recipe_settings=cfg, seed=seed, train_seconds=round(seconds, 1),
-                  vae=vae_fingerprint(directory), evaluation=evaluation)
+    config.update(loss=kind, recipe_settings=cfg, seed=seed, train_seconds=round(seconds, 1), evaluation=evaluation)
     zoo.save(name, half_weights(tensors), config,
              landscape_card(kind, cfg, landscape, seconds, evaluation, splits.describe()), directory=directory)
     return landscape

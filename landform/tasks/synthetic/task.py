@@ -34,7 +34,7 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
     result = compare(problem, y, default_methods(problem, mapping, mode=DEFAULT_MODE), y_val=y_val, steps=STEPS,
                      seed=seed, device=device, progress=progress)
     curves = {name: r.losses for name, r in result.results.items()}
-    summary = {"problem": PROBLEM, "mapping": str(fit_dir), "test": result.summary}
+    summary = {"problem": PROBLEM, "mapping": str(fit_dir), "test": result.summary.as_dict()}
     with atomic_outputs(out, ["curves.csv", "curves.png", "summary.json"]) as stage:  # the old set or the new one
         write_curves_csv(stage / "curves.csv", curves)
         plot_curves(stage / "curves.png", {problem.name: curves})

@@ -54,3 +54,12 @@ def test_missing_or_unknown_model(tmp_path, monkeypatch):
     with pytest.raises(LandformError, match="missing"):
         demo(tmp_path / "report")
     assert not (tmp_path / "report").exists()
+
+
+def test_theta_fitted_on_another_robust_model_is_refused(tmp_path):
+    _, config = load_theta("pgd")  # the shipped Θ records the shipped model (under its old key)
+    assert config["model_fingerprint"] == zoo.fingerprint("defense-pgd")
+    (tmp_path / "defense-pgd.safetensors").write_bytes(b"a retrained robust model")
+    with pytest.raises(LandformError, match="defense-pgd-theta was fitted for another defense-pgd") as error:
+        load_theta("pgd", zoo_dir=tmp_path)
+    assert "`landform zoo train defense-pgd-theta`" in str(error.value)

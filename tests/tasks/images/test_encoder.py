@@ -24,7 +24,7 @@ def test_trainer_trains_the_start_through_the_core_and_writes_its_entry(tmp_path
     encoder = train_encoder(iterations=2, batch_size=4, check_every=1, val_count=8, progress=False, zoo_dir=tmp_path)
     assert isinstance(encoder, StartEncoder)
     state, config = zoo.load_pair(tmp_path / f"{ZOO_NAME}.safetensors")
-    assert config["generator"] == zoo.fingerprint("images-generator")
+    assert config["requires"]["zoo"] == {"images-generator": zoo.fingerprint("images-generator")}
     assert config["training"]["steps"] <= 2 and len(config["training"]["validation"]) >= 2
     rebuilt = StartEncoder.from_config(config["start"], "test")
     zoo.load_module_state(rebuilt, state, "test")

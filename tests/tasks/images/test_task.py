@@ -1,19 +1,23 @@
 """The image task end to end on the shipped weights, at a size that runs in seconds."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 import landform.tasks.images.user as user
-from landform import zoo
-from landform.comparison import DEFAULT_MODE, SWEEP_LRS
+from landform import Mapping, zoo
+from landform.comparison import DEFAULT_MODE, SWEEP_LRS, Method
 from landform.errors import LandformError
+from landform.landscape import Landscape
 from landform.tasks import RUNS_ENV
 from landform.tasks.images import compare_inputs, demo, invert_inputs, load_models
+from landform.tasks.images.data import load_fashion_mnist, seeded_subset
+from landform.tasks.images.encoder import load_encoder
 from landform.tasks.images.generator import Generator, load_generator
-from landform.tasks.images.task import run_comparison
+from landform.tasks.images.task import ANCHORED_NAME, LANDSCAPE_NAME, SETTINGS, run_comparison
 from landform.tasks.images.user import STEP_SIZES_CACHE
 
 
@@ -129,6 +133,45 @@ def test_the_shipped_step_sizes_match_the_shipped_models():
 
 
 def test_models_fitted_for_another_generator_are_refused(monkeypatch):
-    monkeypatch.setattr(zoo, "fingerprint", lambda name: "0123456789abcdef")
-    with pytest.raises(LandformError, match="was fitted for another images-generator"):
+    monkeypatch.setattr(zoo, "fingerprint", lambda name, directory=None: "0123456789abcdef")
+    with pytest.raises(LandformError, match="was fitted for another images-generator") as error:
         load_models()
+    assert "`landform zoo train images-" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_default_is_a_landscape_whose_methods_invert_as_the_hand_assembled_ones_did():
+    """The default mode loads as one Landscape (the encoder's start, the anchored Θ, the tuned settings), and
+    the methods built from it give bit-identical inversions to those the task assembled by hand from the same
+    zoo files before: the reports' numbers do not move."""
+    models = load_models()
+    assert isinstance(models.landscape, Landscape) and models.landscape.settings == SETTINGS
+    assert set(models.landscape.requires["zoo"]) == {"images-generator"}
+    encoder, anchored = load_encoder(), Mapping.load(zoo.ZOO_DIR / ANCHORED_NAME)
+    pure = Mapping.load(zoo.ZOO_DIR / LANDSCAPE_NAME)
+    old_problem = replace(models.problem(), base=encoder)
+
+    def old_landscape(mode: str) -> Method:  # ImageModels.methods as it was written out
+        return Method("landscape", mapping=anchored, mode=mode, lr=0.1, use_base=True, starts=(models.mean_start,),
+                      lr_x=(0.5, 0.3, 0.1), warmup=20)
+
+    old_pure = Method("landscape_pure", mapping=pure, mode="pure", lr=0.1)
+    images = seeded_subset(load_fashion_mnist("test")[0], 3, 5)
+
+    def same(new: Method, old: Method, lr: float, lr_x: float | None = None) -> None:
+        runs = [replace(m, lr_x=lr_x if lr_x is not None else m.lr_x).run(p, images, lr, steps=4, seed=0)
+                for m, p in ((new, models.problem()), (old, old_problem))]
+        assert torch.equal(runs[0].x, runs[1].x) and torch.equal(runs[0].losses, runs[1].losses), new.name
+
+    for mode in ("residual", "handoff"):
+        new = {m.name: m for m in models.methods(mode, lrs=(0.5, 0.1))}
+        assert list(new) == ["baseline", "encoder_init", "landscape", "landscape_pure"]
+        assert new["landscape"].lr_x == (0.5, 0.3, 0.1) and new["landscape"].warmup == 20
+        same(new["landscape"], old_landscape(mode), 0.1, lr_x=0.3)
+        same(new["encoder_init"], Method("encoder_init", use_base=True, lr=(0.5, 0.1)), 0.5)
+        same(new["baseline"], Method("baseline", init=models.mean_start, lr=(0.5, 0.1)), 0.5)
+        same(new["landscape_pure"], old_pure, 0.1)
+    # `landform invert --task images`: no sweep, the tuned step sizes.
+    ours = models.default_method()
+    assert (ours.lr, ours.lr_x) == (0.1, 0.5)
+    same(ours, replace(old_landscape("residual"), lr_x=0.5), ours.lr)
+    same(models.pure_method(), replace(old_pure, lr_x=0.5), models.pure_method().lr)

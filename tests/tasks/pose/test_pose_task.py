@@ -15,6 +15,7 @@ from landform.tasks.pose import TRAINERS, compare_inputs, invert_inputs
 from landform.tasks.pose.evaluate import check_targets, evaluate_split, methods
 from landform.tasks.pose.kinematics import KEYPOINTS, Kinematics, PinholeCamera
 from landform.tasks.pose.load import PoseModels, load_landscape, load_theta
+from landform.tasks.pose.losses import observation
 from landform.tasks.pose.model import load_vae
 from landform.tasks.pose.problem import observe, pose_problem, split_poses
 from landform.tasks.pose.train import train_landscape
@@ -171,6 +172,28 @@ def test_shipped_models_run_the_default_mode_from_the_learned_start():
     assert list(chosen) == ["baseline", "encoder_init", "landscape", "landscape_pure"]
     assert chosen["landscape"].use_base and chosen["landscape"] == models.landscape.method("landscape")
     assert not chosen["landscape_pure"].use_base and chosen["landscape_pure"].mapping is models.theta
+
+
+@pytest.mark.parametrize("kind", ["joints_3d", "keypoints_2d"])
+def test_shipped_landscape_loads_through_the_one_loader_as_it_loaded_before(kind):
+    """``zoo.load_landscape`` gives the landscape the entry held (as ``Landscape.from_state`` on its float32
+    weights did before), with the VAE it was fitted on in ``requires``; its methods invert bit for bit alike."""
+    from landform import zoo
+    from landform.landscape import Landscape
+
+    models = PoseModels.load(kind)
+    name = f"pose-landscape-{kind}"
+    state, config = zoo.load(name)
+    old = Landscape.from_state({k: v.float() for k, v in state.items()}, config, zoo.path(name))
+    assert models.landscape.requires["zoo"] == {"pose-vae": zoo.fingerprint("pose-vae")}
+    assert models.landscape.settings == old.settings
+    y = observe(kind, models.vae, split_poses("validation", count=4))
+    forward, runs = observation(kind, models.vae.decoder).forward, []
+    for landscape in (models.landscape, old):
+        problem = pose_problem(kind, models.vae, base=landscape.start_for(forward))
+        method = landscape.method("landscape")
+        runs.append(method.run(problem, y, method.lr, steps=5, seed=0))
+    assert torch.equal(runs[0].x, runs[1].x) and torch.equal(runs[0].losses, runs[1].losses)
 
 
 def test_landscape_is_learned_by_the_core_recipe_resumes_and_refuses_another_vae(tmp_path):
