@@ -69,7 +69,9 @@ THETA_WIDTHS = (64, 128, 256, 512, 1024)
 HORIZON = 20  # T: Θ is fitted, and judged, over the first 20 steps
 REPORT_HORIZON = 200
 TUNE_COUNT = 64
-POOL_SIZE = 8192
+POOL_SIZE = 65536  # training observations: the learned steps overfit 8192 (held-out loss rising from ~1,300
+# iterations on the example decoder) and keep improving on 65536
+POOL_SHARE = 0.05  # ... fewer where drawing them takes more than this share of the budget
 VALIDATION_SIZE = 512
 
 
@@ -253,7 +255,8 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
     budget = Budget(seconds)
     generator = torch.Generator().manual_seed(seed)
     wanted = pool_size + (0 if validation is not None else VALIDATION_SIZE)
-    pool = observation_pool(problem.train_observations, generator, wanted) if ctx.leader else None
+    pool = (observation_pool(problem.train_observations, generator, wanted, seconds=POOL_SHARE * seconds)
+            if ctx.leader else None)
     if ctx.active:  # rank 0's observations on every rank, whatever the sampler does in each process
         shared = ctx.broadcast_tensors({"pool": pool, **({"val": validation.detach()} if validation is not None
                                                          else {})} if ctx.leader else None)
@@ -261,8 +264,8 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
     if validation is not None:
         train, val, held = pool, validation.detach(), int(validation.shape[0])
     else:
-        held = min(VALIDATION_SIZE, pool.shape[0] // 4)
-        train, val = pool[:-held], pool[-held:]
+        held = min(VALIDATION_SIZE, pool.shape[0] // 4)  # the first ones: the same whatever the pool's size
+        train, val = pool[held:], pool[:held]
     x_dim = math.prod(problem.x_shape)
     z_dim = z_dim or max(x_dim, 32)
     encoders, width, costs = sized_models(problem, train[:256].to(device), z_dim, hidden=hidden, device=device,
@@ -722,9 +725,10 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
                       if settings.learned_steps else 0.0, costs[kind], baseline.seconds_per_step, start_seconds)
 
     leads = [0] + ([landscape.steps.count] if landscape.steps is not None else [])
-    for lead in leads:
-        for factor in START_LR_FACTORS:
+    for factor in START_LR_FACTORS:  # with and without the learned steps in turn: both are tried by a deadline
+        for lead in leads:
             run(InferenceSettings("start", 0.1, baseline_lr * factor, 0, REPORT_HORIZON, lead))
+    for lead in leads:
         # δ's step size from a good start is often far below the baseline's from 0: the best start-mode rate
         # joins the residual mode's choices.
         tried = [(s, r) for s, r in candidates if s.mode == "start" and s.learned_steps == lead]

@@ -30,6 +30,7 @@ from landform.stopping import EarlyStopping
 
 ARCHITECTURES = ("mlp", "conv")
 MAX_POOL_BYTES = 256 * 2**20  # training observations kept in memory at once
+POOL_CHUNK = 8192  # ... drawn this many at a time
 
 
 class StartEncoder(nn.Module):
@@ -188,11 +189,19 @@ class StartTraining:
 
 
 def observation_pool(draw: Callable[[int, torch.Generator], torch.Tensor], generator: torch.Generator,
-                     wanted: int) -> torch.Tensor:
-    """Up to ``wanted`` training observations, fewer when they would take more than MAX_POOL_BYTES."""
-    probe = draw(1, generator)
-    count = max(64, min(wanted, MAX_POOL_BYTES // max(1, probe.numel() * probe.element_size())))
-    return torch.cat([probe, draw(count - 1, generator)])
+                     wanted: int, *, seconds: float = math.inf) -> torch.Tensor:
+    """Up to ``wanted`` training observations, drawn POOL_CHUNK at a time: fewer when they would take more than
+    MAX_POOL_BYTES, or when drawing them has taken more than ``seconds`` (checked after the first chunk, so a
+    fast sampler always gives the same pool for a seed, a slow one at least POOL_CHUNK)."""
+    began = time.perf_counter()
+    parts = [draw(1, generator)]
+    count = max(64, min(wanted, MAX_POOL_BYTES // max(1, parts[0].numel() * parts[0].element_size())))
+    have = 1
+    while have < count and (have < POOL_CHUNK or time.perf_counter() - began <= seconds):
+        size = min(POOL_CHUNK - have % POOL_CHUNK, count - have)
+        parts.append(draw(size, generator))
+        have += size
+    return torch.cat(parts)
 
 
 def train_start(encoder: StartEncoder, forward: Forward, loss: Loss, train: torch.Tensor, val: torch.Tensor, *,

@@ -30,6 +30,8 @@ from landform.stopping import EarlyStopping
 MAX_STEPS = 5
 RANK = 16  # the preconditioner's low-rank part
 PRECONDITIONER_OUTPUTS = 4096  # ... at most this many numbers per example
+MOVE_BOUND = 3.0  # a step moves each coordinate by at most this many of the starts' spreads (tanh-bounded)
+BLOWUP = 2.0  # a held-out loss this many times the best one restores the best weights
 RATE_TRIES = 8  # the untrained step's size is shortened tenfold at most this many times
 
 
@@ -105,7 +107,7 @@ class LearnedSteps(nn.Module):
         low_rank = (factor @ (factor.transpose(1, 2) @ scaled.unsqueeze(2))).squeeze(2)
         preconditioned = log_diag.clamp(-8.0, 8.0).exp() * scaled + low_rank
         rate = self.rate_scale * self.log_rate[k].exp()
-        move = (additive - rate * preconditioned) * self.move_scale
+        move = MOVE_BOUND * torch.tanh((additive - rate * preconditioned) / MOVE_BOUND) * self.move_scale
         x_next = x.reshape(x.shape[0], -1) + move
         return x_next.reshape(x.shape), values
 
@@ -296,6 +298,9 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
             values = check()
             curve.append((iteration, float(values[-1])))
             times.append(time.perf_counter() - began)
+            if float(values[-1]) > BLOWUP * stopping.best:  # thrown far off (seen once a few thousand iterations
+                stopping.restore()  # in, on the example decoder): back to the best weights, with half the step
+                optimizer = torch.optim.Adam(steps.parameters(), lr=optimizer.param_groups[0]["lr"] * 0.5)
             if stopping.check(float(values[-1]), optimizer):
                 per_step = values
             bar.set_postfix(val=f"{stopping.best:.4g}", refresh=False)
