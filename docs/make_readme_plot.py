@@ -25,7 +25,7 @@ from pathlib import Path
 
 METHODS = {"baseline": ("baseline: Adam on x from 0, step size swept", "tab:gray"),
            "landscape": ("ours: the learned landscape's tuned inference", "tab:blue")}
-TOLERANCE = 0.01  # "within 1% of the answer", as landform.comparison measures it
+TOLERANCE = 0.01  # "within 1% of the answer", as landform.summary measures it
 
 
 def read_curves(path: Path) -> dict[str, list[float]]:

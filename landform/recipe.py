@@ -26,28 +26,30 @@ Everything inversion needs is one artifact, ``DIR/landscape.safetensors`` + ``la
 checked on load), beside the resumable Θ checkpoint of ``fit``: ``Landscape.load(DIR)`` gives an object
 whose ``invert(y, problem)`` uses the tuned settings (``landform.landscape``). ``landform fit --recipe paper``
 is the paper's plain Θ (Eq. 3), fitted by ``landform.fit`` alone.
+
+This module sizes the models to F's cost (``sized_models``) and runs the phases in order (``learn``), Θ's
+selection on held-out observations included. The parts learned before Θ, each saved for a resume, are
+``landform.learned_parts``; the runs on held-out observations that decide (the baseline's sweep, the start's
+check, the tuning) and the constants named above that they use are ``landform.tuning``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from landform import distributed
-from landform.comparison import SWEEP_LRS, start_pass_seconds, sweep_rates
+from landform.comparison import SWEEP_LRS, sweep_rates
 from landform.distributed import Context
 from landform.errors import LandformError
-from landform.fitting import FitResult, checkpoint_state, fit
+from landform.fitting import FitResult, fit
 from landform.inference import InversionResult, invert
-from landform.io import load_module_state, load_pair, read_json, save_pair
 from landform.landscape import (
     InferenceSettings,
     Landscape,
@@ -55,29 +57,36 @@ from landform.landscape import (
     fingerprint,
     problem_with_start,
 )
+from landform.learned_parts import (
+    Budget,
+    check_resume_world,
+    leader_writes,
+    learn_refiner,
+    learn_start,
+    learn_steps,
+)
 from landform.mapping import Mapping
-from landform.metrics import max_rise, speedup_at, step_reached, steps_to_reach
+from landform.metrics import speedup_at
 from landform.problem import Problem
-from landform.start import RefinedStart, StartEncoder, StartTraining, observation_pool, train_start
-from landform.steps import LearnedSteps, starts_of, train_steps
+from landform.start import StartEncoder, observation_pool
+from landform.tuning import (
+    HORIZON,
+    baseline_sweep,
+    check_start,
+    final_loss,
+    run_over_ranks,
+    settings_rank,
+    tune,
+)
 
 RECIPES = ("fast", "paper")
-START_FILE = "start"
-REFINE_FILE = "refine"
 THETA_SHARE = 0.3  # Θ's forward + backward may cost at most this share of F's
 THETA_WIDTHS = (64, 128, 256, 512, 1024)
-HORIZON = 20  # T: Θ is fitted, and judged, over the first 20 steps
-REPORT_HORIZON = 200
 TUNE_COUNT = 64
 POOL_SIZE = 65536  # training observations: the learned steps overfit 8192 (held-out loss rising from ~1,300
 # iterations on the example decoder) and keep improving on 65536
 POOL_SHARE = 0.05  # ... fewer where drawing them takes more than this share of the budget
 VALIDATION_SIZE = 512
-
-
-# δ's step sizes tried from the start, times the baseline's: low enough that a good start's first step does not
-# overshoot
-START_LR_FACTORS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005)
 
 
 # ------------------------------------------------------------------------------------------------ costs
@@ -178,21 +187,6 @@ def _start_candidate(y_shape: tuple[int, ...], x_shape: tuple[int, ...], archite
 
 # --------------------------------------------------------------------------------------------- the fit
 
-@dataclass
-class Budget:
-    """A wall-clock budget shared by the recipe's phases."""
-
-    seconds: float
-    began: float = field(default_factory=time.perf_counter)
-
-    def used(self) -> float:
-        return time.perf_counter() - self.began
-
-    def until(self, share: float) -> float:
-        """Seconds left until ``share`` of the budget is used (at least 1)."""
-        return max(1.0, share * self.seconds - self.used())
-
-
 def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, rounds: int = 300,
           hidden: int | None = None, z_dim: int | None = None, trajectories: int = 256, steps: int = HORIZON,
           lr: float = 1e-3, lr_z: float = 0.1, start_steps: int = 20000, resume: bool = False, seed: int = 0,
@@ -247,7 +241,7 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
         raise LandformError(f"with {ctx.world} processes, trajectories ({trajectories}) must be a multiple of "
                             f"{ctx.world}")
     if resume:
-        _check_world(directory, ctx)
+        check_resume_world(directory, ctx)
     elif artifact_path(directory) is not None:  # as `landform fit` does: a fit is never overwritten unasked
         raise LandformError(f"{directory} already holds a landscape; pass resume=True to continue its fit, or "
                             "choose another directory")
@@ -276,39 +270,39 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
     log(f"fit: {train.shape[0]} training and {held} held-out observations; F's pass "
         f"{costs['forward_ms_per_batch']:.2f} ms of one core per {costs['batch']}: start {encoder.describe()}, "
         f"Θ hidden {width}")
-    start, start_record = _learned_start(problem, directory, encoder, train, val, budget, max_steps=start_steps,
-                                         resume=resume, seed=seed, device=device, progress=progress, log=log,
-                                         prior=prior, prior_weight=prior_weight, context=ctx)
-    baseline_runs = _baseline_runs(problem, val[-TUNE_COUNT:], seed=seed, device=device, context=ctx)
+    start, start_record = learn_start(problem, directory, encoder, train, val, budget, max_steps=start_steps,
+                                      resume=resume, seed=seed, device=device, progress=progress, log=log,
+                                      prior=prior, prior_weight=prior_weight, context=ctx)
+    baseline_runs = baseline_sweep(problem, val[-TUNE_COUNT:], seed=seed, device=device, context=ctx)
     checked = {"seed": seed, "device": device, "context": ctx}
     if start is not None:
-        start_record["check"] = _check_start(problem, start, val[-TUNE_COUNT:], baseline_runs, **checked)
+        start_record["check"] = check_start(problem, start, val[-TUNE_COUNT:], baseline_runs, **checked)
         if start_record["check"]["dropped"] and len(encoders) > 1 and start.architecture == "conv":
             # A conv start can learn a guess where F has no gradient that an MLP does not (seen on the example
             # renderer: the conv start ended 2.5x the baseline, the MLP start 0.97x): the MLP gets one try.
             log(f"fit: descent from the conv start ends {start_record['check']['ratio']:.2f}x the baseline's loss "
                 f"on held-out observations (a trap); trying the MLP start ({encoders[1].describe()})")
             dropped = {"kind": start.architecture, "check": start_record["check"]}
-            start, start_record = _learned_start(problem, directory, encoders[1], train, val, budget,
-                                                 max_steps=start_steps, resume=False, seed=seed, device=device,
-                                                 progress=progress, log=log, prior=prior, prior_weight=prior_weight,
-                                                 share=0.5, context=ctx)
+            start, start_record = learn_start(problem, directory, encoders[1], train, val, budget,
+                                              max_steps=start_steps, resume=False, seed=seed, device=device,
+                                              progress=progress, log=log, prior=prior, prior_weight=prior_weight,
+                                              share=0.5, context=ctx)
             start_record["replaced"] = dropped
-            start_record["check"] = _check_start(problem, start, val[-TUNE_COUNT:], baseline_runs, **checked)
+            start_record["check"] = check_start(problem, start, val[-TUNE_COUNT:], baseline_runs, **checked)
         if start_record["check"]["dropped"]:
             log(f"fit: descent from the learned start ends {start_record['check']['ratio']:.2f}x the baseline's "
                 f"loss on held-out observations (a trap); the start is dropped: Θ is anchored at x = 0")
     refiner = None
     if start is not None and not start_record["check"]["dropped"] and refine is not False:
-        refiner, start_record["refine"] = _learned_refiner(problem, directory, start, train, val, budget,
-                                                           max_steps=start_steps, resume=resume, seed=seed,
-                                                           device=device, progress=progress, log=log, context=ctx)
+        refiner, start_record["refine"] = learn_refiner(problem, directory, start, train, val, budget,
+                                                        max_steps=start_steps, resume=resume, seed=seed,
+                                                        device=device, progress=progress, log=log, context=ctx)
     mapping = Mapping(z_dim, problem.x_shape, hidden=width, additive=True)
     mapping.start_near_zero(0.1)  # the anchored start begins as the learned start's guess
     landscape = Landscape(start=start, mapping=mapping, settings=InferenceSettings("pure", lr_z, 0.1, 0, 200),
                           refiner=refiner)
     if learned_steps is not False:
-        steps_module, start_record["learned_steps"] = _learned_steps(
+        steps_module, start_record["learned_steps"] = learn_steps(
             problem, directory, landscape.start_of(problem), train, val, budget, max_iterations=start_steps,
             resume=resume, seed=seed, device=device, progress=progress, log=log, context=ctx)
         landscape = landscape.with_(steps=steps_module)
@@ -331,7 +325,7 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
     if refiner is not None and refine is None:  # kept where the tuned inference from it reaches the answer sooner
         plain = landscape.with_(refiner=None)
         plain_settings, plain_tuning = tune(problem_with_start(problem, plain), plain, val[-TUNE_COUNT:], **common)
-        ranks = [_rank(t["candidates"][t["chosen"]]) for t in (tuning, plain_tuning)]
+        ranks = [settings_rank(t["candidates"][t["chosen"]]) for t in (tuning, plain_tuning)]
         start_record["refine"].update(kept=ranks[0] < ranks[1], refined_rank=ranks[0], start_rank=ranks[1])
         if not ranks[0] < ranks[1]:
             landscape, settings, tuning = plain, plain_settings, plain_tuning
@@ -353,258 +347,9 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
                                   "validation_seconds": selector.times,
                                   "trajectories": trajectories, "steps": steps, "lr": lr, "lr_z": lr_z},
                         "tuning": tuning}
-    _leader_writes(ctx, lambda: landscape.save(directory))
+    leader_writes(ctx, lambda: landscape.save(directory))
     log(f"fit: {landscape.describe()} ({budget.used():.0f} s)")
     return landscape
-
-
-def _leader_writes(ctx: Context, write: Callable[[], Any]) -> None:
-    """``write()`` on rank 0 (the files are its alone); its failure, in one line, stops every rank."""
-    if not ctx.active:
-        write()
-        return
-    error = None
-    if ctx.leader:
-        try:
-            write()
-        except LandformError as failure:
-            error = str(failure)
-        except OSError as failure:
-            error = f"cannot write: {failure.strerror or failure}"
-    error = ctx.share(error)
-    if error:
-        raise LandformError(error)
-
-
-def _committed(path: Path) -> bool:
-    """Whether a part saved for --resume was committed: its config, written after its weights, is there."""
-    return path.exists() and path.with_suffix(".json").exists()
-
-
-def _save_part(ctx: Context, path: Path, state: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
-    """A part saved for --resume (rank 0 writes it; its config records the number of processes). The old config
-    goes first, so a kill between the pair's two atomic writes leaves weights without a config (not committed:
-    trained again on resume), never the halves of two saves."""
-    def write() -> None:
-        with contextlib.suppress(FileNotFoundError):
-            path.with_suffix(".json").unlink()
-        save_pair(path, state, {**config, "world_size": ctx.world})
-    _leader_writes(ctx, write)
-
-
-def _load_part(ctx: Context, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    """A committed part saved for --resume (weights and config), None if there is none; under torchrun rank 0
-    reads and checks it and every rank gets what it read (the folder may be rank 0's alone)."""
-    if not ctx.active:
-        return load_pair(path, floating=True, finite=True) if _committed(path) else None
-    loaded, error = None, None
-    if ctx.leader and _committed(path):
-        try:
-            loaded = load_pair(path, floating=True, finite=True)
-        except LandformError as failure:
-            error = str(failure)
-    error = ctx.share(error)
-    if error:
-        raise LandformError(error)
-    config = ctx.share(json.dumps(loaded[1]) if loaded is not None else None)
-    if config is None:
-        return None
-    return ctx.broadcast_tensors(loaded[0] if loaded is not None else None), json.loads(config)
-
-
-def _check_world(directory: Path, ctx: Context) -> None:
-    """Before any work, refuse in one line to resume with another number of processes than the saved parts (the
-    start, its error-feedback step, the learned steps, Θ's checkpoint) were fitted by: each rank draws its own
-    minibatches and trajectories, so the same fit cannot go on with another number."""
-    error = None
-    if ctx.leader:
-        try:
-            parts = (START_FILE, REFINE_FILE, STEPS_FILE)
-            worlds = [read_json(directory / f"{part}.json", "saved part").get("world_size", 1) for part in parts
-                      if _committed(directory / f"{part}.safetensors")]
-            state = checkpoint_state(directory)
-            worlds += [state.get("world_size", 1)] if state is not None else []
-            other = next((world for world in worlds if world != ctx.world), None)
-            if other is not None:
-                error = distributed.other_world(f"cannot resume {directory}", other, ctx.world)
-        except LandformError as failure:
-            error = str(failure)
-    error = ctx.share(error)
-    if error:
-        raise LandformError(error)
-
-
-def _learned_start(problem: Problem, directory: Path, encoder: StartEncoder, train: torch.Tensor, val: torch.Tensor,
-                   budget: Budget, *, max_steps: int, resume: bool, seed: int, device: torch.device, progress: bool,
-                   log: Callable[[str], None], prior: Callable[[int, torch.Generator], torch.Tensor] | None = None,
-                   prior_weight: float = 0.0, share: float = 0.35,
-                   context: Context | None = None) -> tuple[StartEncoder | None, dict]:
-    """The Problem's own base if it has one, else a saved start (on resume) or a newly trained one (until
-    ``share`` of the budget is used)."""
-    ctx = context or Context()
-    if problem.base is not None:
-        log("fit: the Problem brings its own start (base); no start is trained")
-        return None, {"kind": "problem base"}
-    saved = directory / f"{START_FILE}.safetensors"
-    loaded = _load_part(ctx, saved) if resume else None
-    if loaded is not None:
-        log(f"fit: the learned start saved in {saved} is reused")
-        return _saved_part(loaded, saved, "start", device)
-    training: StartTraining = train_start(encoder, problem.forward, problem.loss, train, val,
-                                          seconds=budget.until(share), max_steps=max_steps, seed=seed, device=device,
-                                          progress=progress, prior=prior, prior_weight=prior_weight, context=ctx)
-    record = {"kind": encoder.architecture, **training.as_dict()}
-    _save_part(ctx, saved, encoder.state_dict(), {"start": encoder.config(), "record": record})
-    log(f"fit: learned start ({encoder.architecture}) trained {training.steps} steps in {training.seconds:.0f} s "
-        f"({training.stopped}); held-out loss {training.validation[0][1]:.4g} -> "
-        f"{min(v for _, v in training.validation):.4g}")
-    return encoder, record
-
-
-def _saved_part(loaded: tuple[dict[str, torch.Tensor], dict[str, Any]], saved: Path, key: str,
-                   device: torch.device,
-                   build: Callable[[Any, str], Any] = StartEncoder.from_config) -> tuple[Any, dict]:
-    """A frozen part that a fit saved for --resume (``_load_part``): the start (``key="start"``), its
-    error-feedback step (``"refiner"``) or, with ``build=LearnedSteps.from_config``, the learned steps
-    (``"steps"``); and the record saved beside it."""
-    state, config = loaded
-    module = build(config.get(key), str(saved))
-    load_module_state(module, state, str(saved))
-    return module.to(device).eval().requires_grad_(False), config.get("record", {})
-
-
-REFINE_SHARE = 0.45  # the error-feedback step trains until this share of the budget is used
-REFINE_GAIN = 0.97  # ... and is tried if it lowers the start's held-out loss to at most this share of it
-REFINE_SIZE = (256, 2)  # its MLP's width and depth: small beside most F, whose forward pass it already adds
-
-
-def _learned_refiner(problem: Problem, directory: Path, start: StartEncoder, train: torch.Tensor, val: torch.Tensor,
-                     budget: Budget, *, max_steps: int, resume: bool, seed: int, device: torch.device,
-                     progress: bool, log: Callable[[str], None],
-                     context: Context | None = None) -> tuple[StartEncoder | None, dict]:
-    """The start's error-feedback step (``start.RefinedStart``: x1 = x0 + R([y, F(x0) - y, x0])), trained through
-    F like the start, or the one saved (on resume); None where it did not lower the start's held-out loss by
-    REFINE_GAIN. ``learn`` keeps it only if the tuned inference from it reaches the answer sooner (a better
-    guess can still lose when its pass costs more than the steps it saves), unless told to keep it."""
-    ctx = context or Context()
-    saved = directory / f"{REFINE_FILE}.safetensors"
-    loaded = _load_part(ctx, saved) if resume else None
-    if loaded is not None:
-        log(f"fit: the error-feedback step saved in {saved} is reused")
-        refiner, record = _saved_part(loaded, saved, "refiner", device)
-        return (refiner if record.get("candidate") else None), record
-    torch.manual_seed(seed)
-    refined = RefinedStart(start, problem.forward, hidden=REFINE_SIZE[0], layers=REFINE_SIZE[1]).to(device)
-    training = train_start(refined, problem.forward, problem.loss, train, val, seconds=budget.until(REFINE_SHARE),
-                           max_steps=max_steps, seed=seed, device=device, progress=progress, context=ctx)
-    before, after = training.validation[0][1], min(v for _, v in training.validation)
-    record: dict[str, Any] = {"kind": "mlp", **training.as_dict(), "held_out_start": before, "held_out_refined": after}
-    record["candidate"] = record["kept"] = after <= REFINE_GAIN * before
-    _save_part(ctx, saved, refined.refiner.state_dict(), {"refiner": refined.refiner.config(), "record": record})
-    log(f"fit: error-feedback step trained {training.steps} steps in {training.seconds:.0f} s ({training.stopped}); "
-        f"held-out loss {before:.4g} -> {after:.4g}{'' if record['candidate'] else ': too little, not kept'}")
-    return (refined.refiner if record["candidate"] else None), record
-
-
-STEPS_FILE = "steps"
-STEPS_SHARE = 0.65  # the learned update steps train until this share of the budget is used
-STEPS_SIZE = (256, 2)  # U's width and depth
-
-
-def _learned_steps(problem: Problem, directory: Path, start: Callable[[torch.Tensor], torch.Tensor],
-                   train: torch.Tensor, val: torch.Tensor, budget: Budget, *, max_iterations: int, resume: bool,
-                   seed: int, device: torch.device, progress: bool, log: Callable[[str], None],
-                   context: Context | None = None) -> tuple[LearnedSteps, dict]:
-    """The learned update steps (``landform.steps``) trained through F from the start's guesses, or the ones saved
-    (on resume); ``learn`` keeps them where the tuned inference with them reaches the answer sooner."""
-    ctx = context or Context()
-    saved = directory / f"{STEPS_FILE}.safetensors"
-    loaded = _load_part(ctx, saved) if resume else None
-    if loaded is not None:
-        log(f"fit: the learned steps saved in {saved} are reused")
-        return _saved_part(loaded, saved, "steps", device, LearnedSteps.from_config)
-    torch.manual_seed(seed)
-    module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1])
-    x_train, x_val = starts_of(start, train, device), starts_of(start, val, device)
-    training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val,
-                           seconds=budget.until(STEPS_SHARE), max_iterations=max_iterations, seed=seed, device=device,
-                           progress=progress, context=ctx)
-    record: dict[str, Any] = {"count": module.count, **training.as_dict()}
-    _save_part(ctx, saved, module.state_dict(), {"steps": module.config(), "record": record})
-    curve = " -> ".join(f"{v:.4g}" for v in training.per_step)
-    log(f"fit: {module.count} learned steps trained {training.iterations} iterations in {training.seconds:.0f} s "
-        f"({training.stopped}); held-out loss per step {curve}")
-    return module, record
-
-
-START_TRAP = 1.05  # a start from which descent ends this far above the baseline's loss is dropped
-
-
-def _shared(ctx: Context, run: Callable[..., InversionResult], *tensors: torch.Tensor) -> InversionResult:
-    """``run(*tensors)``, a validation run; with an active ``ctx`` each rank runs its share of the observations
-    (``tensors`` are split alike, along their first dimension), and every rank gets the per-example losses of
-    all of them (in order) with rank 0's timings (``seconds_per_step``, ``elapsed``): the same result on every
-    rank, so every rank takes the same decisions. The other fields (x, y_hat, ...) are this rank's share."""
-    if not ctx.active:
-        return run(*tensors)
-    result = run(*(ctx.shard(tensor) for tensor in tensors))
-    elapsed = result.elapsed if result.elapsed is not None else torch.zeros(0, dtype=torch.float64)
-    timing = ctx.from_leader(torch.cat([torch.tensor([result.seconds_per_step], dtype=torch.float64),
-                                        elapsed.to(torch.float64)]))
-    return replace(result, losses=ctx.gather(result.losses, dim=1), seconds_per_step=float(timing[0]),
-                   elapsed=timing[1:] if result.elapsed is not None else None)
-
-
-def _baseline_runs(problem: Problem, y_val: torch.Tensor, *, seed: int, device: torch.device | str | None,
-                   context: Context | None = None) -> dict[float, InversionResult]:
-    """The baseline (descent on x from 0, ``init="origin"``) at every swept step size (``compare.sweep_rates``:
-    SWEEP_LRS, and past their edge while the best lies there; a rate past the grid that did not end clearly
-    lower is left out, so the lowest final loss is the chosen rate's), REPORT_HORIZON steps (``_shared`` over
-    the processes of ``context``)."""
-    ctx = context or Context()
-    runs: dict[float, InversionResult] = {}
-
-    def final_of(lr: float) -> float:
-        runs[lr] = _shared(ctx, lambda y: invert(problem.forward, problem.loss, y, lr=lr, x_shape=problem.x_shape,
-                                                 init="origin", steps=REPORT_HORIZON, seed=seed, device=device,
-                                                 allow_nonfinite=True), y_val)
-        return _final(runs[lr])
-
-    best, finals = sweep_rates(SWEEP_LRS, final_of)
-    return {lr: run for lr, run in runs.items() if lr == best or not finals[lr] < finals[best]}
-
-
-def _final(result: InversionResult) -> float:
-    return float(torch.nan_to_num(result.losses.mean(1), nan=math.inf)[-1])
-
-
-def _check_start(problem: Problem, start: StartEncoder, y_val: torch.Tensor,
-                 baseline_runs: dict[float, InversionResult], *, seed: int, device: torch.device,
-                 context: Context | None = None) -> dict:
-    """Whether descent from the learned start ends near the baseline's loss on held-out observations. A start
-    trained through F can settle where F's gradient vanishes (a renderer's shapes switched off: a blank image
-    is a fair guess and a dead end); if descent from it ends more than START_TRAP above the baseline's, its
-    head is zeroed, so it guesses x = 0 like the baseline and Θ is anchored there. Descent from the start is
-    swept like the baseline's step size (``_shared`` over the processes of ``context``)."""
-    ctx = context or Context()
-    baseline = min(_final(run) for run in baseline_runs.values())
-    with torch.no_grad():
-        guess = start(y_val.to(device))
-
-    def final_of(lr: float) -> float:
-        return _final(_shared(ctx, lambda y, base: invert(
-            problem.forward, problem.loss, y, lr=lr, steps=REPORT_HORIZON, base=base, x_shape=problem.x_shape,
-            init="origin", seed=seed, device=device, allow_nonfinite=True), y_val, guess))
-
-    _, finals = sweep_rates(SWEEP_LRS, final_of)
-    from_start = min(finals.values())
-    ratio = from_start / max(baseline, 1e-30)
-    dropped = not ratio <= START_TRAP
-    if dropped:
-        with torch.no_grad():
-            start.head.weight.zero_()
-            start.head.bias.zero_()
-    return {"baseline_final": baseline, "start_final": from_start, "ratio": ratio, "dropped": dropped}
 
 
 class _ThetaSelector:
@@ -625,9 +370,9 @@ class _ThetaSelector:
 
     def score(self, mapping: Mapping) -> tuple[float, torch.Tensor]:
         """Θ's mean log loss over the first T steps on the held-out observations, and its mean loss curve."""
-        curve = _shared(self.ctx, lambda y: invert(self.problem.forward, self.problem.loss, y, mapping=mapping,
-                                                   lr=self.lr_z, steps=self.steps, seed=self.seed, base=self.base,
-                                                   device=self.device, allow_nonfinite=True), self.val).losses.mean(1)
+        curve = run_over_ranks(self.ctx, lambda y: invert(
+            self.problem.forward, self.problem.loss, y, mapping=mapping, lr=self.lr_z, steps=self.steps,
+            seed=self.seed, base=self.base, device=self.device, allow_nonfinite=True), self.val).losses.mean(1)
         mapping.train()
         return float(torch.nan_to_num(curve.clamp_min(1e-30).log(), nan=math.inf).mean()), curve
 
@@ -638,10 +383,10 @@ class _ThetaSelector:
             runs: dict[float, InversionResult] = {}
 
             def final_of(lr: float) -> float:
-                runs[lr] = _shared(self.ctx, lambda y: invert(
+                runs[lr] = run_over_ranks(self.ctx, lambda y: invert(
                     self.problem.forward, self.problem.loss, y, lr=lr, steps=self.steps, seed=self.seed,
                     device=self.device, allow_nonfinite=True, x_shape=self.problem.x_shape, init="origin"), self.val)
-                return _final(runs[lr])
+                return final_loss(runs[lr])
 
             best_lr, _ = sweep_rates(SWEEP_LRS, final_of)
             self._baseline = torch.nan_to_num(runs[best_lr].losses.mean(1), nan=math.inf)
@@ -674,153 +419,3 @@ class _ThetaSelector:
     def restore_best(self, mapping: Mapping) -> None:
         if self.best_state is not None:
             mapping.load_state_dict(self.best_state)
-
-
-# ---------------------------------------------------------------------------------------------- tuning
-
-def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup: int = HORIZON, seed: int = 0,
-         device: torch.device | str | None = None, deadline: float = math.inf,
-         baseline_runs: dict[float, InversionResult] | None = None,
-         context: Context | None = None) -> tuple[InferenceSettings, dict]:
-    """The inference settings that reach the answer (within ANSWER_TOLERANCE of the swept baseline's step-200
-    loss on ``y_val``) soonest in wall-clock time, then end lowest (``_rank``): start + δ, Θ + δ and Eq. 3 around
-    the start, each with step sizes swept low enough that a good start's first step does not overshoot, with and
-    without the landscape's learned steps (``problem.base`` is the landscape's start). Past ``deadline``
-    (``time.perf_counter()``) the candidates not yet run are skipped, and listed. ``baseline_runs`` are
-    ``_baseline_runs`` on ``y_val``, if already run.
-
-    With an active ``context`` every candidate runs ``_shared`` over the processes (each its share of
-    ``y_val``, judged on all of them with rank 0's timings), the deadline is rank 0's, and the chosen settings
-    and the record are rank 0's, broadcast: every rank returns the same."""
-    ctx = context or Context()
-    common = {"steps": REPORT_HORIZON, "seed": seed, "device": device, "allow_nonfinite": True}
-    runs = baseline_runs or _baseline_runs(problem, y_val, seed=seed, device=device, context=ctx)
-    finals = {lr: _final(r) for lr, r in runs.items()}
-    baseline_lr = min(finals, key=finals.get)
-    baseline = runs[baseline_lr]
-    reference = baseline.losses.mean(1).double()
-    start_seconds = start_pass_seconds(problem.base, y_val) if not ctx.active else \
-        float(ctx.from_leader(torch.tensor([start_pass_seconds(problem.base, ctx.shard(y_val))],
-                                           dtype=torch.float64))[0])
-    candidates: list[tuple[InferenceSettings, InversionResult]] = []
-    skipped: list[str] = []
-
-    def run(settings: InferenceSettings) -> None:
-        if ctx.leader_says(time.perf_counter() > deadline) and len(candidates) >= 3:  # out of budget: the first
-            skipped.append(_key(settings))  # candidates stay
-            return
-        method = landscape.with_(settings=settings).method()
-        candidates.append((settings, _shared(ctx, lambda y: method.run(problem, y, method.lr, **common), y_val)))
-
-    costs: dict[tuple[str, int], float] = {}  # the least seconds per step seen, per kind of step
-
-    def judged(settings: InferenceSettings, result: InversionResult) -> dict:
-        lead, descent = _step_seconds(result, settings.learned_steps)
-        kind = (settings.mode, settings.learned_steps)
-        costs[kind] = min(costs.get(kind, math.inf), descent)
-        if settings.learned_steps:
-            costs[("learned", settings.learned_steps)] = min(costs.get(("learned", settings.learned_steps), math.inf),
-                                                             lead)
-        return _judge(reference, result, settings.learned_steps, costs[("learned", settings.learned_steps)]
-                      if settings.learned_steps else 0.0, costs[kind], baseline.seconds_per_step, start_seconds)
-
-    leads = [0] + ([landscape.steps.count] if landscape.steps is not None else [])
-    for factor in START_LR_FACTORS:  # with and without the learned steps in turn: both are tried by a deadline
-        for lead in leads:
-            run(InferenceSettings("start", 0.1, baseline_lr * factor, 0, REPORT_HORIZON, lead))
-    for lead in leads:
-        # δ's step size from a good start is often far below the baseline's from 0: the best start-mode rate
-        # joins the residual mode's choices.
-        tried = [(s, r) for s, r in candidates if s.mode == "start" and s.learned_steps == lead]
-        best_start = min(tried, key=lambda c: _rank(judged(*c)))[0] if tried else None
-        rates = (baseline_lr * 0.5, baseline_lr) + ((best_start.lr_x,) if best_start is not None else ())
-        for lr_z in (0.03, 0.1, 0.3):
-            for lr_x in dict.fromkeys(rates):
-                run(InferenceSettings("residual", lr_z, lr_x, warmup, REPORT_HORIZON, lead))
-        for lr_z in (0.01, 0.03, 0.1, 0.3):
-            run(InferenceSettings("pure", lr_z, baseline_lr, 0, REPORT_HORIZON, lead))
-    for s, r in candidates:  # every kind's least cost first: a busy machine's slow run does not decide
-        judged(s, r)
-    table = {_key(s): judged(s, r) for s, r in candidates}
-    best = min(candidates, key=lambda c: _rank(table[_key(c[0])]))[0]
-    if best.mode == "residual" and not ctx.leader_says(time.perf_counter() > deadline):  # the warm-up: Θ alone
-        run(replace(best, warmup=0))  # for T steps, or not
-        table[_key(candidates[-1][0])] = judged(*candidates[-1])
-        best = min((best, candidates[-1][0]), key=lambda s: _rank(table[_key(s)]))
-    curve = dict((_key(s), r) for s, r in candidates)[_key(best)].losses.mean(1).double()
-    enough = _steps_that_pay(curve)
-    settings = replace(best, steps=enough)
-    target = float(reference[-1]) * (1 + ANSWER_TOLERANCE)
-    record = {"baseline_lr": baseline_lr, "baseline_final": {str(k): v for k, v in finals.items()},
-              "baseline_steps_to_answer_1pct": step_reached(reference, target),
-              "count": int(y_val.shape[0]), "start_ms": round(1e3 * start_seconds, 3),
-              "candidates": table, "chosen": _key(best), "steps_that_pay": enough, "skipped": skipped}
-    if ctx.active:  # rank 0's decision on every rank (timings never differ between ranks' decisions)
-        decided = json.loads(ctx.share(json.dumps({"settings": asdict(settings), "record": record})) or "{}")
-        settings, record = InferenceSettings(**decided["settings"]), decided["record"]
-    return settings, record
-
-
-def _key(settings: InferenceSettings) -> str:
-    lead = f" after {settings.learned_steps} learned steps" if settings.learned_steps else ""
-    if settings.mode == "start":
-        return f"start lr_x={settings.lr_x:g}{lead}"
-    if settings.mode == "pure":
-        return f"pure lr_z={settings.lr_z:g}{lead}"
-    return f"residual lr_z={settings.lr_z:g} lr_x={settings.lr_x:g} warmup={settings.warmup}{lead}"
-
-
-ANSWER_TOLERANCE = 0.01  # "the answer": within 1% of the baseline's step-200 loss
-MAX_RISE = 0.05  # a setting whose mean loss rises more than 5% from one step to the next overshoots
-TIE = 1.01  # at most 1% above the baseline at any step (converged curves tie within a sample's noise)
-
-
-def _step_seconds(result: InversionResult, lead: int) -> tuple[float, float]:
-    """A run's seconds per learned step and per descent step (from its cumulative times)."""
-    steps = result.losses.shape[0] - 1
-    if result.elapsed is None or steps <= lead:
-        return result.seconds_per_step, result.seconds_per_step
-    elapsed = result.elapsed.double()
-    return float(elapsed[lead]) / max(lead, 1), float(elapsed[-1] - elapsed[lead]) / (steps - lead)
-
-
-def _judge(reference: torch.Tensor, result: InversionResult, lead: int, lead_seconds: float, step_seconds: float,
-           baseline_seconds: float, start_seconds: float) -> dict:
-    """A candidate on validation: its steps and wall-clock seconds to within ANSWER_TOLERANCE of the baseline's
-    step-200 loss (the start's pass, ``lead`` learned steps of ``lead_seconds`` each, then descent steps of
-    ``step_seconds``: the least seen for each kind of step, so that settings of one kind are ranked by their step
-    counts, not by the machine's load while each ran), the baseline's own time to it, its largest step-over-step
-    rise, its worst ratio to the baseline from step 1 and its loss at the last step."""
-    curve = torch.nan_to_num(result.losses.mean(1).double(), nan=math.inf)
-    target = float(reference[-1]) * (1 + ANSWER_TOLERANCE)
-    reached = steps_to_reach(curve, target)
-    seconds = math.inf if math.isinf(reached) else \
-        start_seconds + min(reached, lead) * lead_seconds + max(reached - lead, 0) * step_seconds
-    baseline_steps = max(steps_to_reach(reference, target), 1.0)
-    return {"steps_to_answer_1pct": None if math.isinf(reached) else int(reached),
-            "seconds_to_answer_1pct": seconds, "time_ratio": seconds / (baseline_steps * baseline_seconds),
-            "max_rise": max_rise(curve),
-            "worst_ratio_from_1": float((curve[1:] / reference[1:].clamp_min(1e-30)).max()),
-            "loss_at_200": float(curve[-1]), "final_ratio": float(curve[-1] / reference[-1].clamp_min(1e-30)),
-            "learned_steps": lead, "ms_per_step": round(1e3 * result.seconds_per_step, 3)}
-
-
-def _rank(judged: dict) -> tuple[float, float, float]:
-    """Settings that reach the answer first: those that never overshoot (MAX_RISE), stay within TIE of the
-    baseline at every step and end at or below it, then those that do not overshoot, then the rest that reach it;
-    within a tier, by wall-clock time to the answer (in 5% buckets: a validation sample's timing noise), then by
-    the loss at the last step. Settings that never reach it rank last, by their last loss."""
-    if math.isinf(judged["seconds_to_answer_1pct"]):
-        return (3.0, judged["final_ratio"], 0.0)
-    steady = judged["max_rise"] <= MAX_RISE
-    below = judged["worst_ratio_from_1"] <= TIE and judged["final_ratio"] <= TIE
-    tier = 0.0 if steady and below else 1.0 if steady else 2.0
-    return (tier, float(math.floor(math.log(max(judged["time_ratio"], 1e-12)) / math.log(1.05))),
-            judged["final_ratio"])
-
-
-def _steps_that_pay(curve: torch.Tensor, tolerance: float = 0.01) -> int:
-    """The first step within ``tolerance`` (relative) of the curve's best loss: where more steps stop paying."""
-    best = float(curve.min())
-    reached = torch.nonzero(curve <= best * (1 + tolerance) + 1e-30)
-    return max(1, int(reached[0, 0])) if len(reached) else int(curve.shape[0] - 1)

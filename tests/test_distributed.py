@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from landform import Mapping, invert, recipe
+from landform import Mapping, invert, learned_parts
 from landform.distributed import Context
 from landform.fitting import checkpoint_rounds, checkpoint_state
 from landform.io import Checkpoint, load_pair, save_pair
@@ -210,13 +210,13 @@ import functools, hashlib, json, os, sys
 
 import torch
 
-from landform import recipe, start, steps
+from landform import learned_parts, recipe, start, steps, tuning
 from landform.cli import main
 
 rank, report = int(os.environ["RANK"]), sys.argv[1]
-recipe.TUNE_COUNT, recipe.REPORT_HORIZON = 16, 60
-recipe.train_start = functools.partial(start.train_start, check_every=50)
-recipe.train_steps = functools.partial(steps.train_steps, check_every=50)
+recipe.TUNE_COUNT, tuning.REPORT_HORIZON = 16, 60
+learned_parts.train_start = functools.partial(start.train_start, check_every=50)
+learned_parts.train_steps = functools.partial(steps.train_steps, check_every=50)
 learn = recipe.learn
 
 
@@ -326,7 +326,7 @@ def test_a_part_saved_without_its_config_was_never_committed_and_a_resaved_one_p
     path = tmp_path / "start.safetensors"
     save_pair(path, {"w": torch.ones(2)}, {"start": 1})
     path.with_suffix(".json").unlink()
-    assert recipe._load_part(Context(), path) is None
-    recipe._save_part(Context(), path, {"w": torch.zeros(3)}, {"start": 2})
-    state, config = recipe._load_part(Context(), path)
+    assert learned_parts._load_part(Context(), path) is None
+    learned_parts._save_part(Context(), path, {"w": torch.zeros(3)}, {"start": 2})
+    state, config = learned_parts._load_part(Context(), path)
     assert torch.equal(state["w"], torch.zeros(3)) and config == {"start": 2, "world_size": 1}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from landform import zoo
-from landform.comparison import Method, answer_stats
+from landform.comparison import Method
 from landform.errors import LandformError
 from landform.landscape import (
     InferenceSettings,
@@ -21,9 +21,10 @@ from landform.landscape import (
 from landform.mapping import Mapping
 from landform.metrics import max_rise, speedup_to_answer
 from landform.problem import Problem
-from landform.recipe import _rank
 from landform.start import StartEncoder
 from landform.steps import LearnedSteps, held_out_losses, train_steps
+from landform.summary import answer_stats
+from landform.tuning import settings_rank
 
 
 def _decoder(seed: int = 0) -> torch.nn.Module:
@@ -161,9 +162,10 @@ def test_tuning_ranks_an_overshooting_setting_below_one_that_reaches_the_answer_
                 "worst_ratio_from_1": worst, "final_ratio": final}
     steady, overshoot = judged(2.0, 0.0), judged(1.0, 1.2)
     never = judged(math.inf, 0.0, final=1.5)
-    assert _rank(steady) < _rank(overshoot) < _rank(never)
-    assert _rank(judged(1.0, 0.0)) < _rank(judged(2.0, 0.0))
-    assert _rank(judged(1.0, 0.0, final=0.99)) < _rank(judged(1.01, 0.0, final=1.0))  # a tie on time: lower end
+    assert settings_rank(steady) < settings_rank(overshoot) < settings_rank(never)
+    assert settings_rank(judged(1.0, 0.0)) < settings_rank(judged(2.0, 0.0))
+    # a tie on time: the lower end first
+    assert settings_rank(judged(1.0, 0.0, final=0.99)) < settings_rank(judged(1.01, 0.0, final=1.0))
 
 
 def test_learned_steps_train_first_order_where_f_cannot_be_differentiated_twice_and_never_start_uphill():

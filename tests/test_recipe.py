@@ -14,11 +14,13 @@ import forked_cli
 import pytest
 import torch
 
-from landform import LandformError, Problem, recipe
+from landform import LandformError, Problem, learned_parts, recipe
 from landform.examples import decoder, renderer
+from landform.io import load_pair
 from landform.landscape import Landscape, artifact_path, landscape_methods, problem_with_start
 from landform.recipe import learn
 from landform.start import RefinedStart, StartEncoder, train_start
+from landform.tuning import MAX_RISE, START_TRAP, baseline_sweep, check_start, settings_rank
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +148,12 @@ def test_tuned_settings_reach_the_answer_first_and_never_overshoot_where_another
     tuning = landscape.record["tuning"]
     candidates = tuning["candidates"]
     chosen = candidates[tuning["chosen"]]
-    assert recipe._rank(chosen) == min(recipe._rank(c) for c in candidates.values())
+    assert settings_rank(chosen) == min(settings_rank(c) for c in candidates.values())
     steady = [c for c in candidates.values() if c["steps_to_answer_1pct"] is not None and c["max_rise"] <= 0.05]
     if steady:
-        assert chosen["steps_to_answer_1pct"] is not None and chosen["max_rise"] <= recipe.MAX_RISE
+        assert chosen["steps_to_answer_1pct"] is not None and chosen["max_rise"] <= MAX_RISE
         assert chosen["seconds_to_answer_1pct"] <= 1.06 * min(c["seconds_to_answer_1pct"] for c in steady
-                                                              if recipe._rank(c)[0] == recipe._rank(chosen)[0])
+                                                              if settings_rank(c)[0] == settings_rank(chosen)[0])
     assert any(c["learned_steps"] for c in candidates.values())  # tuned with and without the learned steps
     assert 1 <= landscape.settings.steps <= 200
 
@@ -326,15 +328,15 @@ def test_a_start_that_traps_descent_is_dropped_and_a_fair_one_kept():
         return (y_hat - y).pow(2).mean(dim=1)
     y = torch.sigmoid(torch.randn(16, 4, generator=torch.Generator().manual_seed(0)))
     problem = Problem(forward=forward, loss=loss, x_shape=(4,), train_observations=None, test_observations=None)
-    runs = recipe._baseline_runs(problem, y, seed=0, device="cpu")
+    runs = baseline_sweep(problem, y, seed=0, device="cpu")
     trap, fair = StartEncoder((4,), (4,), hidden=8), StartEncoder((4,), (4,), hidden=8)
     with torch.no_grad():
         trap.head.bias.fill_(-50.0)
-    checked = recipe._check_start(problem, trap, y, runs, seed=0, device=torch.device("cpu"))
+    checked = check_start(problem, trap, y, runs, seed=0, device=torch.device("cpu"))
     assert checked["dropped"] and checked["ratio"] > 10
     assert torch.equal(trap(y), torch.zeros(16, 4))
-    checked = recipe._check_start(problem, fair, y, runs, seed=0, device=torch.device("cpu"))
-    assert not checked["dropped"] and checked["ratio"] <= recipe.START_TRAP
+    checked = check_start(problem, fair, y, runs, seed=0, device=torch.device("cpu"))
+    assert not checked["dropped"] and checked["ratio"] <= START_TRAP
 
 
 def test_sizing_measures_work_not_waiting_so_a_busy_machine_sizes_the_same():
@@ -367,7 +369,7 @@ def test_a_conv_start_that_traps_descent_gets_one_try_of_the_mlp_start(tmp_path)
     flat = recipe.sized_models(problem, y.flatten(1).view(64, 1, 1, -1), 32)[0]
     assert [s.architecture for s in flat] == ["mlp"]
 
-    real = recipe._check_start
+    real = check_start
     checked = []
 
     def conv_traps(problem, start, *args, **kwargs):
@@ -380,13 +382,13 @@ def test_a_conv_start_that_traps_descent_gets_one_try_of_the_mlp_start(tmp_path)
         patch.setattr(recipe, "START_SHARE", 1e6)
         patch.setattr(recipe, "START_CHOICES", (("conv", 4), ("mlp", 32)))
         patch.setattr(recipe, "TUNE_COUNT", 8)
-        patch.setattr(recipe, "_check_start", conv_traps)
+        patch.setattr(recipe, "check_start", conv_traps)  # read by learn, in recipe
         landscape = learn(problem, tmp_path, seconds=60, rounds=2, trajectories=16, start_steps=40, pool_size=256,
                           progress=False, log=lambda _: None)
     assert checked == ["conv", "mlp"] and landscape.start.architecture == "mlp"
     record = landscape.record["start"]
     assert record["kind"] == "mlp" and record["replaced"]["kind"] == "conv" and record["replaced"]["check"]["dropped"]
-    saved = recipe.load_pair(tmp_path / "start.safetensors")[1]
+    saved = load_pair(tmp_path / "start.safetensors")[1]
     assert saved["start"]["architecture"] == "mlp"
 
 
@@ -431,7 +433,7 @@ def test_the_error_feedback_step_is_kept_only_where_its_tuned_inference_is_faste
     y = problem.test_observations(4, torch.Generator().manual_seed(0))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(recipe, "TUNE_COUNT", 8)
-        patch.setattr(recipe, "REFINE_GAIN", 10.0)  # any trained step is a candidate
+        patch.setattr(learned_parts, "REFINE_GAIN", 10.0)  # any trained step is a candidate
         common = {"seconds": 60, "rounds": 1, "trajectories": 16, "start_steps": 200, "pool_size": 512,
                   "progress": False, "refine": None, "learned_steps": False}
         messages: list[str] = []

@@ -197,7 +197,7 @@ def test_shipped_landscape_loads_through_the_one_loader_as_it_loaded_before(kind
 
 
 def test_landscape_is_learned_by_the_core_recipe_resumes_and_refuses_another_vae(tmp_path):
-    from landform import recipe, zoo
+    from landform import recipe, tuning, zoo
     from landform.landscape import Landscape
 
     run, directory = tmp_path / "run", tmp_path / "zoo"
@@ -211,7 +211,7 @@ def test_landscape_is_learned_by_the_core_recipe_resumes_and_refuses_another_vae
             "evaluation": {"count": 4, "lr": 0.1, "steps": 20, "timing_repeats": 1, "bootstrap": 0}}
     with pytest.MonkeyPatch.context() as patch:  # tuning and evaluation on 4 frames over 20 steps
         patch.setattr(recipe, "TUNE_COUNT", 4)
-        patch.setattr(recipe, "REPORT_HORIZON", 20)
+        patch.setattr(tuning, "REPORT_HORIZON", 20)
         first = train_landscape("joints_3d", **tiny)
         assert isinstance(first, Landscape) and first.start is not None and first.start.layers == 3
         loaded = load_landscape("joints_3d", directory=directory)
