@@ -85,7 +85,8 @@ def test_all_runs_every_registered_reproduction(tmp_path, monkeypatch):
     """``reproduce("all")`` runs each registered reproduction into its own folder, each marked quick and timed
     (the reproductions here record their calls; the real ones are tested one by one above)."""
     from landform.paper import figures, tables  # noqa: F401  (they register themselves)
-    from landform.report import write_json
+    from landform.paper.registry import report_files
+    from landform.report import write_json, write_text
 
     assert set(NAMES) == set(REPRODUCTIONS)
     calls = []
@@ -95,6 +96,9 @@ def test_all_runs_every_registered_reproduction(tmp_path, monkeypatch):
             calls.append((name, budget.quick))
             summary = {"title": name}
             write_json(out / "summary.json", summary)
+            write_text(out / "summary.md", f"# {name}\n")
+            for figure in report_files(name)[2:]:  # every file its report is committed with
+                write_text(out / figure, "a figure")
             return summary
         return run
 
@@ -126,4 +130,58 @@ def test_a_quick_run_goes_to_the_runs_folder_and_never_replaces_a_full_report(tm
         reproduce("table3", out_root=tmp_path, quick=True, progress=False)
     assert main(["reproduce", "table3", "--quick", "--out", str(tmp_path)]) == 2  # before computing anything
     assert "holds a full report" in capsys.readouterr().err
+    assert json.loads((tmp_path / "table3" / "summary.json").read_text())["quick"] is False
+
+
+def test_an_interrupted_reproduction_leaves_the_old_report_whole(tmp_path, monkeypatch):
+    """A reproduction's report folder (summary.json, summary.md, its figures) is replaced as one unit; a fake
+    reproduction stands in for the real ones, which run above."""
+    from report_faults import check_report_writes, fake_figure
+
+    from landform.paper import registry
+    from landform.paper.tables import finish_table
+
+    def fake(budget, out):
+        fake_figure(out / "fake.png")
+        return finish_table(out, "fake", {"title": "A fake table"}, "| a | b |")
+
+    monkeypatch.setitem(registry.REPRODUCTIONS, "fake", fake)
+    monkeypatch.setitem(registry.FIGURES, "fake", ("fake.png",))
+    assert registry.report_files("fake") == ("summary.json", "summary.md", "fake.png")
+    check_report_writes(tmp_path / "fake", registry.report_files("fake"),
+                        lambda: reproduce("fake", out_root=tmp_path, quick=True, progress=False), monkeypatch)
+    assert json.loads((tmp_path / "fake" / "summary.json").read_text())["quick"] is True
+
+
+def test_every_reproduction_names_the_figures_it_writes():
+    """The files a reproduction's report is committed with: its summaries and the figures it registered."""
+    from landform.paper import figures, tables  # noqa: F401  (they register themselves)
+    from landform.paper.registry import report_files
+
+    assert {name: report_files(name)[2:] for name in NAMES} == {
+        **{name: () for name in NAMES}, "fig3": ("fig3.png",), "fig8": ("fig8.png",), "scaling": ("scaling.png",)}
+
+
+def test_a_full_report_whose_commit_was_cut_short_is_never_replaced_by_a_quick_run(tmp_path, monkeypatch):
+    """A full report committed but not yet moved into place (the writer killed just after its commit) is seen as
+    the full report it is, so a quick run still refuses to replace it."""
+    import landform.io.fs as lfs
+    from landform.io import atomic_outputs
+    from landform.paper.registry import report_files
+
+    real = lfs.change
+
+    def killed_after_the_commit(op, *args):
+        if op == "replace" and Path(args[0]).parent.name == ".landform-commit":
+            raise KeyboardInterrupt
+        return real(op, *args)
+
+    monkeypatch.setattr(lfs, "change", killed_after_the_commit)
+    with pytest.raises(KeyboardInterrupt), atomic_outputs(tmp_path / "table3", report_files("table3")) as stage:
+        (stage / "summary.json").write_text(json.dumps({"title": "Table 3", "quick": False}))
+        (stage / "summary.md").write_text("# Table 3\n")
+    monkeypatch.setattr(lfs, "change", real)
+    assert not (tmp_path / "table3" / "summary.json").exists()
+    with pytest.raises(LandformError, match="holds a full report"):
+        reproduce("table3", out_root=tmp_path, quick=True, progress=False)
     assert json.loads((tmp_path / "table3" / "summary.json").read_text())["quick"] is False

@@ -57,7 +57,7 @@ def _gain(base: torch.Tensor, ours: torch.Tensor, k: int, budget: Budget) -> dic
                                                            seed=budget.seed)}
 
 
-@register("fig3")
+@register("fig3", figures=("fig3.png",))
 def fig3(budget: Budget, out: Path) -> dict:
     """Fig. 3a: mean loss against step, to convergence (``budget.long_steps``: 2000, as in the paper), for the
     baseline, encoder-initialized descent, the encoder's flat line and ours (default mode, and the paper's Eq. 3
@@ -133,7 +133,7 @@ def _snapshots(budget: Budget) -> list[tuple[int, Path | None]]:
     return sorted(points.items())
 
 
-@register("scaling")
+@register("scaling", figures=("scaling.png",))
 def scaling(budget: Budget, out: Path) -> dict:
     """Pure Eq. 3's loss at 20 and 200 steps (``budget.steps``) against the trajectory steps Θ was fitted for,
     along the paper-budget fit (0 to 2.56M), and at 2000 (``budget.long_steps``) for Θ at the full budget, in and out of
@@ -254,7 +254,7 @@ def _surface(models: ImageModels, image: torch.Tensor, space: str, center: torch
     return values.reshape(size, size)
 
 
-@register("fig8")
+@register("fig8", figures=("fig8.png",))
 def fig8(budget: Budget, out: Path) -> dict:
     """Fig. 8: the loss on the plane of the two principal directions of 20-step optimization trajectories, in X
     (w) and in Z, centred at the last step, with each example's trajectory drawn on it; two Fashion-MNIST and

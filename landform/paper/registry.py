@@ -49,14 +49,22 @@ class Budget:
 
 Reproduction = Callable[[Budget, Path], dict]
 REPRODUCTIONS: dict[str, Reproduction] = {}
+FIGURES: dict[str, tuple[str, ...]] = {}  # the figure files each reproduction writes beside its summary
 
 
-def register(name: str) -> Callable[[Reproduction], Reproduction]:
-    """Add a reproduction to ``REPRODUCTIONS`` under ``name``."""
+def register(name: str, figures: tuple[str, ...] = ()) -> Callable[[Reproduction], Reproduction]:
+    """Add a reproduction to ``REPRODUCTIONS`` under ``name``; ``figures``: the files it writes beside
+    summary.json and summary.md, so that its report is replaced as one unit (``report_files``)."""
     def add(function: Reproduction) -> Reproduction:
         REPRODUCTIONS[name] = function
+        FIGURES[name] = tuple(figures)
         return function
     return add
+
+
+def report_files(name: str) -> tuple[str, ...]:
+    """The files of the reproduction ``name``'s report: its summary.json and summary.md and its figures."""
+    return ("summary.json", "summary.md", *FIGURES.get(name, ()))
 
 
 def quick_root() -> Path:

@@ -66,12 +66,13 @@ def runs_root() -> Path:
 
 
 def finish_table(out: Path, name: str, summary: dict, markdown: str) -> dict:
-    """Write summary.json and summary.md, print the table, return the summary."""
+    """Write summary.json and summary.md, print the table, return the summary. Under ``reproduce`` ``out`` is the
+    report's staging folder; ``reproduce`` says where the report went once it is committed."""
     command = f"landform reproduce {name}"
     summary["command"] = command
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", f"# {summary['title']}\n\nWritten by `{command}`.\n\n{markdown}\n")
-    print(f"{summary['title']}\n{markdown}\n(wrote {out})")
+    print(f"{summary['title']}\n{markdown}")
     return summary
 
 

@@ -35,6 +35,7 @@ import torch
 from landform import zoo
 from landform.comparison import Method, compare, summarize_methods
 from landform.errors import LandformError
+from landform.io import atomic_outputs
 from landform.metrics import bootstrap_ci
 from landform.progress import progress_bar
 from landform.report import write_json, write_text
@@ -298,9 +299,16 @@ def _targets(row: dict) -> dict:
 PARTS_PER_MODEL = 7
 
 
+def report_files(recipes: tuple[str, ...]) -> tuple[str, ...]:
+    """The files of the demo's report on ``recipes``, replaced as one unit (``landform.io.atomic_outputs``)."""
+    return ("robust_accuracy.png", *dict.fromkeys(f"examples_{recipe}.png" for recipe in recipes), "summary.json",
+            "summary.md")
+
+
 def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True,
          recipes: tuple[str, ...] = SHIPPED, n: int = TEST_SIZE, subset: int = SUBSET) -> dict:
-    """Write report/defense/: summary.md, summary.json, robust_accuracy.png, examples_<model>.png."""
+    """Write report/defense/: summary.md, summary.json, robust_accuracy.png, examples_<model>.png, replaced as
+    one unit once every number is computed (an interrupted run leaves the previous report whole)."""
     out = Path(out)
     for recipe in recipes:  # every entry first: a missing one fails before minutes of attacks
         for name in (model_name(recipe), theta_name(recipe)):
@@ -328,13 +336,13 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
     }
     from landform.tasks.defense.figures import plot_examples, plot_robust_accuracy
 
-    out.mkdir(parents=True, exist_ok=True)
-    plot_robust_accuracy(out / "robust_accuracy.png", rows)
-    for recipe, pictures in images.items():
-        plot_examples(out / f"examples_{recipe}.png", pictures)
-    write_json(out / "summary.json", summary)
     text = summary_markdown(summary)
-    write_text(out / "summary.md", text)
+    with atomic_outputs(out, report_files(recipes)) as stage:  # the old report or the new one, never a mix
+        plot_robust_accuracy(stage / "robust_accuracy.png", rows)
+        for recipe, pictures in images.items():
+            plot_examples(stage / f"examples_{recipe}.png", pictures)
+        write_json(stage / "summary.json", summary)
+        write_text(stage / "summary.md", text)
     if progress:
         print("\n".join(line for line in text.splitlines() if line.startswith("|"))[:4000])
     return summary

@@ -17,6 +17,7 @@ import torch
 from landform import Mapping, invert, zoo
 from landform.comparison import DEFAULT_MODE, DEFAULT_WARMUP, SWEEP_LRS, Comparison, Method, compare
 from landform.errors import LandformError
+from landform.io import atomic_outputs
 from landform.landscape import InferenceSettings, Landscape
 from landform.metrics import step_reached
 from landform.problem import Problem
@@ -296,14 +297,29 @@ def _spectrum_row(block: dict) -> dict:
             "speedup_at_20": block["speedup_at_20"], "pure_speedup_at_20": pure.get("speedup_at_20")}
 
 
+# The demo's report, replaced as one unit (``landform.io.atomic_outputs``): a figure per split and method
+# comparison, the spectrum, the completions, the curves and the summary.
+REPORT_FILES = ("process_in_distribution.png", "process_ood.png", "encoder_vs_ours_in_distribution.png",
+                "encoder_vs_ours_ood.png", "spectrum.png", "completions.png", "curves.png", "curves.csv",
+                "summary.json", "summary.md")
+
+
 def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True, count: int = 128,
          val_count: int = 8, steps: int = 200, mode: str = DEFAULT_MODE, spectrum_count: int = 16) -> dict:
     """The main job: baseline, encoder-initialized descent, the default landscape and the paper's Eq. 3,
     in distribution (Fashion-MNIST test) and out of distribution (MNIST), then the spectrum of unseen
-    data; curves, image grids, completions and ``summary.json``/``.md``."""
-    out = Path(out)
+    data; curves, image grids, completions and ``summary.json``/``.md``, all replaced as one unit: an interrupted
+    run leaves the previous report whole."""
     started = time.perf_counter()
-    models = load_models(device)
+    models = load_models(device)  # before the report folder is touched: a missing model changes nothing there
+    with atomic_outputs(out, REPORT_FILES) as stage:  # the old report or the new one, never a mix
+        return _report(stage, models, started=started, device=device, seed=seed, progress=progress, count=count,
+                       val_count=val_count, steps=steps, mode=mode, spectrum_count=spectrum_count)
+
+
+def _report(out: Path, models: ImageModels, *, started: float, device: str, seed: int, progress: bool, count: int,
+            val_count: int, steps: int, mode: str, spectrum_count: int) -> dict:
+    """The demo's computation (see ``demo``), its files written to ``out``, the report's staging folder."""
     datasets = {"in_distribution": seeded_subset(load_fashion_mnist("test")[0], count, seed),
                 "ood": seeded_subset(load_mnist(), count, seed)}
     val = seeded_subset(load_fashion_mnist("val")[0], val_count, seed)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from landform import invert
+from landform.io import atomic_outputs
 from landform.report import (
     format_interval,
     markdown_table,
@@ -52,13 +53,26 @@ REPORT_COUNT = {"in_distribution": 256, "ood": 256}
 SOURCE_COUNT = 64
 
 
+# The demo's report, replaced as one unit (``landform.io.atomic_outputs``): the curves of every loss, the
+# skeleton snapshots of ``_snapshots``, the completions and the summary.
+REPORT_FILES = (*(f"curves_{kind}.png" for kind in LOSS_NAMES), "curves.csv", "completions.png",
+                "snapshots_sitting.png", "snapshots_standing.png", "summary.json", "summary.md")
+
+
 def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True) -> dict:
-    """Write report/pose/: curves, skeleton snapshots, completions, summary.json and summary.md."""
+    """Write report/pose/: curves, skeleton snapshots, completions, summary.json and summary.md, replaced as one
+    unit (an interrupted run leaves the previous report whole)."""
     started = time.perf_counter()
     device = device or "cpu"
-    out = Path(out)
     torch.manual_seed(seed)
-    models = {kind: PoseModels.load(kind, device) for kind in LOSS_NAMES}
+    models = {kind: PoseModels.load(kind, device) for kind in LOSS_NAMES}  # a missing model changes no file
+    with atomic_outputs(out, REPORT_FILES) as stage:  # the old report or the new one, never a mix
+        return _report(stage, models, started=started, device=device, seed=seed, progress=progress)
+
+
+def _report(out: Path, models: dict[str, PoseModels], *, started: float, device: str, seed: int,
+            progress: bool) -> dict:
+    """The demo's computation (see ``demo``), its files written to ``out``, the report's staging folder."""
     vae = models[LOSS_NAMES[0]].vae
     summary: dict = {}
     curves: dict[str, torch.Tensor] = {}

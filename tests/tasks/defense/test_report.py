@@ -72,3 +72,21 @@ def test_attack_cache_lives_in_the_runs_folder_and_is_reused(tmp_path, monkeypat
     assert calls == [1] and torch.equal(first, again)
     assert len(list((tmp_path / "elsewhere" / "defense-cache").glob("pgd-probe-*.safetensors"))) == 1
     assert list((tmp_path / "cwd").iterdir()) == []
+
+
+def test_an_interrupted_defense_report_leaves_the_old_report_whole(tmp_path, monkeypatch):
+    """The demo's report folder is replaced as one unit (the evaluation faked: seconds, not an hour)."""
+    from report_faults import check_report_writes, fake_figure
+
+    from landform.tasks.defense import figures, task
+
+    monkeypatch.setattr(task, "entry_file", lambda recipe, name: None)
+    monkeypatch.setattr(task, "evaluate", lambda recipe, **options: {"row": {"recipe": recipe}, "images": {}})
+    monkeypatch.setattr(task, "summary_markdown", lambda summary: "# the new report\n")
+    monkeypatch.setattr(figures, "plot_robust_accuracy", fake_figure)
+    monkeypatch.setattr(figures, "plot_examples", fake_figure)
+    folder, recipes = tmp_path / "defense", ("pgd", "trades")
+    assert task.report_files(recipes) == ("robust_accuracy.png", "examples_pgd.png", "examples_trades.png",
+                                          "summary.json", "summary.md")
+    check_report_writes(folder, task.report_files(recipes),
+                        lambda: task.demo(folder, recipes=recipes, progress=False), monkeypatch)
