@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from landform.paper import figures  # noqa: F401  (registers the reproductions)
-from landform.paper.registry import REPRODUCTIONS, Budget
+from landform.paper.registry import REPRODUCTIONS, ReproductionScale
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    class Smaller(Budget):
+    class Smaller(ReproductionScale):
         @property
         def images(self) -> int:
             return args.images

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from landform.paper.registry import Budget
+from landform.paper.registry import ReproductionScale
 from landform.paper.tables import fit_image_theta, planned_fits
 from landform.tasks.images.task import load_models
 
@@ -28,11 +28,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    budget = Budget(quick=False, progress=False)
-    models = load_models(budget.device)
-    for name, sampler, options in planned_fits(budget)[args.worker::args.workers]:
+    scale = ReproductionScale(quick=False, progress=False)
+    models = load_models(scale.device)
+    for name, sampler, options in planned_fits(scale)[args.worker::args.workers]:
         started = time.perf_counter()
-        _, fit_seconds = fit_image_theta(models, sampler(), budget, name, **options)
+        _, fit_seconds = fit_image_theta(models, sampler(), scale, name, **options)
         print(f"{name}: {fit_seconds / 60:.1f} min of fitting ({(time.perf_counter() - started) / 60:.1f} min now)",
               flush=True)
 

@@ -55,19 +55,19 @@ def test_each_reproduction_runs_quick_and_writes_its_report(name, tmp_path, monk
     """One test per reproduction (so that the suite's two workers share them): it runs on tiny settings and
     writes its report; keys, not numbers."""
     from landform.paper import tables
-    from landform.paper.registry import Budget
+    from landform.paper.registry import ReproductionScale
 
     monkeypatch.setenv("LANDFORM_RUNS", str(tmp_path / "runs"))
     fitted, fit_theta = [], tables.fit_image_theta
 
-    def spy(models, observations, budget, run_name, **options):
+    def spy(models, observations, scale, run_name, **options):
         fitted.append((run_name, options.get("method", "buffer")))
-        return fit_theta(models, observations, budget, run_name, **options)
+        return fit_theta(models, observations, scale, run_name, **options)
 
     monkeypatch.setattr(tables, "fit_image_theta", spy)
     summary = reproduce(name, out_root=tmp_path, quick=True, progress=False)[name]
     # the fits experiments/paper_table_fits.py runs ahead are the ones the tables resume (random Θ fits nothing)
-    planned = {run_name for run_name, _, _ in tables.planned_fits(Budget(quick=True))}
+    planned = {run_name for run_name, _, _ in tables.planned_fits(ReproductionScale(quick=True))}
     assert {run_name for run_name, method in fitted if method != "random"} <= planned
     assert bool(fitted) == (name in ("table2", "table3", "table6"))
     folder = tmp_path / name
@@ -92,8 +92,8 @@ def test_all_runs_every_registered_reproduction(tmp_path, monkeypatch):
     calls = []
 
     def fake(name):
-        def run(budget, out):
-            calls.append((name, budget.quick))
+        def run(scale, out):
+            calls.append((name, scale.quick))
             summary = {"title": name}
             write_json(out / "summary.json", summary)
             write_text(out / "summary.md", f"# {name}\n")
@@ -141,7 +141,7 @@ def test_an_interrupted_reproduction_leaves_the_old_report_whole(tmp_path, monke
     from landform.paper import registry
     from landform.paper.tables import finish_table
 
-    def fake(budget, out):
+    def fake(scale, out):
         fake_figure(out / "fake.png")
         return finish_table(out, "fake", {"title": "A fake table"}, "| a | b |")
 

@@ -19,7 +19,7 @@ import torch
 
 from landform.errors import LandformError
 from landform.io import atomic_outputs, settle_outputs
-from landform.paper.registry import REPRODUCTIONS, Budget, quick_root, register, report_files
+from landform.paper.registry import REPRODUCTIONS, ReproductionScale, quick_root, register, report_files
 from landform.report import write_json
 
 FULL_ROOT = Path("report/paper")
@@ -57,13 +57,13 @@ def reproduce(name: str, *, out_root: Path | None = None, quick: bool = False, s
         if full:
             raise LandformError(f"{full[0]} holds a full report; a --quick run does not replace it "
                                 "(leave out --out, or give another folder)")
-    budget = Budget(quick=quick, seed=seed, device=device, progress=progress)
+    scale = ReproductionScale(quick=quick, seed=seed, device=device, progress=progress)
     summaries = {}
     for each in names:
         started = time.perf_counter()
         out = root / each
         with atomic_outputs(out, report_files(each)) as stage:  # the old report or the new one, never a mix
-            summary = REPRODUCTIONS[each](budget, stage)
+            summary = REPRODUCTIONS[each](scale, stage)
             summary["seconds"] = time.perf_counter() - started
             summary["quick"] = quick
             summary["threads"] = torch.get_num_threads()  # float results change with the thread count
@@ -73,4 +73,4 @@ def reproduce(name: str, *, out_root: Path | None = None, quick: bool = False, s
     return summaries
 
 
-__all__ = ["REPRODUCTIONS", "Budget", "register", "reproduce"]
+__all__ = ["REPRODUCTIONS", "ReproductionScale", "register", "reproduce"]

@@ -9,7 +9,7 @@ import torch
 from landform.comparison import SWEEP_LRS, Method, compare, summarize_methods
 from landform.metrics import bootstrap_ci, improvement_at
 from landform.paper.curves import cached_losses, weights_digest
-from landform.paper.registry import Budget, register
+from landform.paper.registry import ReproductionScale, register
 from landform.paper.tables import finish_table, image_sets, paper_models, runs_root
 from landform.report import format_interval, markdown_table, plot_curves, save_figure
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
@@ -20,63 +20,63 @@ FIG3_STEPS = (20, 200, 2000)
 LONG_BASELINE = "baseline_long"  # the baseline with its step size swept at long_steps (``_long_baseline``)
 
 
-def _losses(models: ImageModels, method: Method, split: str, images: torch.Tensor, steps: int, budget: Budget,
+def _losses(models: ImageModels, method: Method, split: str, images: torch.Tensor, steps: int, scale: ReproductionScale,
             reference_lr: float | None = None) -> torch.Tensor:
     """``method``'s [steps + 1, n] loss table on the split's images, kept in RUNS/paper/curves (fig3 and scaling
     share the tables they both need: the baseline's, pure Eq. 3's with the paper-budget Θ)."""
     lr_x = reference_lr if method.lr_x == "baseline" else method.lr_x
-    key = {"images": budget.images, "seed": budget.seed, "device": budget.device, "method": method.name,
+    key = {"images": scale.images, "seed": scale.seed, "device": scale.device, "method": method.name,
            "theta": weights_digest(method.mapping) if method.mapping is not None else "none", "split": split,
            "lr": method.lr, "lr_x": lr_x, "mode": method.mode, "warmup": method.warmup}
     return cached_losses(key, steps, lambda n: method.run(models.problem(), images, method.lr, steps=n,
-                                                          seed=budget.seed, device=budget.device,
+                                                          seed=scale.seed, device=scale.device,
                                                           reference_lr=reference_lr).losses,
                          folder=runs_root() / "curves")
 
 
-def _long_baseline(models: ImageModels, sets: dict[str, torch.Tensor], budget: Budget
+def _long_baseline(models: ImageModels, sets: dict[str, torch.Tensor], scale: ReproductionScale
                    ) -> tuple[float, dict[str, torch.Tensor]]:
-    """The baseline with its step size swept at ``budget.long_steps`` (lowest last loss on the validation images,
+    """The baseline with its step size swept at ``scale.long_steps`` (lowest last loss on the validation images,
     as every sweep judges) and its loss tables on ``sets``. The step size swept at 200 steps is too large for
     2000 (at lr 0.5 the baseline climbs again after step 200), so a comparison at 2000 gets its own sweep."""
-    val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 8, budget.seed)
+    val = seeded_subset(load_fashion_mnist("val")[0], 4 if scale.quick else 8, scale.seed)
     finals = {}
-    for lr in (0.5, 0.1) if budget.quick else SWEEP_LRS:
-        curve = _losses(models, Method("baseline", init=models.mean_start, lr=lr), "val", val, budget.long_steps,
-                        budget).mean(1)
+    for lr in (0.5, 0.1) if scale.quick else SWEEP_LRS:
+        curve = _losses(models, Method("baseline", init=models.mean_start, lr=lr), "val", val, scale.long_steps,
+                        scale).mean(1)
         finals[lr] = float(torch.nan_to_num(curve, nan=float("inf"))[-1])
     lr = min(finals, key=finals.get)
     method = Method("baseline", init=models.mean_start, lr=lr)
-    return lr, {split: _losses(models, method, split, y, budget.long_steps, budget) for split, y in sets.items()}
+    return lr, {split: _losses(models, method, split, y, scale.long_steps, scale) for split, y in sets.items()}
 
 
-def _gain(base: torch.Tensor, ours: torch.Tensor, k: int, budget: Budget) -> dict:
+def _gain(base: torch.Tensor, ours: torch.Tensor, k: int, scale: ReproductionScale) -> dict:
     """Improvement of ``ours`` over ``base`` at step ``k``, with its 95% bootstrap interval over images."""
     return {"improvement": improvement_at(base, ours, k),
-            "ci95": None if budget.quick else bootstrap_ci(lambda b, o: improvement_at(b, o, k), base, ours,
-                                                           seed=budget.seed)}
+            "ci95": None if scale.quick else bootstrap_ci(lambda b, o: improvement_at(b, o, k), base, ours,
+                                                           seed=scale.seed)}
 
 
 @register("fig3", figures=("fig3.png",))
-def fig3(budget: Budget, out: Path) -> dict:
-    """Fig. 3a: mean loss against step, to convergence (``budget.long_steps``: 2000, as in the paper), for the
+def fig3(scale: ReproductionScale, out: Path) -> dict:
+    """Fig. 3a: mean loss against step, to convergence (``scale.long_steps``: 2000, as in the paper), for the
     baseline, encoder-initialized descent, the encoder's flat line and ours (default mode, and the paper's Eq. 3
     with the paper-budget Θ), in and out of distribution. Step sizes are swept on validation images at
-    ``budget.steps`` (200), as in every report, and the baseline's again at 2000 for the comparison there
+    ``scale.steps`` (200), as in every report, and the baseline's again at 2000 for the comparison there
     (``_long_baseline``); the curves are kept (``_losses``), so a rerun only adds what changed."""
-    models, theta = paper_models(budget)
-    val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 8, budget.seed)
-    swept = compare(models.problem(), val, models.methods(lrs=(0.5, 0.1) if budget.quick else SWEEP_LRS), y_val=val,
-                    steps=budget.steps, seed=budget.seed, device=budget.device, bootstrap=0)
+    models, theta = paper_models(scale)
+    val = seeded_subset(load_fashion_mnist("val")[0], 4 if scale.quick else 8, scale.seed)
+    swept = compare(models.problem(), val, models.methods(lrs=(0.5, 0.1) if scale.quick else SWEEP_LRS), y_val=val,
+                    steps=scale.steps, seed=scale.seed, device=scale.device, bootstrap=0)
     methods, reference_lr = swept.tuned(), swept.lrs["baseline"]
-    steps = budget.long_steps
+    steps = scale.long_steps
     shown = sorted({min(k, steps) for k in FIG3_STEPS})
-    sets = image_sets(budget)
-    long_lr, long_baseline = _long_baseline(models, sets, budget)
+    sets = image_sets(scale)
+    long_lr, long_baseline = _long_baseline(models, sets, scale)
     panels, hlines, summary = {}, {}, {}
     for split, images in sets.items():
-        tables = {m.name: _losses(models, m, split, images, steps, budget, reference_lr) for m in methods}
-        block = summarize_methods(tables, steps=shown, bootstrap=0 if budget.quick else 1000, seed=budget.seed,
+        tables = {m.name: _losses(models, m, split, images, steps, scale, reference_lr) for m in methods}
+        block = summarize_methods(tables, steps=shown, bootstrap=0 if scale.quick else 1000, seed=scale.seed,
                                   extra={"lr": swept.lrs, "lr_sweep": swept.summary["lr_sweep"]})
         tables[LONG_BASELINE] = long_baseline[split]
         with torch.no_grad():
@@ -86,9 +86,9 @@ def fig3(budget: Budget, out: Path) -> dict:
         hlines[title] = {"encoder (one pass)": encoder}
         pure = tables["landscape_pure"]
         summary[split] = {**block, "encoder": encoder, "long_baseline_lr": long_lr,
-                          "pure_improvement": {str(k): _gain(tables["baseline"], pure, k, budget) for k in shown},
+                          "pure_improvement": {str(k): _gain(tables["baseline"], pure, k, scale) for k in shown},
                           "pure_improvement_vs_long_baseline": {
-                              str(steps): _gain(tables[LONG_BASELINE], pure, steps, budget)},
+                              str(steps): _gain(tables[LONG_BASELINE], pure, steps, scale)},
                           "loss_at": {name: {str(k): float(table.mean(1)[k]) for k in shown}
                                       for name, table in tables.items()}}
     plot_curves(out / "fig3.png", panels, hlines=hlines, ylabel="mean loss (Eq. 5)")
@@ -106,9 +106,9 @@ def fig3(budget: Budget, out: Path) -> dict:
     markdown = markdown_table(["split", "step", "baseline", f"baseline, lr swept at {steps}", "encoder_init",
                                "ours (default)", "ours (Eq. 3)", "encoder", "Eq. 3 vs baseline",
                                f"Eq. 3 vs baseline swept at {steps}"], rows)
-    markdown += (f"\n\nMean loss at steps {', '.join(map(str, shown))}, {budget.images} images per split; "
+    markdown += (f"\n\nMean loss at steps {', '.join(map(str, shown))}, {scale.images} images per split; "
                  "improvement of pure Eq. 3 over the baseline [95% bootstrap interval over images]. Step sizes "
-                 f"are swept at {budget.steps} steps (baseline lr {reference_lr}); the baseline's is swept again at "
+                 f"are swept at {scale.steps} steps (baseline lr {reference_lr}); the baseline's is swept again at "
                  f"{steps} steps (lr {long_lr}), for the comparison at {steps}. Eq. 3 runs "
                  f"{theta_label(theta)}. The paper (Fig. 3a, CelebA-HQ / LSUN-cat): ours at 2 steps matches the "
                  "baseline at 20 (10x), +15% / +10% after convergence (2000 steps); ours beats the encoder at step 11 "
@@ -117,7 +117,7 @@ def fig3(budget: Budget, out: Path) -> dict:
                                  "steps": steps}, markdown)
 
 
-def _snapshots(budget: Budget) -> list[tuple[int, Path | None]]:
+def _snapshots(scale: ReproductionScale) -> list[tuple[int, Path | None]]:
     """(trajectory steps fitted, Θ's weights) along the paper-budget fit: the untrained Θ (None), the trainer's
     snapshots (RUNS/images-landscape/snapshots), the Θ the paper suite runs (``paper_theta``: the shipped
     entry, or the fit's latest checkpoint where it went further)."""
@@ -127,16 +127,16 @@ def _snapshots(budget: Budget) -> list[tuple[int, Path | None]]:
     points: dict[int, Path | None] = {0: None}
     for path in sorted((runs_dir() / PAPER_NAME / "snapshots").glob("round-*.safetensors")):
         points[int(path.stem.split("-")[1]) * per_round] = path
-    _, info = paper_theta(budget.device)
+    _, info = paper_theta(scale.device)
     if info.get("trajectories") == PAPER_FIT["trajectories"] and info.get("lr") == PAPER_FIT["lr"]:
         points.setdefault(info["trajectory_steps"], Path(info["path"]))
     return sorted(points.items())
 
 
 @register("scaling", figures=("scaling.png",))
-def scaling(budget: Budget, out: Path) -> dict:
-    """Pure Eq. 3's loss at 20 and 200 steps (``budget.steps``) against the trajectory steps Θ was fitted for,
-    along the paper-budget fit (0 to 2.56M), and at 2000 (``budget.long_steps``) for Θ at the full budget, in and out of
+def scaling(scale: ReproductionScale, out: Path) -> dict:
+    """Pure Eq. 3's loss at 20 and 200 steps (``scale.steps``) against the trajectory steps Θ was fitted for,
+    along the paper-budget fit (0 to 2.56M), and at 2000 (``scale.long_steps``) for Θ at the full budget, in and out of
     distribution, with 95% bootstrap intervals over images; the baseline's losses as flat lines. Every loss table
     is kept (``landform.paper.curves``): a rerun, or one after the fit went on, computes only what is new."""
     import matplotlib
@@ -147,44 +147,44 @@ def scaling(budget: Budget, out: Path) -> dict:
     from landform.mapping import Mapping
     from landform.paper.tables import swept_baseline_lr
 
-    models = load_models(budget.device)
-    shown = sorted({min(k, budget.long_steps) for k in FIG3_STEPS})
-    sets = image_sets(budget)
-    lr = swept_baseline_lr(models, budget)
+    models = load_models(scale.device)
+    shown = sorted({min(k, scale.long_steps) for k in FIG3_STEPS})
+    sets = image_sets(scale)
+    lr = swept_baseline_lr(models, scale)
     baseline_method = Method("baseline", init=models.mean_start, lr=lr)
-    baseline = {split: _losses(models, baseline_method, split, y, budget.long_steps, budget)
+    baseline = {split: _losses(models, baseline_method, split, y, scale.long_steps, scale)
                 for split, y in sets.items()}
-    points = _snapshots(budget)
-    if budget.quick:
+    points = _snapshots(scale)
+    if scale.quick:
         points = points[:1] + points[-1:] if len(points) > 1 else points
     full_budget = PAPER_FIT["rounds"] * PAPER_FIT["trajectories"] * PAPER_FIT["steps"]
-    torch.manual_seed(budget.seed)
+    torch.manual_seed(scale.seed)
     untrained = Mapping(256, (models.mapping.x_dim,), hidden=1024)  # the trainer's initialization
 
     def interval(table: torch.Tensor, k: int) -> list:
-        return bootstrap_ci(lambda curve: float(curve[k]), table, resamples=200 if budget.quick else 1000,
-                            seed=budget.seed)
+        return bootstrap_ci(lambda curve: float(curve[k]), table, resamples=200 if scale.quick else 1000,
+                            seed=scale.seed)
 
     def cells(block: dict) -> list[str]:
         return [f"{block[str(k)]['mean']:.4f}{format_interval(block[str(k)]['ci95'])}" if str(k) in block else "—"
                 for k in shown]
 
-    long_lr, long_baseline = _long_baseline(models, sets, budget)
+    long_lr, long_baseline = _long_baseline(models, sets, scale)
     rows, record = [], {"points": [], "baseline": {}, "long_baseline": {}, "long_baseline_lr": long_lr}
     for split, table in baseline.items():
         record["baseline"][split] = {str(k): {"mean": float(table.mean(1)[k]), "ci95": interval(table, k)}
                                      for k in shown}
-        last = budget.long_steps
+        last = scale.long_steps
         record["long_baseline"][split] = {str(last): {"mean": float(long_baseline[split].mean(1)[last]),
                                                       "ci95": interval(long_baseline[split], last)}}
     for index, (fitted, path) in enumerate(points):
-        theta = untrained if path is None else Mapping.load(path, map_location=budget.device)
+        theta = untrained if path is None else Mapping.load(path, map_location=scale.device)
         method = Method("landscape_pure", mapping=theta, mode="pure", lr=LR_Z)
-        full = index == len(points) - 1 if budget.quick else fitted >= full_budget
-        steps = budget.long_steps if full else budget.steps
+        full = index == len(points) - 1 if scale.quick else fitted >= full_budget
+        steps = scale.long_steps if full else scale.steps
         entry = {"trajectory_steps": fitted, "path": None if path is None else str(path), "steps": steps}
         for split, y in sets.items():
-            curve = _losses(models, method, split, y, steps, budget)
+            curve = _losses(models, method, split, y, steps, scale)
             entry[split] = {str(k): {"mean": float(curve.mean(1)[k]), "ci95": interval(curve, k)}
                             for k in shown if k <= steps}
             rows.append([f"{fitted:,}", split, *cells(entry[split])])
@@ -192,7 +192,7 @@ def scaling(budget: Budget, out: Path) -> dict:
     for split in sets:
         rows.append(["baseline", split, *cells(record["baseline"][split])])
     for split in sets:
-        rows.append([f"baseline, lr {long_lr} (swept at {budget.long_steps})", split,
+        rows.append([f"baseline, lr {long_lr} (swept at {scale.long_steps})", split,
                      *cells(record["long_baseline"][split])])
     figure, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.2), squeeze=False)
     for axis, split in zip(axes[0], sets, strict=True):
@@ -204,7 +204,7 @@ def scaling(budget: Budget, out: Path) -> dict:
             highs = [p[split][str(k)]["ci95"][1] or m for p, m in zip(kept, means, strict=True)]
             axis.plot(x, means, "-o", color=color, label=f"Eq. 3, step {k}")
             axis.fill_between(x, lows, highs, color=color, alpha=0.2)
-            base = record["long_baseline" if k == budget.long_steps else "baseline"][split][str(k)]["mean"]
+            base = record["long_baseline" if k == scale.long_steps else "baseline"][split][str(k)]["mean"]
             axis.axhline(base, color=color, linestyle="--", linewidth=1, label=f"baseline, step {k}")
         axis.set_xscale("symlog", linthresh=5000)
         axis.set_xlim(left=0)
@@ -218,13 +218,13 @@ def scaling(budget: Budget, out: Path) -> dict:
     save_figure(figure, out / "scaling.png")
     markdown = markdown_table(["trajectory steps fitted", "split", *[f"loss at {k}" for k in shown]], rows)
     markdown += (f"\n\nPure Eq. 3 with Θ from the paper-budget fit ({PAPER_NAME}: N = {PAPER_FIT['trajectories']}, "
-                 f"T = {PAPER_FIT['steps']}, lr {PAPER_FIT['lr']}) at each saved round, {budget.images} images per "
-                 f"split, [95% bootstrap interval over images]; baseline lr {lr} (swept at {budget.steps} steps), and "
-                 f"lr {long_lr} swept at {budget.long_steps} for the comparison there (the figure's line at step "
-                 f"{budget.long_steps}). Every saved Θ runs {budget.steps} steps, the one at the paper's full budget "
-                 f"{budget.long_steps} (—: not run that long). Figure: scaling.png.")
+                 f"T = {PAPER_FIT['steps']}, lr {PAPER_FIT['lr']}) at each saved round, {scale.images} images per "
+                 f"split, [95% bootstrap interval over images]; baseline lr {lr} (swept at {scale.steps} steps), and "
+                 f"lr {long_lr} swept at {scale.long_steps} for the comparison there (the figure's line at step "
+                 f"{scale.long_steps}). Every saved Θ runs {scale.steps} steps, the one at the paper's full budget "
+                 f"{scale.long_steps} (—: not run that long). Figure: scaling.png.")
     return finish_table(out, "scaling", {"title": "Scaling: pure Eq. 3 against Θ's fitting budget", **record,
-                                    "baseline_lr": lr, "steps": budget.steps, "long_steps": budget.long_steps},
+                                    "baseline_lr": lr, "steps": scale.steps, "long_steps": scale.long_steps},
                    markdown)
 
 
@@ -255,7 +255,7 @@ def _surface(models: ImageModels, image: torch.Tensor, space: str, center: torch
 
 
 @register("fig8", figures=("fig8.png",))
-def fig8(budget: Budget, out: Path) -> dict:
+def fig8(scale: ReproductionScale, out: Path) -> dict:
     """Fig. 8: the loss on the plane of the two principal directions of 20-step optimization trajectories, in X
     (w) and in Z, centred at the last step, with each example's trajectory drawn on it; two Fashion-MNIST and
     two MNIST images."""
@@ -264,12 +264,12 @@ def fig8(budget: Budget, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = load_models(budget.device)
-    steps, size = (3, 9) if budget.quick else (20, 41)
-    sets = image_sets(budget)
+    models = load_models(scale.device)
+    steps, size = (3, 9) if scale.quick else (20, 41)
+    sets = image_sets(scale)
     examples = torch.cat([sets["in_distribution"][:2], sets["ood"][:2]])
     labels = ["Fashion-MNIST #0", "Fashion-MNIST #1", "MNIST #0 (OOD)", "MNIST #1 (OOD)"]
-    val = seeded_subset(load_fashion_mnist("val")[0], 4 if budget.quick else 16, budget.seed)
+    val = seeded_subset(load_fashion_mnist("val")[0], 4 if scale.quick else 16, scale.seed)
     figure, axes = plt.subplots(2, 4, figsize=(16, 7.6))
     record = {}
     for row, space in enumerate(("Z", "X")):

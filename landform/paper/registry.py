@@ -1,6 +1,7 @@
-"""What a reproduction is: a function of a ``Budget`` (the real run or ``--quick``) and an output folder,
-registered by name in ``REPRODUCTIONS``. The reproductions (``figures``, ``tables``) import this module and
-``landform.paper`` imports them, so neither needs the other's package module."""
+"""What a reproduction is: a function of a ``ReproductionScale`` (how much it computes: the real run or
+``--quick``) and an output folder, registered by name in ``REPRODUCTIONS``. The reproductions (``figures``,
+``tables``) import this module and ``landform.paper`` imports them, so neither needs the other's package
+module."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class Budget:
+class ReproductionScale:
     """How much each reproduction computes: the real run or ``--quick``."""
 
     quick: bool
@@ -47,7 +48,7 @@ class Budget:
         return (self.seed,) if self.quick else (self.seed, self.seed + 1, self.seed + 2)
 
 
-Reproduction = Callable[[Budget, Path], dict]
+Reproduction = Callable[[ReproductionScale, Path], dict]
 REPRODUCTIONS: dict[str, Reproduction] = {}
 FIGURES: dict[str, tuple[str, ...]] = {}  # the figure files each reproduction writes beside its summary
 

@@ -25,6 +25,7 @@ they share the cached attacks and the defense's settings.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ import torch
 from landform import zoo
 from landform.comparison import Method, compare, summarize_methods
 from landform.errors import LandformError
-from landform.io import atomic_outputs
+from landform.io import atomic_outputs, write_bytes
 from landform.metrics import bootstrap_ci
 from landform.progress import progress_bar
 from landform.report import write_json, write_text
@@ -349,6 +350,13 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
 
 
 # ----------------------------------------------------------------------------------------------- user images
+# The output sets of ``compare_inputs`` and ``invert_inputs``, each replaced as one unit
+# (``landform.io.atomic_outputs``): an interrupted run leaves the previous set whole.
+COMPARE_FILES = ("compare.json", "compare.png")
+INVERT_FILES = ("defended_ours.npy", "reversal_ours.npy", "defended_ours_hardened.npy", "defended_baseline.npy",
+                "invert.json")
+
+
 def load_user_images(inputs: list[str]) -> torch.Tensor:
     """User images as [N, 1, 28, 28] in [0, 1] (see ``landform.tasks.common.load_gray28``): no resizing, the
     attack and the defense are defined on 28x28 pixels."""
@@ -358,12 +366,12 @@ def load_user_images(inputs: list[str]) -> torch.Tensor:
 def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = 200,
                    progress: bool = True, recipe: str = "pgd") -> dict:
     """Attack the user's images (L2 PGD with ``steps`` steps, label = the model's clean prediction), then
-    defend with the baseline and ours; writes compare.json and compare.png, returns predictions per step."""
+    defend with the baseline and ours; writes compare.json and compare.png as one set (``COMPARE_FILES``),
+    returns predictions per step."""
     x = load_user_images(inputs).to(device)
     model = load_model(recipe, device=device)
     mapping, theta = load_theta(recipe, device=device)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         label = model(x).argmax(1)
     x_adv = attack.pgd(model, x, label, norm="l2", eps=attack.L2_EPS, step=attack.L2_STEP, steps=steps, seed=seed)
@@ -381,12 +389,13 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
     from landform.tasks.defense.figures import plot_examples
 
     k = min(6, x.shape[0])
-    plot_examples(out / "compare.png", {"clean": x[:k].cpu(), "attacked": x_adv[:k].cpu(),
-                                        "reversal": (ours.snapshots[1][:k] - x_adv[:k]).cpu(),
-                                        "defended": ours.snapshots[1][:k].cpu(), "labels": label[:k].cpu(),
-                                        "pred_attacked": torch.tensor(result["attacked_prediction"][:k]),
-                                        "pred_defended": torch.tensor(result["landscape"]["1"][:k])})
-    write_json(out / "compare.json", result)
+    with atomic_outputs(out, COMPARE_FILES) as stage:  # the old set or the new one, never a mix
+        plot_examples(stage / "compare.png", {"clean": x[:k].cpu(), "attacked": x_adv[:k].cpu(),
+                                              "reversal": (ours.snapshots[1][:k] - x_adv[:k]).cpu(),
+                                              "defended": ours.snapshots[1][:k].cpu(), "labels": label[:k].cpu(),
+                                              "pred_attacked": torch.tensor(result["attacked_prediction"][:k]),
+                                              "pred_defended": torch.tensor(result["landscape"]["1"][:k])})
+        write_json(stage / "compare.json", result)
     return result
 
 
@@ -395,25 +404,33 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
     """Defend the user's images as given (they may already be attacked): one step of ours, the hardened defense
     (``HARDENED``: the one that holds against adaptive attacks; its random start comes from ``seed``, which a
     deployment keeps secret and draws afresh per call) and 40 steps of the baseline; writes the defended images
-    (.npy), ours' reversal vectors and the predictions."""
+    (.npy), ours' reversal vectors and the predictions as one set (``INVERT_FILES``)."""
     x = load_user_images(inputs).to(device)
     model = load_model(recipe, device=device)
     mapping, theta = load_theta(recipe, device=device)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     ours = reverse(model, x, mapping=mapping, steps=1, lr=theta["settings"]["lr_z"], seed=seed, device=device)
     hardened = reverse(model, x, mapping=mapping, lr=theta["settings"]["lr_z"], seed=seed, device=device, **HARDENED)
     base = reverse(model, x, steps=max(BASELINE_STEPS), lr=theta["baseline"]["lr"], seed=seed, device=device)
-    np.save(out / "defended_ours.npy", ours.x.cpu().numpy())
-    np.save(out / "reversal_ours.npy", (ours.x - x).cpu().numpy())
-    np.save(out / "defended_ours_hardened.npy", hardened.x.cpu().numpy())
-    np.save(out / "defended_baseline.npy", base.x.cpu().numpy())
     with torch.no_grad():
-        write_json(out / "invert.json", {"model": model_name(recipe), "files": list(inputs),
-                                         "prediction_input": model(x).argmax(1).tolist(),
-                                         "prediction_ours_1_step": model(ours.x).argmax(1).tolist(),
-                                         "prediction_ours_hardened": model(hardened.x).argmax(1).tolist(),
-                                         "prediction_baseline_40_steps": model(base.x).argmax(1).tolist()})
+        predictions = {"model": model_name(recipe), "files": list(inputs),
+                       "prediction_input": model(x).argmax(1).tolist(),
+                       "prediction_ours_1_step": model(ours.x).argmax(1).tolist(),
+                       "prediction_ours_hardened": model(hardened.x).argmax(1).tolist(),
+                       "prediction_baseline_40_steps": model(base.x).argmax(1).tolist()}
+    with atomic_outputs(out, INVERT_FILES) as stage:  # the old set or the new one, never a mix
+        _save_npy(stage / "defended_ours.npy", ours.x)
+        _save_npy(stage / "reversal_ours.npy", ours.x - x)
+        _save_npy(stage / "defended_ours_hardened.npy", hardened.x)
+        _save_npy(stage / "defended_baseline.npy", base.x)
+        write_json(stage / "invert.json", predictions)
+
+
+def _save_npy(path: Path, array: torch.Tensor) -> None:
+    """``np.save``'s bytes of ``array``, written atomically through ``landform.io``."""
+    buffer = io.BytesIO()
+    np.save(buffer, array.detach().cpu().numpy())
+    write_bytes(path, buffer.getvalue())
 
 
 

@@ -19,7 +19,7 @@ import torch
 from landform import zoo
 from landform.comparison import DEFAULT_MODE, SWEEP_LRS, Comparison, Method
 from landform.errors import LandformError
-from landform.io import read_json
+from landform.io import atomic_outputs, read_json
 from landform.report import plot_curves, summary_table, write_curves_csv, write_json
 from landform.tasks import runs_dir
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
@@ -40,6 +40,10 @@ STEP_SIZES = Path(__file__).resolve().parent / "step_sizes.json"
 STEP_SIZES_CACHE = "images-step-sizes.json"
 VAL_COUNT = 8  # validation images of the sweep (as in `landform demo`)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# The output sets of ``invert_inputs`` and ``compare_inputs``, each replaced as one unit
+# (``landform.io.atomic_outputs``): an interrupted run leaves the previous set whole.
+INVERT_FILES = ("latents.safetensors", "latents.json", "reconstructions.png")
+COMPARE_FILES = ("curves.csv", "curves.png", "reconstructions.png", "summary.json")
 
 
 def image_files(inputs: list[str]) -> list[Path]:
@@ -81,7 +85,7 @@ def load_images(files: list[Path], announce: bool = True) -> torch.Tensor:
 def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = 200,
                   progress: bool = True, mode: str = DEFAULT_MODE) -> None:
     """Invert a user's images with the default landscape (or ``mode``); write reconstructions, latents and
-    losses."""
+    losses as one set (``INVERT_FILES``)."""
     files = image_files(inputs)
     images = load_images(files)
     models = load_models(device)
@@ -89,11 +93,13 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
     method = models.pure_method() if mode == "pure" else models.default_method(mode)
     result = method.run(models.problem(), images, method.lr, steps=steps, seed=seed, device=device, progress=progress)
     out = Path(out)
-    save_pair(out / "latents.safetensors", {"w": result.x, "z": result.z, "reconstruction": result.y_hat},
-              {"files": [str(f) for f in files], "steps": steps, "mode": mode,
-               "final_loss": result.losses[-1].tolist()})
     grid = [[images[i], result.y_hat[i].cpu()] for i in range(len(files))]
-    save_labeled_grid(out / "reconstructions.png", grid, [f.name for f in files], ["input", f"ours, step {steps}"])
+    with atomic_outputs(out, INVERT_FILES) as stage:  # the old set or the new one, never a mix
+        save_pair(stage / "latents.safetensors", {"w": result.x, "z": result.z, "reconstruction": result.y_hat},
+                  {"files": [str(f) for f in files], "steps": steps, "mode": mode,
+                   "final_loss": result.losses[-1].tolist()})
+        save_labeled_grid(stage / "reconstructions.png", grid, [f.name for f in files],
+                          ["input", f"ours, step {steps}"])
     for file, loss in zip(files, result.losses[-1].tolist(), strict=True):
         print(f"{file}: loss {loss:.4f}")
     print(f"wrote {out / 'latents.safetensors'} and {out / 'reconstructions.png'}")
@@ -102,7 +108,8 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
 def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = 200,
                    progress: bool = True, mode: str = DEFAULT_MODE) -> dict:
     """Every method of the image report (baseline, encoder_init, ours in ``mode`` and pure Eq. 3) on a
-    user's images, step sizes swept on Fashion-MNIST validation images; writes curves and summary.json."""
+    user's images, step sizes swept on Fashion-MNIST validation images; writes curves, reconstructions and
+    summary.json as one set (``COMPARE_FILES``)."""
     files = image_files(inputs)
     images = load_images(files)
     models = load_models(device)
@@ -122,16 +129,18 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
     block["step_sizes_from"] = str(source)
     out = Path(out)
     curves = {name: result.losses for name, result in comparison.results.items()}
-    write_curves_csv(out / "curves.csv", {**curves, "encoder": torch.full((steps + 1,), block["encoder"])})
-    plot_curves(out / "curves.png", {"your images": curves}, hlines={"your images": {"encoder": block["encoder"]}})
     results = comparison.results
     rows = [[images[i], results["baseline"].y_hat[i].cpu(), results["encoder_init"].y_hat[i].cpu(),
              results["landscape"].y_hat[i].cpu(), results["landscape_pure"].y_hat[i].cpu(), encoder["encoded"][i]]
             for i in range(len(files))]
-    save_labeled_grid(out / "reconstructions.png", rows, [f.name for f in files],
-                      ["input", "baseline", "encoder_init", "ours", "ours (Eq. 3)", "encoder"])
     summary = {"user": block, "files": [str(f) for f in files]}
-    write_json(out / "summary.json", summary)
+    with atomic_outputs(out, COMPARE_FILES) as stage:  # the old set or the new one, never a mix
+        write_curves_csv(stage / "curves.csv", {**curves, "encoder": torch.full((steps + 1,), block["encoder"])})
+        plot_curves(stage / "curves.png", {"your images": curves},
+                    hlines={"your images": {"encoder": block["encoder"]}})
+        save_labeled_grid(stage / "reconstructions.png", rows, [f.name for f in files],
+                          ["input", "baseline", "encoder_init", "ours", "ours (Eq. 3)", "encoder"])
+        write_json(stage / "summary.json", summary)
     print(f"your {len(files)} images: mean loss (Eq. 5)")
     print(summary_table(block, [s for s in (0, 1, 2, 5, 10, 20, 200) if s in block["steps"]]))
     print(f"wrote {out}/curves.csv, curves.png, reconstructions.png, summary.json")

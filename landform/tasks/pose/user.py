@@ -12,6 +12,7 @@ import torch
 
 from landform.comparison import compare
 from landform.errors import LandformError
+from landform.io import atomic_outputs
 from landform.report import plot_curves, write_json
 from landform.tasks.pose.data import HINGES, JOINTS, SPHERICAL
 from landform.tasks.pose.evaluate import DEFAULT_MODE, STEPS, methods
@@ -90,12 +91,13 @@ def pose_record(pose: torch.Tensor, points: torch.Tensor) -> dict:
 def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = STEPS,
                   progress: bool = True) -> None:
     """Fit pose parameters to each file's 3D joints or 2D keypoints with ours (the default mode); write
-    OUT/<name>.json."""
+    OUT/<name>.json, all of them replaced as one set."""
     if not inputs:
         raise LandformError("give one or more .json or .npy files of 3D joints or 2D keypoints")
     device = device or "cpu"
     kinematics = Kinematics().to(device)
     out = Path(out)
+    records, done = {}, []  # by output file name: a later input of the same name wins, as it always has
     for name in inputs:
         kind, y, mask = read_observation(name)
         models = PoseModels.load(kind, device).for_mask(mask)
@@ -112,9 +114,15 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
                   "keypoint_order": list(KEYPOINTS), "joint_order": list(JOINTS),
                   "final_loss": result.losses[-1].tolist(), "latent": result.x.tolist(),
                   "poses": [pose_record(p, q) for p, q in zip(poses, points, strict=True)]}
-        path = write_json(out / f"{Path(name).stem}.json", record)
-        if progress:
-            print(f"{name}: {kind}, final loss {result.losses[-1].mean():.4g} -> {path}")
+        file = f"{Path(name).stem}.json"
+        records[file] = record
+        done.append((name, kind, result.losses[-1].mean(), out / file))
+    with atomic_outputs(out, list(records)) as stage:  # the old set or the new one, never a mix
+        for file, record in records.items():
+            write_json(stage / file, record)
+    if progress:
+        for name, kind, loss, path in done:
+            print(f"{name}: {kind}, final loss {loss:.4g} -> {path}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -131,12 +139,12 @@ def _swept_lrs(kind: str, steps: int, seed: int, device: str) -> dict[str, float
 def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = STEPS,
                    progress: bool = True) -> dict:
     """Every method on each file (the baseline's step size swept on the validation frames); curves and
-    summary in OUT."""
+    summary in OUT, replaced as one set."""
     if not inputs:
         raise LandformError("give one or more .json or .npy files of 3D joints or 2D keypoints")
     device = device or "cpu"
     out = Path(out)
-    summary = {}
+    summary, curves = {}, {}  # by file stem: a later input of the same stem wins, as it always has
     for name in inputs:
         kind, y, mask = read_observation(name)
         models = PoseModels.load(kind, device).for_mask(mask)
@@ -146,8 +154,11 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
                              seed=seed, device=device, bootstrap=1000 if y.shape[0] > 1 else 0)
         stem = Path(name).stem
         summary[stem] = {**comparison.summary, "loss": kind}
-        plot_curves(out / f"{stem}_curves.png", {stem: {n: r.losses for n, r in comparison.results.items()}})
-    write_json(out / "summary.json", summary)
+        curves[stem] = {n: r.losses for n, r in comparison.results.items()}
+    with atomic_outputs(out, [*(f"{stem}_curves.png" for stem in curves), "summary.json"]) as stage:
+        for stem, panel in curves.items():  # the old set or the new one, never a mix
+            plot_curves(stage / f"{stem}_curves.png", {stem: panel})
+        write_json(stage / "summary.json", summary)
     if progress:
         for stem, block in summary.items():
             print(f"{stem}: improvement at {steps} {block['improvement_at_200']:.3f}, speedup at 20 "
