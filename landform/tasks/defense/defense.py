@@ -30,6 +30,7 @@ import torch
 
 from landform import Mapping, fit, invert, zoo
 from landform.errors import LandformError
+from landform.landscape import InferenceSettings, Landscape
 from landform.problem import Problem
 from landform.tasks import runs_dir
 from landform.tasks.defense import attack
@@ -54,6 +55,7 @@ BASELINE_LRS = (0.003, 0.01, 0.03)
 # defense draws N(0, 1) from a fixed seed). The smaller start halves the reversal on clean images and with it the
 # clean drop; 0.5 was chosen among 1, 0.5 and 0.25 on 1,000 validation images' clean accuracy before any attack.
 HARDENED = {"steps": 5, "start_scale": 0.5}
+DEPLOYED = {"steps": 1, "start_scale": 1.0}  # the deployed defense: one step of ours from z0 ~ N(0, 1)
 
 
 def clamp_forward(x: torch.Tensor) -> torch.Tensor:
@@ -134,15 +136,46 @@ def defended_logits(model: RobustModel, mapping: Mapping | None, a: torch.Tensor
     return model(reversal_of(x, a))
 
 
+def load_landscape(recipe: str, *, device: str = "cpu", zoo_dir: str | Path | None = None) -> Landscape:
+    """The shipped defense of ``recipe`` as a Landscape (``zoo.load_landscape``, frozen): the additive Θ, no
+    learned start (the base is the attacked image itself), and settings read from the Θ's config: mode "pure"
+    at its ``lr_z`` for ``DEPLOYED["steps"]`` steps, ``lr_x`` the baseline's step on r. ``record["defense"]``
+    holds the start scales of the deployed and hardened variants (the core's "pure" mode starts z at 0; the
+    defense starts it at random, so it runs its own loop: ``ours_settings``)."""
+    config = Mapping.config_of(entry_file(recipe, theta_name(recipe), zoo_dir))
+    try:
+        lr_z, base_lr = float(config["settings"]["lr_z"]), float(config["baseline"]["lr"])
+    except (KeyError, TypeError, ValueError):
+        raise LandformError(f"{theta_name(recipe)} has no lr_z or baseline lr in its config; retrain it with "
+                            f"`landform zoo train {theta_name(recipe)}`") from None
+    settings = InferenceSettings(mode="pure", lr_z=lr_z, lr_x=base_lr, warmup=0, steps=DEPLOYED["steps"])
+    landscape = zoo.load_landscape(theta_name(recipe), fitted_on(recipe), directory=zoo_dir, device=device,
+                                   settings=settings)
+    record = {**landscape.record, "defense": {"start_scale": DEPLOYED["start_scale"], "hardened": dict(HARDENED),
+                                              "baseline": config["baseline"]}}
+    return landscape.with_(record=record).requires_grad_(False).eval()
+
+
+def ours_settings(landscape: Landscape, *, hardened: bool = False, steps: int | None = None) -> dict:
+    """The keywords of ``reverse`` for ours with ``landscape`` (``load_landscape``): its Θ, its ``lr_z``, and the
+    steps and start scale of the deployed defense, or of the hardened one; ``steps`` overrides the count."""
+    defense = landscape.record["defense"]
+    variant = defense["hardened"] if hardened else {"steps": landscape.settings.steps,
+                                                    "start_scale": defense["start_scale"]}
+    return {"mapping": landscape.mapping, "lr": landscape.settings.lr_z,
+            "steps": int(variant["steps"] if steps is None else steps), "start_scale": float(variant["start_scale"])}
+
+
+def baseline_lr(landscape: Landscape) -> float:
+    """The baseline's step size on r (chosen on its own Eq. 7 loss when Θ was fitted), kept as ``lr_x``."""
+    return landscape.settings.lr_x
+
+
 def load_theta(recipe: str, *, device: str = "cpu", zoo_dir: str | Path | None = None) -> tuple[Mapping, dict]:
-    """The additive Θ of ``recipe`` (float32, frozen) and its JSON config: ``settings`` (how it was fitted,
-    ``lr_z`` its step size) and ``baseline`` (the baseline's lr chosen on the Eq. 7 loss)."""
-    name = theta_name(recipe)
-    path = entry_file(recipe, name, zoo_dir)
-    mapping = Mapping.load(path).requires_grad_(False).to(device).eval()
-    config = Mapping.config_of(path)
-    zoo.check_fitted_on(name, config, fitted_on(recipe), zoo_dir)
-    return mapping, config
+    """The additive Θ of ``recipe`` (float32, frozen; loaded through ``load_landscape``) and its JSON config:
+    ``settings`` (how it was fitted, ``lr_z`` its step size) and ``baseline`` (the baseline's lr)."""
+    landscape = load_landscape(recipe, device=device, zoo_dir=zoo_dir)
+    return landscape.mapping, Mapping.config_of(entry_file(recipe, theta_name(recipe), zoo_dir))
 
 
 def fitted_on(recipe: str) -> dict[str, str | None]:

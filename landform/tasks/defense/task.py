@@ -46,13 +46,14 @@ from landform.tasks.defense import attack
 from landform.tasks.defense.data import eval_subset
 from landform.tasks.defense.defense import (
     BASELINE_INIT,
-    HARDENED,
     LAMBDA,
     RADIUS,
+    baseline_lr,
     baseline_start,
     defended_logits,
     defense_problem,
-    load_theta,
+    load_landscape,
+    ours_settings,
     reversal_of,
     reverse,
 )
@@ -166,8 +167,8 @@ def evaluate(recipe: str, *, n: int = TEST_SIZE, subset: int = SUBSET, seed: int
              bar=None) -> dict:
     """All the numbers of one robust model (see the module docstring)."""
     model = load_model(recipe, device=device)
-    mapping, theta = load_theta(recipe, device=device)
-    lr_z, base_lr = theta["settings"]["lr_z"], theta["baseline"]["lr"]
+    landscape = load_landscape(recipe, device=device)
+    mapping, lr_z, base_lr = landscape.mapping, landscape.settings.lr_z, baseline_lr(landscape)
     x, y = eval_subset(n, seed=seed)
     x, y = x.to(device), y.to(device)
     timings: dict[str, float] = {}
@@ -370,16 +371,16 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
     returns predictions per step."""
     x = load_user_images(inputs).to(device)
     model = load_model(recipe, device=device)
-    mapping, theta = load_theta(recipe, device=device)
+    landscape = load_landscape(recipe, device=device)
     out = Path(out)
     with torch.no_grad():
         label = model(x).argmax(1)
     x_adv = attack.pgd(model, x, label, norm="l2", eps=attack.L2_EPS, step=attack.L2_STEP, steps=steps, seed=seed)
     shown = (1, 5)
-    base = reverse(model, x_adv, steps=max(shown), lr=theta["baseline"]["lr"], seed=seed, snapshots=shown,
+    base = reverse(model, x_adv, steps=max(shown), lr=baseline_lr(landscape), seed=seed, snapshots=shown,
                    device=device)
-    ours = reverse(model, x_adv, mapping=mapping, steps=max(shown), lr=theta["settings"]["lr_z"], seed=seed,
-                   snapshots=shown, device=device)
+    ours = reverse(model, x_adv, **ours_settings(landscape, steps=max(shown)), seed=seed, snapshots=shown,
+                   device=device)
     with torch.no_grad():
         result = {"model": model_name(recipe), "files": list(inputs), "clean_prediction": label.tolist(),
                   "attacked_prediction": model(x_adv).argmax(1).tolist(),
@@ -402,16 +403,16 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
 def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = 200,
                   progress: bool = True, recipe: str = "pgd") -> None:
     """Defend the user's images as given (they may already be attacked): one step of ours, the hardened defense
-    (``HARDENED``: the one that holds against adaptive attacks; its random start comes from ``seed``, which a
-    deployment keeps secret and draws afresh per call) and 40 steps of the baseline; writes the defended images
-    (.npy), ours' reversal vectors and the predictions as one set (``INVERT_FILES``)."""
+    (the one that holds against adaptive attacks, its settings in the shipped landscape; its random start comes
+    from ``seed``, which a deployment keeps secret and draws afresh per call) and 40 steps of the baseline;
+    writes the defended images (.npy), ours' reversal vectors and the predictions as one set (``INVERT_FILES``)."""
     x = load_user_images(inputs).to(device)
     model = load_model(recipe, device=device)
-    mapping, theta = load_theta(recipe, device=device)
+    landscape = load_landscape(recipe, device=device)
     out = Path(out)
-    ours = reverse(model, x, mapping=mapping, steps=1, lr=theta["settings"]["lr_z"], seed=seed, device=device)
-    hardened = reverse(model, x, mapping=mapping, lr=theta["settings"]["lr_z"], seed=seed, device=device, **HARDENED)
-    base = reverse(model, x, steps=max(BASELINE_STEPS), lr=theta["baseline"]["lr"], seed=seed, device=device)
+    ours = reverse(model, x, **ours_settings(landscape), seed=seed, device=device)
+    hardened = reverse(model, x, **ours_settings(landscape, hardened=True), seed=seed, device=device)
+    base = reverse(model, x, steps=max(BASELINE_STEPS), lr=baseline_lr(landscape), seed=seed, device=device)
     with torch.no_grad():
         predictions = {"model": model_name(recipe), "files": list(inputs),
                        "prediction_input": model(x).argmax(1).tolist(),

@@ -21,8 +21,9 @@ def images(tmp_path, monkeypatch):
                                snapshots={t: x + 0.01 * t for t in snapshots})
 
     monkeypatch.setattr(task, "load_model", lambda recipe, device: model)
-    monkeypatch.setattr(task, "load_theta", lambda recipe, device: (None, {"baseline": {"lr": 0.1},
-                                                                           "settings": {"lr_z": 0.1}}))
+    landscape = SimpleNamespace(mapping=None, settings=SimpleNamespace(lr_z=0.1, lr_x=0.1, steps=1),
+                                record={"defense": {"start_scale": 1.0, "hardened": {"steps": 5, "start_scale": 0.5}}})
+    monkeypatch.setattr(task, "load_landscape", lambda recipe, device: landscape)
     monkeypatch.setattr(task.attack, "pgd", lambda model, x, label, **kwargs: x)
     monkeypatch.setattr(task, "reverse", reverse)
     monkeypatch.setattr(figures, "plot_examples", fake_figure)
