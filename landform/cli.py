@@ -81,12 +81,16 @@ def _prepare_fit(args: argparse.Namespace) -> None:
         if given:
             raise LandformError(f"{', '.join(map(_flag, given))} apply to --recipe paper (the fast recipe runs "
                                 "Algorithm 1 with its replay buffer, anchored at the learned start)")
+        if args.start_steps is not None and args.start_steps < 1:
+            raise LandformError(f"--start-steps must be >= 1, got {args.start_steps}")
         args.rounds = 300 if args.rounds is None else args.rounds
-        args.seconds = parse_duration(args.time or FAST_TIME)
+        args.seconds = float("inf") if args.time == "off" else parse_duration(args.time or FAST_TIME)
     else:
+        if args.start_steps is not None:
+            raise LandformError("--start-steps applies to --recipe fast (the paper's recipe learns no start)")
         args.rounds = 60 if args.rounds is None else args.rounds
         args.hidden = 1024 if args.hidden is None else args.hidden
-        args.seconds = parse_duration(args.time) if args.time else None
+        args.seconds = parse_duration(args.time) if args.time and args.time != "off" else None
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -159,7 +163,8 @@ def _fit(args: argparse.Namespace) -> None:
         # rank, rank 0 alone writes and prints.
         landscape = learn(problem, out, seconds=args.seconds, rounds=args.rounds, hidden=args.hidden,
                           z_dim=args.z_dim, trajectories=args.trajectories, steps=args.steps, lr=args.lr,
-                          lr_z=args.lr_z, resume=args.resume, seed=args.seed, device=device, progress=True)
+                          lr_z=args.lr_z, resume=args.resume, seed=args.seed, device=device, progress=True,
+                          start_steps=20000 if args.start_steps is None else args.start_steps)
         if int(os.environ.get("RANK", "0")) == 0:
             world = landscape.record["world_size"]
             processes = f" on {world} processes" if world > 1 else ""
@@ -359,11 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
                                  "cost and inference settings tuned for the answer, all in one artifact; paper: the "
                                  "paper's plain Θ (Algorithm 1, Eq. 3)")
     fit_parser.add_argument("--time", default=None,
-                            help="the fit's time budget, e.g. 10m, 90s or 1h (default 8m with --recipe fast, "
-                                 "none with paper); the fast recipe also stops when validation stops improving")
+                            help="the fit's time budget, e.g. 10m, 90s or 1h, or off (default 8m with --recipe fast, "
+                                 "none with paper); the fast recipe also stops when validation stops improving. "
+                                 "With off it stops on that alone and decides sizes and settings by counted work, "
+                                 "not measured time: a seed reproduces the fit, and a killed fit resumes to it")
     fit_parser.add_argument("--rounds", type=int, default=None,
                             help="B, rounds of collect + train (default 60 with --recipe paper; with fast, at most "
                                  "300, fewer when validation stops improving)")
+    fit_parser.add_argument("--start-steps", type=int, default=None,
+                            help="with --recipe fast: at most this many training steps for the start and for the "
+                                 "learned steps each (default 20000, fewer when validation stops improving)")
     fit_parser.add_argument("--trajectories", type=int, default=256, help="N, trajectories per round")
     fit_parser.add_argument("--steps", type=int, default=20, help="T, steps per trajectory")
     fit_parser.add_argument("--lr-z", type=float, default=0.1,

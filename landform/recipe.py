@@ -45,11 +45,9 @@ from typing import Any
 import torch
 
 from landform import distributed
-from landform.comparison import SWEEP_LRS, sweep_rates
 from landform.distributed import Context
 from landform.errors import LandformError
-from landform.fitting import FitResult, fit
-from landform.inference import InversionResult, invert
+from landform.fitting import checkpoint_rounds, fit
 from landform.landscape import (
     InferenceSettings,
     Landscape,
@@ -66,18 +64,11 @@ from landform.learned_parts import (
     learn_steps,
 )
 from landform.mapping import Mapping
-from landform.metrics import speedup_at
 from landform.problem import Problem
+from landform.selection import ThetaSelector
 from landform.start import StartEncoder, observation_pool
-from landform.tuning import (
-    HORIZON,
-    baseline_sweep,
-    check_start,
-    final_loss,
-    run_over_ranks,
-    settings_rank,
-    tune,
-)
+from landform.tuning import HORIZON, baseline_sweep, check_start, settings_rank, tune
+from landform.work import work_per_pass
 
 RECIPES = ("fast", "paper")
 THETA_SHARE = 0.3  # Θ's forward + backward may cost at most this share of F's
@@ -131,19 +122,21 @@ START_CHOICES = (("conv", 32), ("conv", 16), ("mlp", 512), ("mlp", 256), ("mlp",
 
 
 def sized_models(problem: Problem, y: torch.Tensor, z_dim: int, *, hidden: int | None = None,
-                 device: torch.device | str = "cpu",
-                 context: Context | None = None) -> tuple[tuple[StartEncoder, ...], int, dict]:
+                 device: torch.device | str = "cpu", context: Context | None = None,
+                 cost_model: str = "seconds") -> tuple[tuple[StartEncoder, ...], int, dict]:
     """The starts and Θ's width sized to F's cost on a batch: the richest start whose pass costs at most
     START_SHARE of F's forward + backward pass (a conv net only for image observations), then, after a conv
     net, the richest MLP within that cost (the fallback if the conv start traps descent); the widest Θ (of
     THETA_WIDTHS, unless ``hidden`` fixes it) whose pass costs at most THETA_SHARE of it; and the costs
-    (``seconds_per_pass``: CPU time on one thread, so the same machine sizes the same way idle or busy).
+    (``seconds_per_pass``: CPU time on one thread, so the same machine sizes the same way idle or busy; with
+    ``cost_model="work"``, ``work.work_per_pass``: counted, so any machine sizes the same way).
     With an active ``context`` rank 0 measures and decides, and every rank builds the models it chose."""
     ctx = context or Context()
     if ctx.active:
         chosen = None
         if ctx.leader:
-            starts, width, costs = sized_models(problem, y, z_dim, hidden=hidden, device=device)
+            starts, width, costs = sized_models(problem, y, z_dim, hidden=hidden, device=device,
+                                                cost_model=cost_model)
             chosen = json.dumps({"starts": [[s.architecture, s.channels if s.architecture == "conv" else s.hidden]
                                             for s in starts], "width": width, "costs": costs})
         decided = json.loads(ctx.share(chosen) or "{}")
@@ -153,16 +146,20 @@ def sized_models(problem: Problem, y: torch.Tensor, z_dim: int, *, hidden: int |
                       for architecture, size in decided["starts"])
         return built, int(decided["width"]), decided["costs"]
     batch = y.shape[0]
-    f_seconds = seconds_per_pass(problem.forward, torch.zeros(batch, *problem.x_shape, device=device))
-    costs: dict[str, Any] = {"batch": batch, "forward_ms_per_batch": round(1e3 * f_seconds, 3), "start_ms": {},
-                             "theta_ms_per_batch": {}}
+    counted = cost_model == "work"
+    cost = work_per_pass if counted else seconds_per_pass
+    unit, scale = ("work", 1.0) if counted else ("ms", 1e3)  # work: FLOPs + elements, counted (``landform.work``)
+    f_seconds = cost(problem.forward, torch.zeros(batch, *problem.x_shape, device=device))
+    costs: dict[str, Any] = {"model": cost_model, "batch": batch,
+                             f"forward_{unit}_per_batch": round(scale * f_seconds, 3), f"start_{unit}": {},
+                             f"theta_{unit}_per_batch": {}}
     starts: list[StartEncoder] = []
     for architecture, size in START_CHOICES:
         if architecture == "conv" and (starts or not (y.dim() == 4 and min(y.shape[2:]) >= 8)):
             continue
         candidate = _start_candidate(tuple(y.shape[1:]), problem.x_shape, architecture, size).to(device)
-        seconds = seconds_per_pass(candidate, y, backward=False)
-        costs["start_ms"][f"{architecture}-{size}"] = round(1e3 * seconds, 3)
+        seconds = cost(candidate, y, backward=False)
+        costs[f"start_{unit}"][f"{architecture}-{size}"] = round(scale * seconds, 3)
         last = (architecture, size) == START_CHOICES[-1]
         if seconds <= START_SHARE * f_seconds or last:
             starts.append(candidate)
@@ -171,8 +168,8 @@ def sized_models(problem: Problem, y: torch.Tensor, z_dim: int, *, hidden: int |
     width = THETA_WIDTHS[0] if hidden is None else hidden
     for candidate_width in THETA_WIDTHS if hidden is None else ():
         theta = Mapping(z_dim, problem.x_shape, hidden=candidate_width).to(device)
-        seconds = seconds_per_pass(theta, torch.zeros(batch, z_dim, device=device))
-        costs["theta_ms_per_batch"][str(candidate_width)] = round(1e3 * seconds, 3)
+        seconds = cost(theta, torch.zeros(batch, z_dim, device=device))
+        costs[f"theta_{unit}_per_batch"][str(candidate_width)] = round(scale * seconds, 3)
         if seconds <= THETA_SHARE * f_seconds:
             width = candidate_width
     return tuple(starts), width, costs
@@ -247,6 +244,7 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
                             "choose another directory")
     log, progress = (log, progress) if ctx.leader else (_quiet, False)
     budget = Budget(seconds)
+    cost_model = "work" if math.isinf(seconds) else "seconds"  # without a budget nothing may depend on a clock
     generator = torch.Generator().manual_seed(seed)
     wanted = pool_size + (0 if validation is not None else VALIDATION_SIZE)
     pool = (observation_pool(problem.train_observations, generator, wanted, seconds=POOL_SHARE * seconds)
@@ -262,14 +260,16 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
         train, val = pool[held:], pool[:held]
     x_dim = math.prod(problem.x_shape)
     z_dim = z_dim or max(x_dim, 32)
+    torch.manual_seed(seed)  # the sized starts' initial weights: the seed's, whatever the process ran before
     encoders, width, costs = sized_models(problem, train[:256].to(device), z_dim, hidden=hidden, device=device,
-                                          context=ctx)
+                                          context=ctx, cost_model=cost_model)
     if start is not None:
         encoders = (start.to(device),)
     encoder = encoders[0]
-    log(f"fit: {train.shape[0]} training and {held} held-out observations; F's pass "
-        f"{costs['forward_ms_per_batch']:.2f} ms of one core per {costs['batch']}: start {encoder.describe()}, "
-        f"Θ hidden {width}")
+    f_cost = f"{costs['forward_ms_per_batch']:.2f} ms of one core" if cost_model == "seconds" else \
+        f"{costs['forward_work_per_batch']:.3g} FLOPs + elements"
+    log(f"fit: {train.shape[0]} training and {held} held-out observations; F's pass {f_cost} per {costs['batch']}: "
+        f"start {encoder.describe()}, Θ hidden {width}")
     start, start_record = learn_start(problem, directory, encoder, train, val, budget, max_steps=start_steps,
                                       resume=resume, seed=seed, device=device, progress=progress, log=log,
                                       prior=prior, prior_weight=prior_weight, context=ctx)
@@ -297,6 +297,7 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
         refiner, start_record["refine"] = learn_refiner(problem, directory, start, train, val, budget,
                                                         max_steps=start_steps, resume=resume, seed=seed,
                                                         device=device, progress=progress, log=log, context=ctx)
+    torch.manual_seed(seed)  # Θ's initial weights: the same whichever parts a resume reused
     mapping = Mapping(z_dim, problem.x_shape, hidden=width, additive=True)
     mapping.start_near_zero(0.1)  # the anchored start begins as the learned start's guess
     landscape = Landscape(start=start, mapping=mapping, settings=InferenceSettings("pure", lr_z, 0.1, 0, 200),
@@ -307,10 +308,12 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
             resume=resume, seed=seed, device=device, progress=progress, log=log, context=ctx)
         landscape = landscape.with_(steps=steps_module)
     base = landscape.start_of(problem)  # Θ is fitted around the start its inference will use
-    selector = _ThetaSelector(problem, base, val[:TUNE_COUNT], budget, lr_z=lr_z, steps=steps, seed=seed,
-                              device=device, context=ctx)
+    selector = ThetaSelector(problem, base, val[:TUNE_COUNT], budget, lr_z=lr_z, steps=steps, seed=seed,
+                             device=device, context=ctx, directory=directory)
+    stopped = resume and selector.resume(mapping)  # a selection that had stopped the fit runs no more rounds
     batch_size = ctx.world * math.ceil(256 / ctx.world)  # 256, or the next multiple of the number of processes
-    fitted = fit(mapping, problem.forward, problem.loss, train, rounds=rounds, trajectories=trajectories,
+    fitted = fit(mapping, problem.forward, problem.loss, train,
+                 rounds=checkpoint_rounds(directory) if stopped else rounds, trajectories=trajectories,
                  steps=steps, lr_z=lr_z, lr=lr, weight_decay=0.1, batch_size=batch_size, base=base,
                  x_shape=problem.x_shape, checkpoint_dir=directory, resume=resume, seed=seed, device=device,
                  progress=progress, should_stop=selector)
@@ -320,6 +323,7 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
         f"{budget.used():.0f} s so far")
 
     common = {"warmup": steps, "seed": seed, "device": device, "deadline": budget.began + budget.seconds,
+              "cost_model": cost_model,
               "baseline_runs": baseline_runs, "context": ctx}
     settings, tuning = tune(problem_with_start(problem, landscape), landscape, val[-TUNE_COUNT:], **common)
     if refiner is not None and refine is None:  # kept where the tuned inference from it reaches the answer sooner
@@ -339,7 +343,7 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
     landscape.requires = {"forward": fingerprint(problem.forward, problem.x_shape, device)}
     landscape.settings = settings
     landscape.record = {"recipe": "fast", "seconds": round(budget.used(), 1), "budget_seconds": seconds,
-                        "world_size": ctx.world,
+                        "cost_model": cost_model, "world_size": ctx.world,
                         "observations": {"train": int(train.shape[0]), "held_out": held},
                         "costs": costs, "start": start_record,
                         "theta": {"rounds": len(fitted.history), "best_round": selector.best_round,
@@ -350,72 +354,3 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
     leader_writes(ctx, lambda: landscape.save(directory))
     log(f"fit: {landscape.describe()} ({budget.used():.0f} s)")
     return landscape
-
-
-class _ThetaSelector:
-    """``fit``'s ``should_stop``: every few rounds, Θ's mean log loss over the first T steps on held-out
-    observations (Eq. 3 around the start); keeps the best Θ, stops on a plateau or at 80% of the budget."""
-
-    def __init__(self, problem: Problem, base, val: torch.Tensor, budget: Budget, *, lr_z: float, steps: int,
-                 seed: int, device: torch.device, every: int = 5, patience: int = 6,
-                 context: Context | None = None) -> None:
-        self.problem, self.base, self.val, self.budget, self.steps = problem, base, val, budget, steps
-        self.lr_z, self.seed, self.device, self.every, self.patience = lr_z, seed, device, every, patience
-        self.ctx = context or Context()
-        self.best_score, self.best_state, self.best_round, self.stalls = math.inf, None, 0, 0
-        self.curve: list[list[float]] = []
-        self.times: list[float] = []  # the budget's seconds used at each score (rank 0's clock)
-        self.stopped = "rounds"
-        self._baseline: torch.Tensor | None = None
-
-    def score(self, mapping: Mapping) -> tuple[float, torch.Tensor]:
-        """Θ's mean log loss over the first T steps on the held-out observations, and its mean loss curve."""
-        curve = run_over_ranks(self.ctx, lambda y: invert(
-            self.problem.forward, self.problem.loss, y, mapping=mapping, lr=self.lr_z, steps=self.steps,
-            seed=self.seed, base=self.base, device=self.device, allow_nonfinite=True), self.val).losses.mean(1)
-        mapping.train()
-        return float(torch.nan_to_num(curve.clamp_min(1e-30).log(), nan=math.inf).mean()), curve
-
-    def baseline(self) -> torch.Tensor:
-        """The baseline's mean loss curve over T steps on the held-out observations (lr swept like
-        ``compare.sweep_lr``; computed once)."""
-        if self._baseline is None:
-            runs: dict[float, InversionResult] = {}
-
-            def final_of(lr: float) -> float:
-                runs[lr] = run_over_ranks(self.ctx, lambda y: invert(
-                    self.problem.forward, self.problem.loss, y, lr=lr, steps=self.steps, seed=self.seed,
-                    device=self.device, allow_nonfinite=True, x_shape=self.problem.x_shape, init="origin"), self.val)
-                return final_loss(runs[lr])
-
-            best_lr, _ = sweep_rates(SWEEP_LRS, final_of)
-            self._baseline = torch.nan_to_num(runs[best_lr].losses.mean(1), nan=math.inf)
-        return self._baseline
-
-    def __call__(self, result: FitResult) -> bool:
-        done = len(result.history)
-        over = self.ctx.leader_says(self.budget.until(0.8) <= 1.0)
-        if done % self.every and not over:
-            return False
-        value, curve = self.score(result.mapping)
-        self.curve.append([result.history[-1].round, value])
-        self.times.append(round(self.budget.used(), 3))
-        baseline = self.baseline()  # shown on fit's progress bar: the held-out speedup at T and the loss ratio
-        result.history[-1].scores["validation_speedup"] = speedup_at(baseline, curve, self.steps)
-        result.history[-1].scores["validation_loss_ratio"] = float(curve[-1] / baseline[-1].clamp_min(1e-30))
-        if value < self.best_score - 1e-3:
-            self.best_score, self.best_round, self.stalls = value, result.history[-1].round, 0
-            self.best_state = {k: v.detach().clone() for k, v in result.mapping.state_dict().items()}
-        else:
-            self.stalls += 1
-        if self.stalls >= self.patience:
-            self.stopped = "plateau"
-            return True
-        if over:
-            self.stopped = "time"
-            return True
-        return False
-
-    def restore_best(self, mapping: Mapping) -> None:
-        if self.best_state is not None:
-            mapping.load_state_dict(self.best_state)

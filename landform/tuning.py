@@ -27,6 +27,7 @@ from landform.landscape import InferenceSettings, Landscape
 from landform.metrics import max_rise, step_reached, steps_to_reach
 from landform.problem import Problem
 from landform.start import StartEncoder
+from landform.work import work
 
 HORIZON = 20  # T: Θ is fitted, and judged, over the first 20 steps
 REPORT_HORIZON = 200  # the baseline, the start's check and every tuned candidate run this many steps
@@ -114,8 +115,8 @@ START_LR_FACTORS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005)
 
 def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup: int = HORIZON, seed: int = 0,
          device: torch.device | str | None = None, deadline: float = math.inf,
-         baseline_runs: dict[float, InversionResult] | None = None,
-         context: Context | None = None) -> tuple[InferenceSettings, dict]:
+         baseline_runs: dict[float, InversionResult] | None = None, context: Context | None = None,
+         cost_model: str = "seconds") -> tuple[InferenceSettings, dict]:
     """The inference settings that reach the answer (within ANSWER_TOLERANCE of the swept baseline's step-200
     loss on ``y_val``) soonest in wall-clock time, then end lowest (``settings_rank``): start + δ, Θ + δ and Eq. 3
     around the start, each with step sizes swept low enough that a good start's first step does not overshoot,
@@ -125,7 +126,9 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
 
     With an active ``context`` every candidate runs ``run_over_ranks`` over the processes (each its share of
     ``y_val``, judged on all of them with rank 0's timings), the deadline is rank 0's, and the chosen settings
-    and the record are rank 0's, broadcast: every rank returns the same."""
+    and the record are rank 0's, broadcast: every rank returns the same. ``cost_model="work"`` (the recipe's
+    without a budget) ranks by counted work instead of seconds (``landform.work``: each kind of step's work
+    counted once), so that a seed reproduces the choice."""
     ctx = context or Context()
     common = {"steps": REPORT_HORIZON, "seed": seed, "device": device, "allow_nonfinite": True}
     runs = baseline_runs or baseline_sweep(problem, y_val, seed=seed, device=device, context=ctx)
@@ -133,9 +136,13 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     baseline_lr = min(finals, key=finals.get)
     baseline = runs[baseline_lr]
     reference = baseline.losses.mean(1).double()
-    start_seconds = start_pass_seconds(problem.base, y_val) if not ctx.active else \
-        float(ctx.from_leader(torch.tensor([start_pass_seconds(problem.base, ctx.shard(y_val))],
-                                           dtype=torch.float64))[0])
+    counted = _StepWork(problem, landscape, y_val, baseline_lr, common) if cost_model == "work" else None
+    if counted is not None:  # counted on all of y_val on every rank: the same count everywhere
+        start_seconds = counted.start()
+    else:
+        start_seconds = start_pass_seconds(problem.base, y_val) if not ctx.active else \
+            float(ctx.from_leader(torch.tensor([start_pass_seconds(problem.base, ctx.shard(y_val))],
+                                               dtype=torch.float64))[0])
     candidates: list[tuple[InferenceSettings, InversionResult]] = []
     skipped: list[str] = []
 
@@ -150,6 +157,10 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     costs: dict[tuple[str, int], float] = {}  # the least seconds per step seen, per kind of step
 
     def judged(settings: InferenceSettings, result: InversionResult) -> dict:
+        if counted is not None:
+            lead, descent = counted.steps(settings)
+            return _judge(reference, result, settings.learned_steps, lead, descent, counted.baseline(),
+                          start_seconds)
         lead, descent = _step_seconds(result, settings.learned_steps)
         kind = (settings.mode, settings.learned_steps)
         costs[kind] = min(costs.get(kind, math.inf), descent)
@@ -188,12 +199,61 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     target = float(reference[-1]) * (1 + ANSWER_TOLERANCE)
     record = {"baseline_lr": baseline_lr, "baseline_final": {str(k): v for k, v in finals.items()},
               "baseline_steps_to_answer_1pct": step_reached(reference, target),
-              "count": int(y_val.shape[0]), "start_ms": round(1e3 * start_seconds, 3),
+              "count": int(y_val.shape[0]), "cost_model": cost_model,
+              **({"start_work": start_seconds} if counted else {"start_ms": round(1e3 * start_seconds, 3)}),
               "candidates": table, "chosen": _key(best), "steps_that_pay": enough, "skipped": skipped}
     if ctx.active:  # rank 0's decision on every rank (timings never differ between ranks' decisions)
         decided = json.loads(ctx.share(json.dumps({"settings": asdict(settings), "record": record})) or "{}")
         settings, record = InferenceSettings(**decided["settings"]), decided["record"]
     return settings, record
+
+
+class _StepWork:
+    """The counted work (``landform.work``) of the start's pass and of one step of each kind, each counted once:
+    what ``tune`` ranks by with ``cost_model="work"`` in place of the seconds it measures otherwise."""
+
+    def __init__(self, problem: Problem, landscape: Landscape, y: torch.Tensor, baseline_lr: float,
+                 common: dict) -> None:
+        self.problem, self.landscape, self.baseline_lr, self.common = problem, landscape, baseline_lr, common
+        self.y = y.to(common["device"] or y.device)
+        self.cache: dict[tuple, float] = {}
+
+    def _once(self, key: tuple, call: Callable[[], object]) -> float:
+        if key not in self.cache:
+            self.cache[key] = work(call)
+        return self.cache[key]
+
+    def start(self) -> float:
+        def run() -> None:
+            with torch.no_grad():
+                self.problem.base(self.y)
+        return self._once(("start",), run)
+
+    def _descent(self, key: tuple, run: Callable[[int], object], before: int) -> float:
+        """One descent step's work: a run of ``before + 2`` steps less one of ``before + 1``."""
+        return self._once((*key, before + 2), lambda: run(before + 2)) - \
+            self._once((*key, before + 1), lambda: run(before + 1))
+
+    def baseline(self) -> float:
+        common = {**self.common, "x_shape": self.problem.x_shape, "init": "origin"}
+        return self._descent(("baseline",), lambda n: invert(self.problem.forward, self.problem.loss, self.y,
+                                                              lr=self.baseline_lr, **{**common, "steps": n}), 0)
+
+    def steps(self, settings: InferenceSettings) -> tuple[float, float]:
+        """One learned step's work (0 without) and one descent step's in ``settings``' mode after them."""
+        lead = settings.learned_steps
+        method = self.landscape.with_(settings=replace(settings, warmup=0)).method()
+        descent = self._descent((settings.mode, lead), lambda n: method.run(self.problem, self.y, method.lr,
+                                                                            **{**self.common, "steps": n}), lead)
+        if not lead:
+            return 0.0, descent
+        module = self.landscape.steps
+        with torch.no_grad():
+            x0 = self.problem.base(self.y)
+        counts = [self._once(("learned", count), lambda c=count: module.run(x0, self.y, self.problem.forward,
+                                                                            self.problem.loss, count=c))
+                  for count in (0, lead)]
+        return (counts[1] - counts[0]) / lead, descent
 
 
 def _key(settings: InferenceSettings) -> str:

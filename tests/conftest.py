@@ -60,6 +60,7 @@ SLOW_FIRST = (
     "tests/test_distributed.py::test_the_default_recipe_on_two_processes_survives_a_killed_rank_resumes_and_refuses_"
     "one_process",
     "tests/test_docs.py::test_every_command_shown_runs[README.md]",
+    "tests/test_recipe_faults.py::test_random_kills_of_the_default_fit_resume_to_the_uninterrupted_artifact",
     "tests/test_distributed.py::test_the_readme_torchrun_command_then_compare_and_quality_against_one_process",
     "tests/test_distributed.py::test_two_processes_end_identical_rank0_alone_writes_and_a_killed_run_resumes_exactly",
     "tests/test_cli.py::test_a_user_problem_factory_plugs_in",
