@@ -221,7 +221,7 @@ learn = recipe.learn
 
 
 def reported(*args, **kwargs):
-    landscape = learn(*args, **kwargs, start_steps=100, pool_size=2048)
+    landscape = learn(*args, **{**kwargs, "start_steps": 100, "pool_size": 2048})
     tensors, config = landscape.state()
     digest = hashlib.sha256(json.dumps(config["settings"], sort_keys=True).encode())
     for name in sorted(tensors):
