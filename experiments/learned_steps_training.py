@@ -1,0 +1,65 @@
+"""How the learned update steps train on a fitted landscape's start: the held-out loss after each step, as a ratio
+to the swept baseline's step-200 loss (the answer), for one training variant.
+
+    python experiments/learned_steps_training.py PROBLEM_SPEC FIT_DIR NAME SECONDS [key=value ...]
+
+keys: pool (training observations, default 8192), iters, patience, halve (stalls per step-size halving), lr,
+batch, hidden, layers, count, second (1: backpropagate through the gradients the steps are fed, 0: first order).
+Prints one JSON line (append it to experiments/results/learned_steps_training.jsonl).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+
+import landform.steps as steps_module
+from landform.landscape import Landscape
+from landform.problem import load_problem
+from landform.recipe import VALIDATION_SIZE
+from landform.start import observation_pool
+from landform.steps import LearnedSteps, held_out_losses, starts_of, train_steps
+from landform.stopping import EarlyStopping
+from landform.tuning import baseline_sweep, final_loss
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    spec, fit_dir, name, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    opts = dict(arg.split("=", 1) for arg in sys.argv[5:])
+    problem, landscape = load_problem(spec), Landscape.load(fit_dir)
+    pool = observation_pool(problem.train_observations, torch.Generator().manual_seed(0),
+                            int(opts.get("pool", 8192)) + VALIDATION_SIZE)
+    train, val = pool[:-VALIDATION_SIZE], pool[-VALIDATION_SIZE:]
+    test = problem.test_observations(512, torch.Generator().manual_seed(123))
+    answer = min(final_loss(run) for run in baseline_sweep(problem, test, seed=0, device="cpu").values())
+    start = landscape.start_of(problem)
+    x_train, x_val, x_test = (starts_of(start, y, "cpu") for y in (train, val, test))
+
+    class Stopping(EarlyStopping):  # the variant's halving rule
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["halve_every"] = int(opts.get("halve", 2))
+            super().__init__(*args, **kwargs)
+
+    steps_module.EarlyStopping = Stopping
+    torch.manual_seed(0)
+    module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=int(opts.get("hidden", 256)),
+                          layers=int(opts.get("layers", 2)), count=int(opts.get("count", 5)))
+    began = time.perf_counter()
+    training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val, seconds=seconds,
+                           max_iterations=int(opts.get("iters", 100000)), patience=int(opts.get("patience", 10)),
+                           lr=float(opts.get("lr", 1e-3)), batch_size=int(opts.get("batch", 256)), progress=False,
+                           create_graph=opts.get("second", "1") == "1")
+    curve = held_out_losses(module, problem.forward, problem.loss, x_test, test)
+    print(json.dumps({"variant": name, "problem": spec, "opts": opts, "answer": answer,
+                      "iterations": training.iterations, "seconds": round(time.perf_counter() - began),
+                      "stopped": training.stopped,
+                      "validation_ratio": [(i, round(v / answer, 4)) for i, v in training.validation[::3]],
+                      "test_ratio_per_step": [round(float(c) / answer, 4) for c in curve]}))
+
+
+if __name__ == "__main__":
+    main()
