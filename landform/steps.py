@@ -282,8 +282,7 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
             if diverged > patience:
                 raise LandformError(f"the loss kept turning non-finite while training the learned steps "
                                     f"(iteration {iteration}); the forward model may be undefined away from its data")
-            stopping.restore()
-            optimizer = torch.optim.Adam(steps.parameters(), lr=optimizer.param_groups[0]["lr"] * 0.5)
+            optimizer = back_to_best(stopping, optimizer)
             continue
         if not ctx.active:
             optimizer.zero_grad(set_to_none=True)
@@ -299,8 +298,7 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
             curve.append((iteration, float(values[-1])))
             times.append(time.perf_counter() - began)
             if float(values[-1]) > BLOWUP * stopping.best:  # thrown far off (seen once a few thousand iterations
-                stopping.restore()  # in, on the example decoder): back to the best weights, with half the step
-                optimizer = torch.optim.Adam(steps.parameters(), lr=optimizer.param_groups[0]["lr"] * 0.5)
+                optimizer = back_to_best(stopping, optimizer)  # in, on the example decoder)
             if stopping.check(float(values[-1]), optimizer):
                 per_step = values
             bar.set_postfix(val=f"{stopping.best:.4g}", refresh=False)
@@ -313,6 +311,13 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
     return StepsTraining(iterations=iteration, seconds=time.perf_counter() - began, stopped=stopped,
                          validation=curve, per_step=[float(v) for v in per_step], validation_seconds=times,
                          world_size=ctx.world)
+
+
+def back_to_best(stopping: EarlyStopping, optimizer: torch.optim.Optimizer) -> torch.optim.Adam:
+    """After a step too far (a non-finite or blown-up loss): the best weights back, and a fresh Adam at half the
+    step size (the old one's moments describe where the weights were thrown)."""
+    stopping.restore()
+    return torch.optim.Adam(stopping.module.parameters(), lr=optimizer.param_groups[0]["lr"] * 0.5)
 
 
 def second_order_works(steps: LearnedSteps, forward: Forward, loss: Loss, x0: torch.Tensor, y: torch.Tensor) -> bool:
