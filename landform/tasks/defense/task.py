@@ -354,8 +354,7 @@ def demo(out: Path, *, device: str = "cpu", seed: int = 0, progress: bool = True
 # The output sets of ``compare_inputs`` and ``invert_inputs``, each replaced as one unit
 # (``landform.io.atomic_outputs``): an interrupted run leaves the previous set whole.
 COMPARE_FILES = ("compare.json", "compare.png")
-INVERT_FILES = ("defended_ours.npy", "reversal_ours.npy", "defended_ours_hardened.npy", "defended_baseline.npy",
-                "invert.json")
+INVERT_FILES = ("defended.npy", "reversal.npy", "defended_1_step.npy", "defended_baseline.npy", "invert.json")
 
 
 def load_user_images(inputs: list[str]) -> torch.Tensor:
@@ -402,27 +401,30 @@ def compare_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: i
 
 def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: int = 0, steps: int = 200,
                   progress: bool = True, recipe: str = "pgd") -> None:
-    """Defend the user's images as given (they may already be attacked): one step of ours, the hardened defense
-    (the one that holds against adaptive attacks, its settings in the shipped landscape; its random start comes
-    from ``seed``, which a deployment keeps secret and draws afresh per call) and 40 steps of the baseline;
-    writes the defended images (.npy), ours' reversal vectors and the predictions as one set (``INVERT_FILES``)."""
+    """Defend the user's images as given (they may already be attacked) with the hardened defense, the one that
+    holds against adaptive attacks (its settings in the shipped landscape; its random start comes from
+    ``seed``, which a deployment keeps secret and draws afresh per call): ``defended.npy``, ``reversal.npy``
+    and ``prediction`` in invert.json. Beside it, for comparison, the one-step defense (it does not hold under
+    adaptive attacks) and 40 steps of the baseline; all written as one set (``INVERT_FILES``)."""
     x = load_user_images(inputs).to(device)
     model = load_model(recipe, device=device)
     landscape = load_landscape(recipe, device=device)
     out = Path(out)
-    ours = reverse(model, x, **ours_settings(landscape), seed=seed, device=device)
     hardened = reverse(model, x, **ours_settings(landscape, hardened=True), seed=seed, device=device)
+    one_step = reverse(model, x, **ours_settings(landscape), seed=seed, device=device)
     base = reverse(model, x, steps=max(BASELINE_STEPS), lr=baseline_lr(landscape), seed=seed, device=device)
     with torch.no_grad():
         predictions = {"model": model_name(recipe), "files": list(inputs),
+                       "defense": "hardened: {steps} steps of ours from a random start of scale "
+                                  "{start_scale}".format(**landscape.record["defense"]["hardened"]),
+                       "prediction": model(hardened.x).argmax(1).tolist(),
                        "prediction_input": model(x).argmax(1).tolist(),
-                       "prediction_ours_1_step": model(ours.x).argmax(1).tolist(),
-                       "prediction_ours_hardened": model(hardened.x).argmax(1).tolist(),
+                       "prediction_1_step": model(one_step.x).argmax(1).tolist(),
                        "prediction_baseline_40_steps": model(base.x).argmax(1).tolist()}
     with atomic_outputs(out, INVERT_FILES) as stage:  # the old set or the new one, never a mix
-        _save_npy(stage / "defended_ours.npy", ours.x)
-        _save_npy(stage / "reversal_ours.npy", ours.x - x)
-        _save_npy(stage / "defended_ours_hardened.npy", hardened.x)
+        _save_npy(stage / "defended.npy", hardened.x)
+        _save_npy(stage / "reversal.npy", hardened.x - x)
+        _save_npy(stage / "defended_1_step.npy", one_step.x)
         _save_npy(stage / "defended_baseline.npy", base.x)
         write_json(stage / "invert.json", predictions)
 

@@ -34,7 +34,7 @@ def test_an_interrupted_defense_invert_leaves_the_old_outputs_whole(tmp_path, im
     folder = tmp_path / "inv"
     check_report_writes(folder, task.INVERT_FILES, lambda: task.invert_inputs(images, folder, progress=False),
                         monkeypatch)
-    assert np.allclose(np.load(folder / "defended_ours.npy"), np.load(images[0]) + 0.01)
+    assert np.allclose(np.load(folder / "defended.npy"), np.load(images[0]) + 0.01)
 
 
 def test_an_interrupted_defense_compare_leaves_the_old_outputs_whole(tmp_path, images, monkeypatch):

@@ -21,13 +21,14 @@ def test_invert_and_compare_write_their_outputs(tmp_path):
     files = _files(tmp_path)
     assert load_user_images(files).shape == (3, 1, 28, 28)
     invert_inputs(files, tmp_path / "inv", progress=False)
-    defended = np.load(tmp_path / "inv" / "defended_ours.npy")
+    defended = np.load(tmp_path / "inv" / "defended.npy")
     assert defended.shape == (3, 1, 28, 28)
-    assert np.allclose(defended - np.load(tmp_path / "inv" / "reversal_ours.npy"), load_user_images(files), atol=1e-5)
+    assert np.allclose(defended - np.load(tmp_path / "inv" / "reversal.npy"), load_user_images(files), atol=1e-5)
     predictions = json.loads((tmp_path / "inv" / "invert.json").read_text())
-    assert len(predictions["prediction_ours_1_step"]) == len(predictions["prediction_ours_hardened"]) == 3
-    hardened = np.load(tmp_path / "inv" / "defended_ours_hardened.npy")
-    assert hardened.shape == (3, 1, 28, 28) and not np.allclose(hardened, defended)
+    assert len(predictions["prediction"]) == len(predictions["prediction_1_step"]) == 3
+    assert predictions["defense"].startswith("hardened: 5 steps")
+    one_step = np.load(tmp_path / "inv" / "defended_1_step.npy")
+    assert one_step.shape == (3, 1, 28, 28) and not np.allclose(one_step, defended)
     result = compare_inputs(files[:1], tmp_path / "cmp", steps=3, progress=False)
     assert set(result["landscape"]) == set(result["baseline"]) and len(result["clean_prediction"]) == 2
     assert (tmp_path / "cmp" / "compare.png").exists()
