@@ -20,6 +20,7 @@ from landform.report import plot_curves, summary_table, write_curves_csv, write_
 
 TABLE_STEPS = (0, 1, 2, 5, 10, 20, 200)
 COMPARE_FILES = ("curves.csv", "curves.png", "summary.json")
+INVERT_FILES = ("inversion.safetensors", "inversion.json", "curve.csv")
 
 
 def print_table(title: str, block: dict) -> None:
@@ -29,14 +30,16 @@ def print_table(title: str, block: dict) -> None:
 
 
 def write_inversion(out: Path, result: InversionResult, config: dict) -> None:
-    """``invert``'s outputs: x, the losses, F(x) (and z) as safetensors with ``config``, the loss curve as CSV,
-    and one line that says what it did; a result whose loss turned non-finite is refused, nothing written."""
+    """``invert``'s outputs, replaced as one set: x, the losses, F(x) (and z) as safetensors with ``config``, the
+    loss curve as CSV; and one line that says what it did. A result whose loss turned non-finite is refused,
+    nothing written."""
     check_finite_losses(result.losses)
     tensors = {"x": result.x, "losses": result.losses, "y_hat": result.y_hat}
     if result.z is not None:
         tensors["z"] = result.z
-    save_pair(out / "inversion.safetensors", tensors, {**config, "seconds_per_step": result.seconds_per_step})
-    write_curves_csv(out / "curve.csv", {"loss": result.losses})
+    with atomic_outputs(out, list(INVERT_FILES)) as stage:  # the old pair or the new one, never a mix
+        save_pair(stage / "inversion.safetensors", tensors, {**config, "seconds_per_step": result.seconds_per_step})
+        write_curves_csv(stage / "curve.csv", {"loss": result.losses})
     print(f"inverted {result.x.shape[0]} observations: mean loss {result.losses[0].mean():.4g} -> "
           f"{result.losses[-1].mean():.4g} in {config['steps']} steps ({result.seconds_per_step * 1e3:.2f} "
           f"ms/step); wrote {out / 'inversion.safetensors'}")
