@@ -228,10 +228,12 @@ def held_out_losses(steps: LearnedSteps, forward: Forward, loss: Loss, x0: torch
 def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torch.Tensor, y_train: torch.Tensor,
                 x_val: torch.Tensor, y_val: torch.Tensor, *, seconds: float, max_iterations: int = 20000,
                 batch_size: int = 256, lr: float = 1e-3, check_every: int = 100, patience: int = 10,
-                create_graph: bool = True, seed: int = 0, device: torch.device | str = "cpu",
+                create_graph: bool = False, seed: int = 0, device: torch.device | str = "cpu",
                 progress: bool = True, context: distributed.Context | None = None) -> StepsTraining:
     """Train ``steps`` (in place) from the starts ``x_train`` of ``y_train``: Adam on the mean over examples of
-    Σ_k (k / K) L(F(x_k), y) through the unroll (second-order terms included with ``create_graph``), for at most
+    Σ_k (k / K) L(F(x_k), y) through the unroll (first order by default, as the recipe trains them: the gradients
+    the steps are fed are not differentiated; ``create_graph`` includes those second-order terms where F and the
+    loss allow it), for at most
     ``seconds`` or ``max_iterations``, stopping when the held-out loss after the last step has not improved for
     ``patience`` checks (the step size halves at every second stall); ends with the weights of its best check.
 

@@ -183,7 +183,7 @@ def test_learned_steps_train_first_order_where_f_cannot_be_differentiated_twice_
     assert not second_order_works(steps, problem.forward, problem.loss, x0[:8], y_train[:8])
     assert second_order_works(steps, _problem().forward, _problem().loss, x0[:8], y_train[:8])
     record = train_steps(steps, problem.forward, problem.loss, x0, y_train, x0[:64], y_val, seconds=20,
-                         max_iterations=100, batch_size=32, check_every=50, progress=False)
+                         max_iterations=100, batch_size=32, check_every=50, progress=False, create_graph=True)
     assert record.iterations == 100
     stiff = _problem(lambda x: _decoder()(x * torch.tensor([1.0, 1.0, 1.0, 300.0])))
     steps = LearnedSteps((4,), (8,), count=2, hidden=16)
