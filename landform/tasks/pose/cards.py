@@ -135,6 +135,17 @@ def _refine_line(record: dict | None, kept: bool) -> str:
             + (f"{KEPT}.\n  E(y) below stands for this refined start." if kept else "not kept."))
 
 
+def _steps_line(record: dict | None, kept: bool) -> str:
+    """The card's line on the learned update steps (``landform.steps``)."""
+    if not record:
+        return "- **Learned update steps**: none trained."
+    curve = " -> ".join(f"{v:.4g}" for v in record.get("held_out_per_step", []))
+    return (f"- **Learned update steps** x_(k+1) = x_k + U(x_k, ∇L, F(x_k) - y, y, k), k < {record.get('count')} (one "
+            f"MLP, first order, {record.get('iterations')} iterations, {record.get('seconds')} s, stopped by "
+            f"{record.get('stopped')}): held-out loss per step {curve}; "
+            + ("kept (the tuned inference with them reaches the answer sooner)." if kept else "not kept."))
+
+
 def landscape_card(kind: str, cfg: dict, landscape, seconds: float, evaluation: dict, split: str) -> str:
     """The card of the default mode's landscape: what the core recipe learned, how long it took, its evaluation."""
     name = landscape_name(kind)
@@ -158,11 +169,12 @@ from `landform fit`, with the sizes this task fixes:
   {theta.get('lr')}, up to {cfg['rounds']} rounds on {cfg['pool_size']:,} training observations (those of
   `{theta_name(kind)}`: training side only); kept round {theta.get('best_round')} of {theta.get('rounds')}
   ({theta.get('stopped')}) by the held-out mean log loss over T steps on the validation frames.
+{_steps_line(start.get('learned_steps'), landscape.steps is not None)}
 - **Tuned inference** on the validation frames (against the baseline, lr {tuning.get('baseline_lr')}):
   {landscape.settings.describe()} (chosen: `{tuning.get('chosen')}`).
 
-Weights stored as float16 (start, its error-feedback step and Θ in one file; `landform.Landscape.from_state`
-rebuilds it).
+Weights stored as float16 (start, its error-feedback step, Θ and the learned steps in one file;
+`landform.Landscape.from_state` rebuilds it).
 
 Data and split (the same as pose-vae): {split}
 
