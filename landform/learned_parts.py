@@ -202,6 +202,11 @@ STEPS_SIZE = (256, 2)  # U's width and depth
 # each side by side, first order ran 18% more iterations and settled at 0.955x the answer held out; second order
 # was thrown to 1.25x (experiments/learned_steps_training.py).
 STEPS_SECOND_ORDER = False
+# With a time budget, the steps' minibatch is halved (down to 32) until this many iterations fit in their share:
+# on the conv probe decoder, 150 s each, 493 iterations of 256 ended 1.010x the answer after step 5 on test
+# observations, 1,621 of 64 1.002x (within 1% from step 3); the decoder's and pose's steps plateaued after
+# 2,800 to 3,600 iterations of 256.
+STEPS_ITERATIONS = 2000
 
 
 def learn_steps(problem: Problem, directory: Path, start: Callable[[torch.Tensor], torch.Tensor],
@@ -221,10 +226,11 @@ def learn_steps(problem: Problem, directory: Path, start: Callable[[torch.Tensor
     x_train, x_val = starts_of(start, train, device), starts_of(start, val, device)
     training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val,
                            seconds=budget.until(STEPS_SHARE), max_iterations=max_iterations, seed=seed, device=device,
-                           progress=progress, context=ctx, create_graph=STEPS_SECOND_ORDER)
+                           progress=progress, context=ctx, create_graph=STEPS_SECOND_ORDER,
+                           iterations_wanted=STEPS_ITERATIONS)
     record: dict[str, Any] = {"count": module.count, **training.as_dict()}
     _save_part(ctx, saved, module.state_dict(), {"steps": module.config(), "record": record})
     curve = " -> ".join(f"{v:.4g}" for v in training.per_step)
-    log(f"fit: {module.count} learned steps trained {training.iterations} iterations in {training.seconds:.0f} s "
-        f"({training.stopped}); held-out loss per step {curve}")
+    log(f"fit: {module.count} learned steps trained {training.iterations} iterations of {training.batch_size} in "
+        f"{training.seconds:.0f} s ({training.stopped}); held-out loss per step {curve}")
     return module, record

@@ -33,6 +33,8 @@ PRECONDITIONER_OUTPUTS = 4096  # ... at most this many numbers per example
 MOVE_BOUND = 3.0  # a step moves each coordinate by at most this many of the starts' spreads (tanh-bounded)
 BLOWUP = 2.0  # a held-out loss this many times the best one restores the best weights
 RATE_TRIES = 8  # the untrained step's size is shortened tenfold at most this many times
+SMALLEST_BATCH = 32  # a time budget too short for the iterations asked for halves the minibatch down to this
+TIMED_ITERATIONS = (2, 4)  # the iterations between these two are timed to size the minibatch
 
 
 class LearnedSteps(nn.Module):
@@ -201,11 +203,13 @@ class StepsTraining:
     per_step: list[float]
     validation_seconds: list[float] = field(default_factory=list)
     world_size: int = 1
+    batch_size: int = 256
 
     def as_dict(self) -> dict[str, Any]:
         return {"iterations": self.iterations, "seconds": round(self.seconds, 2), "stopped": self.stopped,
                 "validation": [[i, v] for i, v in self.validation], "held_out_per_step": self.per_step,
-                "validation_seconds": [round(t, 3) for t in self.validation_seconds], "world_size": self.world_size}
+                "validation_seconds": [round(t, 3) for t in self.validation_seconds], "world_size": self.world_size,
+                "batch_size": self.batch_size}
 
 
 def starts_of(start: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, device: torch.device,
@@ -228,14 +232,19 @@ def held_out_losses(steps: LearnedSteps, forward: Forward, loss: Loss, x0: torch
 def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torch.Tensor, y_train: torch.Tensor,
                 x_val: torch.Tensor, y_val: torch.Tensor, *, seconds: float, max_iterations: int = 20000,
                 batch_size: int = 256, lr: float = 1e-3, check_every: int = 100, patience: int = 10,
-                create_graph: bool = False, seed: int = 0, device: torch.device | str = "cpu",
-                progress: bool = True, context: distributed.Context | None = None) -> StepsTraining:
+                create_graph: bool = False, iterations_wanted: int | None = None, seed: int = 0,
+                device: torch.device | str = "cpu", progress: bool = True,
+                context: distributed.Context | None = None) -> StepsTraining:
     """Train ``steps`` (in place) from the starts ``x_train`` of ``y_train``: Adam on the mean over examples of
     Σ_k (k / K) L(F(x_k), y) through the unroll (first order by default, as the recipe trains them: the gradients
     the steps are fed are not differentiated; ``create_graph`` includes those second-order terms where F and the
     loss allow it), for at most
     ``seconds`` or ``max_iterations``, stopping when the held-out loss after the last step has not improved for
     ``patience`` checks (the step size halves at every second stall); ends with the weights of its best check.
+    With ``iterations_wanted`` and a finite ``seconds``, a few timed iterations decide the minibatch: halved
+    (down to ``SMALLEST_BATCH``) until that many iterations fit in the time left, the checks spaced to see as
+    many examples between them (on a costly F, more and smaller steps of Adam train the steps further in the
+    same time: experiments/results/learned_steps_training.jsonl).
 
     With an active ``context`` (K processes under torchrun, every rank holding the same starts and
     observations) it is data-parallel: rank 0's weights to begin with, minibatches of ``batch_size / K`` from
@@ -265,9 +274,20 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
     stopping = EarlyStopping(steps, float(per_step[-1]), tolerance=1e-4, patience=patience, halve_every=2)
     curve: list[tuple[int, float]] = [(0, stopping.best)]
     began, stopped, iteration, diverged = time.perf_counter(), "max_iterations", 0, 0
-    times = [0.0]
+    times, timed = [0.0], began
+    sized = not (iterations_wanted and math.isfinite(seconds))
     bar = progress_bar(total=max_iterations, desc="learned steps", enabled=progress and ctx.leader)
     for iteration in range(1, max_iterations + 1):
+        if not sized and iteration in TIMED_ITERATIONS:
+            if iteration == TIMED_ITERATIONS[0]:
+                timed = time.perf_counter()
+            else:
+                per_iteration = (time.perf_counter() - timed) / (TIMED_ITERATIONS[1] - TIMED_ITERATIONS[0])
+                left = seconds - (time.perf_counter() - began)
+                chosen = affordable_batch(batch_size, per_iteration, left, int(iterations_wanted or 0))
+                chosen = int(ctx.from_leader(torch.tensor([chosen]))[0])  # rank 0's clock decides
+                check_every = max(1, check_every * batch_size // chosen)
+                batch_size, sized = chosen, True
         pick = torch.randint(x_train.shape[0], (batch_size,), generator=generator)
         x0, y = x_train[pick].to(device), y_train[pick].to(device)
         _, losses, _ = steps.run(x0, y, forward, loss, create_graph=create_graph)
@@ -312,7 +332,17 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
     steps.eval().requires_grad_(False)
     return StepsTraining(iterations=iteration, seconds=time.perf_counter() - began, stopped=stopped,
                          validation=curve, per_step=[float(v) for v in per_step], validation_seconds=times,
-                         world_size=ctx.world)
+                         world_size=ctx.world, batch_size=batch_size * ctx.world)
+
+
+def affordable_batch(batch_size: int, iteration_seconds: float, seconds: float, iterations: int) -> int:
+    """The minibatch for ``iterations`` iterations in ``seconds``, where one of ``batch_size`` takes
+    ``iteration_seconds``: halved until they fit (an iteration's time taken to scale with its minibatch), never
+    below ``SMALLEST_BATCH``."""
+    size = batch_size
+    while size // 2 >= SMALLEST_BATCH and iterations * iteration_seconds * size / batch_size > seconds:
+        size //= 2
+    return size
 
 
 def back_to_best(stopping: EarlyStopping, optimizer: torch.optim.Optimizer) -> torch.optim.Adam:

@@ -22,7 +22,7 @@ from landform.mapping import Mapping
 from landform.metrics import max_rise, speedup_to_answer
 from landform.problem import Problem
 from landform.start import StartEncoder
-from landform.steps import LearnedSteps, held_out_losses, train_steps
+from landform.steps import SMALLEST_BATCH, LearnedSteps, affordable_batch, held_out_losses, train_steps
 from landform.summary import answer_stats
 from landform.tuning import settings_rank
 
@@ -122,6 +122,27 @@ def test_untrained_learned_steps_are_small_gradient_steps_and_training_lowers_th
                 batch_size=64, check_every=50, progress=False)
     after = held_out_losses(steps, problem.forward, problem.loss, x_val, y_val)
     assert after[-1] < 0.7 * before[-1]
+
+
+def test_a_short_budget_buys_the_learned_steps_more_iterations_of_smaller_minibatches():
+    assert affordable_batch(256, 0.1, 50.0, 2000) == 64  # 2,000 iterations of 64 take 50 s
+    assert affordable_batch(256, 0.001, 50.0, 2000) == 256  # they fit already
+    assert affordable_batch(256, 1.0, 1.0, 2000) == SMALLEST_BATCH
+    assert affordable_batch(16, 1.0, 1.0, 2000) == 16  # never raised
+    problem = _problem()
+    generator = torch.Generator().manual_seed(0)
+    y_train, y_val = problem.train_observations(512, generator), problem.train_observations(64, generator)
+    x_train = torch.zeros(512, 4)
+    sizes = {}
+    for name, seconds, wanted in (("short", 1.0, 100000), ("fixed", 1.0, None), ("no clock", math.inf, 100000)):
+        steps = LearnedSteps((4,), (8,), count=2, hidden=16)
+        record = train_steps(steps, problem.forward, problem.loss, x_train, y_train, x_train[:64], y_val,
+                             seconds=seconds, max_iterations=20, check_every=10, progress=False,
+                             iterations_wanted=wanted)
+        sizes[name] = record.batch_size
+        assert record.as_dict()["batch_size"] == record.batch_size
+    # without a clock (a seeded, resumable fit) or without a wish the minibatch stays as asked
+    assert sizes == {"short": SMALLEST_BATCH, "fixed": 256, "no clock": 256}
 
 
 def test_a_method_led_by_learned_steps_keeps_the_step_count_and_counts_their_evaluations():
