@@ -6,6 +6,10 @@ to the swept baseline's step-200 loss (the answer), for one training variant.
 keys: pool (training observations, default 8192), iters, patience, halve (stalls per step-size halving), lr,
 batch, hidden, layers, count, second (1: backpropagate through the gradients the steps are fed, 0: first order).
 Prints one JSON line (append it to experiments/results/learned_steps_training.jsonl).
+
+The conv-decoder lines (batch256, batch64: the minibatch rule of ``landform.steps.affordable_batch``) ran on a
+start fitted by ``learn(load_problem("probe_problems:conv_decoder"), DIR, seconds=150, learned_steps=False)``
+(PYTHONPATH=benchmarks), one thread, beside one other single-thread job (load 2 on 2 cores).
 """
 
 from __future__ import annotations
