@@ -13,7 +13,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "DescentSettings": "landform.inference",
     "FitResult": "landform.fitting",
+    "FitSettings": "landform.fitting",
     "InversionResult": "landform.inference",
     "Landscape": "landform.landscape",
     "LandformError": "landform.errors",
@@ -30,7 +32,9 @@ _EXPORTS = {
     "sweep_lr": "landform.comparison",
 }
 __all__ = [
+    "DescentSettings",
     "FitResult",
+    "FitSettings",
     "InversionResult",
     "LandformError",
     "Landscape",
@@ -52,8 +56,8 @@ if TYPE_CHECKING:
     from landform import metrics
     from landform.comparison import Method, compare, summarize, sweep_lr
     from landform.errors import LandformError
-    from landform.fitting import FitResult, fit
-    from landform.inference import InversionResult, invert
+    from landform.fitting import FitResult, FitSettings, fit
+    from landform.inference import DescentSettings, InversionResult, invert
     from landform.landscape import Landscape
     from landform.mapping import Mapping
     from landform.problem import Problem, load_problem

@@ -28,8 +28,9 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -85,17 +86,36 @@ def draw_observations(observations: Observations, n: int, generator: torch.Gener
     return observations[index]
 
 
-def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observations, *, rounds: int = 10,
-        trajectories: int = 256, steps: int = 20, lr_z: float = 0.1, lr: float = 1e-4,
-        weight_decay: float = 0.1, batch_size: int = 256, method: str = "buffer", buffer_rounds: int = 1,
-        init: str = "zeros", init_scale: float = 1.0,
-        base: Callable[[torch.Tensor], torch.Tensor] | None = None, x_shape: tuple[int, ...] | None = None,
-        checkpoint_dir: str | Path | None = None, resume: bool = False, seed: int = 0,
-        device: str | torch.device | None = None, progress: bool = True,
-        should_stop: Callable[[FitResult], bool] | None = None) -> FitResult:
-    """Fit Θ (``mapping``, trained in place) so that few steps on z invert ``forward`` (Algorithm 1).
-    This is ``landform fit --recipe paper``, whose defaults differ: 60 rounds, Θ's lr 1e-3, hidden 1024 (the
-    command's default recipe, the learned start + learned steps + anchored Θ + tuning, is ``landform.learn``).
+@dataclass(frozen=True)
+class FitSettings:
+    """Algorithm 1's settings: ``rounds`` B, ``trajectories`` N, ``steps`` T, Adam's step size on z along the
+    trajectories (``lr_z``), AdamW's on Θ (``lr``, ``weight_decay``, ``batch_size``), the ``method`` (``buffer``:
+    the paper's; ``online``; ``random``), how many rounds of trajectories are replayed (``buffer_rounds``) and
+    where z starts (``init``, scaled by ``init_scale``). Keep one and vary it with ``dataclasses.replace``."""
+
+    rounds: int = 10
+    trajectories: int = 256
+    steps: int = 20
+    lr_z: float = 0.1
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    batch_size: int = 256
+    method: str = "buffer"
+    buffer_rounds: int = 1
+    init: str = "zeros"
+    init_scale: float = 1.0
+
+
+def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observations,
+        settings: FitSettings | None = None, *, base: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        x_shape: tuple[int, ...] | None = None, checkpoint_dir: str | Path | None = None, resume: bool = False,
+        seed: int = 0, device: str | torch.device | None = None, progress: bool = True,
+        should_stop: Callable[[FitResult], bool] | None = None, **changes: Any) -> FitResult:
+    """Fit Θ (``mapping``, trained in place) so that few steps on z invert ``forward`` (Algorithm 1), as
+    ``settings`` says (``FitSettings``; any of its fields may also be given as a keyword, ``fit(..., rounds=60)``,
+    which replaces that field). This is ``landform fit --recipe paper``, whose defaults differ: 60 rounds, Θ's
+    lr 1e-3, hidden 1024 (the command's default recipe, the learned start + learned steps + anchored Θ +
+    tuning, is ``landform.learn``).
 
     ``rounds`` is B, ``trajectories`` N, ``steps`` T. The buffer keeps the trajectories of the last
     ``buffer_rounds`` rounds (Algorithm 1 clears it every round: 1). With ``checkpoint_dir`` the state
@@ -105,9 +125,13 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
     ``should_stop``, called with the result after every committed round, ends the fit early when it returns True
     (a time budget, or validation that stopped improving; the recipe of ``landform.recipe`` uses it).
     """
-    settings = _check_settings(observations, rounds=rounds, trajectories=trajectories, steps=steps, lr_z=lr_z, lr=lr,
-                               weight_decay=weight_decay, batch_size=batch_size, method=method,
-                               buffer_rounds=buffer_rounds, init=init, init_scale=init_scale, seed=seed)
+    unknown = sorted(set(changes) - {f.name for f in fields(FitSettings)})
+    if unknown:
+        raise TypeError(f"fit() got unexpected keyword argument(s): {', '.join(unknown)}")
+    chosen = replace(settings or FitSettings(), **changes)
+    rounds, trajectories, batch_size = chosen.rounds, chosen.trajectories, chosen.batch_size
+    method, buffer_rounds = chosen.method, chosen.buffer_rounds
+    settings_record = _check_settings(observations, **asdict(chosen), seed=seed)
     check_mapping_output(mapping, x_shape)
     device = torch.device(device) if device is not None else next(mapping.parameters()).device
     ctx, device = distributed.context(device)
@@ -118,14 +142,14 @@ def fit(mapping: Mapping, forward: Forward, loss: Loss, observations: Observatio
     if isinstance(forward, torch.nn.Module):
         forward = forward.to(device)
     # the fused kernel: one pass over Θ's parameters per update, 3x faster than the default loop on a CPU
-    theta_optimizer = torch.optim.AdamW(mapping.parameters(), lr=lr, weight_decay=weight_decay,
+    theta_optimizer = torch.optim.AdamW(mapping.parameters(), lr=chosen.lr, weight_decay=chosen.weight_decay,
                                         fused=device.type in ("cpu", "cuda") or None)
     own_seed = distributed.rank_seed(seed, ctx.rank)
     generator = torch.Generator().manual_seed(own_seed)
     result = FitResult(mapping=mapping)
     checkpoint = Path(checkpoint_dir) if checkpoint_dir is not None else None
     cuda = [device] if device.type == "cuda" else []
-    state = _State(ctx, settings, mapping, theta_optimizer, generator, deque(maxlen=buffer_rounds), device)
+    state = _State(ctx, settings_record, mapping, theta_optimizer, generator, deque(maxlen=buffer_rounds), device)
 
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(own_seed)

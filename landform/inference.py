@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, NamedTuple
 
 import torch
 
@@ -213,19 +213,47 @@ def _variable(mapping: Mapping | None, init: Init, *, batch: int, init_scale: fl
     return variable, (lambda v: mapping(v, base_value)) if mapping.additive else mapping
 
 
-def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | None = None,
-           mode: str = "pure", steps: int = 200, optimizer: str | type[torch.optim.Optimizer] = "adam",
-           lr: float = 0.1, lr_x: float | None = None, handoff: int = 10, warmup: int = 0,
-           starts: Sequence[Start] = (),
-           from_start: str = "x",
-           init: Init = "zeros", init_scale: float = 1.0, x_shape: tuple[int, ...] | None = None,
+@dataclass(frozen=True)
+class DescentSettings:
+    """How ``invert`` descends: ``mode`` (with a mapping, which variables move: ``landform.modes``), ``steps``,
+    the ``optimizer`` (a name in ``OPTIMIZERS`` or a class, with ``optimizer_kwargs``) and its step size ``lr``
+    on the variable (z with a mapping, else x) and ``lr_x`` on δ (default ``lr``), δ's ``warmup`` and the
+    ``handoff`` step, what an example that starts at a candidate moves (``from_start``) and where the variable
+    starts (``init``, scaled by ``init_scale``). Keep one and vary it with ``dataclasses.replace``."""
+
+    mode: str = "pure"
+    steps: int = 200
+    optimizer: str | type[torch.optim.Optimizer] = "adam"
+    lr: float = 0.1
+    lr_x: float | None = None
+    handoff: int = 10
+    warmup: int = 0
+    from_start: str = "x"
+    init: Init = "zeros"
+    init_scale: float = 1.0
+    optimizer_kwargs: dict | None = None
+
+
+def descent_settings(settings: DescentSettings | None, changes: dict[str, Any]) -> DescentSettings:
+    """``settings`` (default ``DescentSettings()``) with the fields named in ``changes`` replaced; a name that
+    is not a field is refused as Python refuses an unknown keyword."""
+    unknown = sorted(set(changes) - {f.name for f in fields(DescentSettings)})
+    if unknown:
+        raise TypeError(f"invert() got unexpected keyword argument(s): {', '.join(unknown)}")
+    return replace(settings or DescentSettings(), **changes)
+
+
+def invert(forward: Forward, loss: Loss, y: torch.Tensor, settings: DescentSettings | None = None, *,
+           mapping: Mapping | None = None, starts: Sequence[Start] = (), x_shape: tuple[int, ...] | None = None,
            base: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None,
            mask: torch.Tensor | None = None, seed: int = 0, device: str | torch.device | None = None,
-           progress: bool = False, optimizer_kwargs: dict | None = None,
-           snapshots: tuple[int, ...] | list[int] = (), allow_nonfinite: bool = False) -> InversionResult:
-    """Invert ``forward`` for the batch of observations ``y`` by gradient descent. With a mapping the default
-    mode is the paper's Eq. 3 (``"pure"``), while ``landform invert --mapping`` defaults to ``"residual"``; a
-    ``Landscape`` inverts with its own tuned settings (``Landscape.invert``).
+           progress: bool = False, snapshots: tuple[int, ...] | list[int] = (), allow_nonfinite: bool = False,
+           **changes: Any) -> InversionResult:
+    """Invert ``forward`` for the batch of observations ``y`` by gradient descent, as ``settings`` says
+    (``DescentSettings``; any of its fields may also be given as a keyword, ``invert(F, L, y, lr=0.05)``,
+    which replaces that field). With a mapping the default mode is the paper's Eq. 3 (``"pure"``), while
+    ``landform invert --mapping`` defaults to ``"residual"``; a ``Landscape`` inverts with its own tuned
+    settings (``Landscape.invert``).
 
     Without ``mapping`` the variable is x itself (Eq. 1, the baseline; ``x = base + v`` when a base is
     given). With one, it is z and ``x = mapping(z)`` (Eq. 3, ``mode="pure"``), or one of the never-worse
@@ -240,9 +268,13 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
     descent would never move: those start from a seeded Gaussian of scale ``ORIGIN_JITTER * init_scale``
     (one more F evaluation, counted). The baselines of ``compare`` and the recipe start there.
     """
+    settings = descent_settings(settings, changes)
+    mode, steps, lr, lr_x, handoff, warmup = (settings.mode, settings.steps, settings.lr, settings.lr_x,
+                                              settings.handoff, settings.warmup)
+    from_start, init, init_scale = settings.from_start, settings.init, settings.init_scale
     lr, lr_x, optimizer_class, device, y, mask = _check_inputs(
         y, mask, mode=mode, steps=steps, from_start=from_start, mapping=mapping, starts=starts, lr=lr, lr_x=lr_x,
-        warmup=warmup, handoff=handoff, optimizer=optimizer, device=device)
+        warmup=warmup, handoff=handoff, optimizer=settings.optimizer, device=device)
     batch = y.shape[0]
     if isinstance(forward, torch.nn.Module):
         forward = forward.to(device)
@@ -276,7 +308,7 @@ def invert(forward: Forward, loss: Loss, y: torch.Tensor, *, mapping: Mapping | 
     if delta is not None:
         delta.requires_grad_(True)
         groups.append({"params": [delta], "lr": lr_x})
-    opt = optimizer_class(groups, **(optimizer_kwargs or {}))
+    opt = optimizer_class(groups, **(settings.optimizer_kwargs or {}))
     descent = Descent(optimizer=opt, delta=delta, lr_x=lr_x, warmup=warmup, handoff=handoff)
     before_step = MODES[mode].before_step
     losses = torch.empty(steps + 1, batch, dtype=y.dtype)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from landform import LandformError, Mapping, fit, invert
+from landform import FitSettings, LandformError, Mapping, fit, invert
 from landform.fitting import checkpoint_rounds, checkpoint_state
 from landform.replay import FitRound
 
@@ -43,6 +43,16 @@ def test_fit_is_reproducible_with_a_seed(problem):
     fit(a, problem.forward, problem.loss, problem.train_observations, rounds=3, buffer_rounds=2, **SMALL)
     fit(b, problem.forward, problem.loss, problem.train_observations, rounds=3, buffer_rounds=2, **SMALL)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_a_settings_object_fits_as_the_same_keywords_do(problem):
+    a, b = _fresh(), _fresh()
+    settings = FitSettings(rounds=2, trajectories=32, steps=5, lr=1e-3, batch_size=16)
+    fit(a, problem.forward, problem.loss, problem.train_observations, settings, seed=5, progress=False)
+    fit(b, problem.forward, problem.loss, problem.train_observations, rounds=2, **SMALL)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    with pytest.raises(TypeError, match="unexpected keyword argument.*: round"):
+        fit(a, problem.forward, problem.loss, problem.train_observations, settings, round=3)
 
 
 class _Interrupting(torch.nn.Module):

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from landform import LandformError, Mapping, invert, sweep_lr
+from landform import DescentSettings, LandformError, Mapping, invert, sweep_lr
 
 
 def test_landscape_beats_baseline_at_steps_2_5_20(problem, fitted, test_observations):
@@ -80,6 +80,19 @@ def test_lbfgs_and_explicit_device(problem, fitted, test_observations):
     result = invert(problem.forward, problem.loss, test_observations[:4], mapping=fitted, steps=5,
                     optimizer="lbfgs", lr=0.5, device="cpu")
     assert result.losses.shape == (6, 4) and result.losses[-1].mean() < result.losses[0].mean()
+
+
+def test_a_settings_object_and_keywords_describe_the_same_descent(problem, fitted, test_observations):
+    y = test_observations[:8]
+    settings = DescentSettings(mode="residual", steps=6, lr=0.05, lr_x=0.02, warmup=3)
+    by_object = invert(problem.forward, problem.loss, y, settings, mapping=fitted)
+    by_keywords = invert(problem.forward, problem.loss, y, mapping=fitted, mode="residual", steps=6, lr=0.05,
+                         lr_x=0.02, warmup=3)
+    assert torch.equal(by_object.losses, by_keywords.losses) and torch.equal(by_object.x, by_keywords.x)
+    longer = invert(problem.forward, problem.loss, y, settings, mapping=fitted, steps=8)  # a keyword replaces
+    assert longer.losses.shape[0] == 9 and torch.equal(longer.losses[:7], by_object.losses[:7])
+    with pytest.raises(TypeError, match="unexpected keyword argument.*: stesp"):
+        invert(problem.forward, problem.loss, y, settings, mapping=fitted, stesp=8)
 
 
 def test_additive_base_for_both_paths():
