@@ -268,14 +268,13 @@ def train_anchored_landscape(*, device: str = "cpu", seed: int = 0, resume: bool
                  rounds=rounds, trajectories=trajectories, steps=steps, lr_z=LR_Z, lr=lr, weight_decay=0.1,
                  batch_size=trajectories, base=encoder, checkpoint_dir=run_dir, resume=resume, seed=seed,
                  device=device, progress=progress)
-    folder = Path(zoo_dir) if zoo_dir is not None else zoo.ZOO_DIR
-    mapping.save(folder / ANCHORED_NAME, extra={"fit": {"rounds": rounds, "trajectories": trajectories,
-                                                         "steps": steps, "lr": lr, "seed": seed, "z_dim": z_dim,
-                                                         "observations": BROAD_MIX, "base": "images-encoder"},
-                                                 "requires": zoo.requirements(FITTED_ON)})
-    write_text(folder / f"{ANCHORED_NAME}.md", anchored_card([r.as_dict() for r in result.history], rounds=rounds,
-                                                             trajectories=trajectories, steps=steps, lr=lr,
-                                                             z_dim=z_dim))
+    config = {**mapping.config(), "fit": {"rounds": rounds, "trajectories": trajectories, "steps": steps, "lr": lr,
+                                          "seed": seed, "z_dim": z_dim, "observations": BROAD_MIX,
+                                          "base": "images-encoder"},
+              "requires": zoo.requirements(FITTED_ON)}
+    card = anchored_card([r.as_dict() for r in result.history], rounds=rounds, trajectories=trajectories,
+                         steps=steps, lr=lr, z_dim=z_dim)
+    zoo.save(ANCHORED_NAME, zoo.half(mapping.state_dict()), config, card, zoo_dir)
     return mapping
 
 
@@ -302,5 +301,6 @@ scaled by 0.01 at initialization so that every trajectory starts at the encoder'
   {seconds / 60:.0f} minutes of wall time on 1 CPU thread of a 2-core machine shared with other jobs, summed
   over rounds (a round took 5.3 s on the idle machine, up to 24 s under load).
 - **Reproduce**: `landform zoo train {ANCHORED_NAME}` (resumable; rounds = {rounds}).
+- **Storage**: float16, half the file (the loader converts back to float32); report/images runs these weights.
 - **Evaluation**: `landform demo` (report/images/summary.md).
 """
