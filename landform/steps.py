@@ -238,9 +238,9 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
     """Train ``steps`` (in place) from the starts ``x_train`` of ``y_train``: Adam on the mean over examples of
     Σ_k (k / K) L(F(x_k), y) through the unroll (first order by default, as the recipe trains them: the gradients
     the steps are fed are not differentiated; ``create_graph`` includes those second-order terms where F and the
-    loss allow it), for at most
-    ``seconds`` or ``max_iterations``, stopping when the held-out loss after the last step has not improved for
-    ``patience`` checks (the step size halves at every second stall); ends with the weights of its best check.
+    loss allow it), for at most ``seconds`` or ``max_iterations``, stopping when the held-out loss after the last
+    step has not improved for ``patience`` checks (the step size halves at every second stall); ends with the
+    weights of its best check.
     With ``iterations_wanted`` and a finite ``seconds``, a few timed iterations decide the minibatch: halved
     (down to ``SMALLEST_BATCH``) until that many iterations fit in the time left, the checks spaced to see as
     many examples between them (on a costly F, more and smaller steps of Adam train the steps further in the
