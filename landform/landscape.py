@@ -241,6 +241,16 @@ class Landscape(nn.Module):
             raise LandformError(f"{source}: the landscape has an error-feedback step but no start to refine")
         return expected
 
+    def statistics(self) -> set[str]:
+        """The keys of ``state()`` that hold fixed statistics (buffers: an input's mean and spread, a step's
+        scale), not trained weights: storage that rounds weights (float16) must keep these as they are, for
+        a feature divided by a spread of 1e-6 turns the rounding of its mean into a large error."""
+        keys = {f"theta.{k}" for k, _ in self.mapping.named_buffers()}
+        for prefix, module in (("start", self.start), ("refine", self.refiner), ("steps", self.steps)):
+            if module is not None:
+                keys |= {f"{prefix}.{k}" for k, _ in module.named_buffers()}
+        return keys
+
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], config: dict[str, Any], source: str | Path) -> Landscape:
         """The Landscape of ``state`` and ``config`` (as ``state`` gives them; weights of any float dtype)."""

@@ -51,7 +51,7 @@ def test_a_settings_object_fits_as_the_same_keywords_do(problem):
     fit(a, problem.forward, problem.loss, problem.train_observations, settings, seed=5, progress=False)
     fit(b, problem.forward, problem.loss, problem.train_observations, rounds=2, **SMALL)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
-    with pytest.raises(TypeError, match="unexpected keyword argument.*: round"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument.*: round"):
         fit(a, problem.forward, problem.loss, problem.train_observations, settings, round=3)
 
 

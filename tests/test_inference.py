@@ -91,7 +91,7 @@ def test_a_settings_object_and_keywords_describe_the_same_descent(problem, fitte
     assert torch.equal(by_object.losses, by_keywords.losses) and torch.equal(by_object.x, by_keywords.x)
     longer = invert(problem.forward, problem.loss, y, settings, mapping=fitted, steps=8)  # a keyword replaces
     assert longer.losses.shape[0] == 9 and torch.equal(longer.losses[:7], by_object.losses[:7])
-    with pytest.raises(TypeError, match="unexpected keyword argument.*: stesp"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument.*: stesp"):
         invert(problem.forward, problem.loss, y, settings, mapping=fitted, stesp=8)
 
 

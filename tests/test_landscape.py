@@ -79,6 +79,23 @@ def test_save_load_round_trip_keeps_learned_steps_and_settings(tmp_path):
     assert loaded.requires == landscape.requires
 
 
+def test_float16_storage_keeps_the_statistics_a_learned_step_divides_by():
+    """A feature whose spread is 1e-6 (3D joints in metres): its mean rounded to float16 moves it by many spreads."""
+    problem = _problem()
+    y = problem.train_observations(256, torch.Generator().manual_seed(0)) * 1e-4 + 0.0123
+    steps = LearnedSteps((4,), (8,), count=2, hidden=16)
+    steps.standardize_with(torch.zeros(256, 4), y, problem.forward, problem.loss)
+    landscape = _landscape(steps, learned=2)
+    assert {"start.y_mean", "start.y_scale", "steps.feature_mean", "steps.feature_scale"} <= landscape.statistics()
+    tensors, config = landscape.state()
+    stored = zoo.half(tensors, keep=landscape.statistics())
+    assert stored["steps.feature_scale"].dtype == torch.float32 and stored["steps.head.weight"].dtype == torch.float16
+    loaded = Landscape.from_state({k: v.float() for k, v in stored.items()}, config, "stored")
+    assert torch.equal(loaded.steps.feature_mean, steps.feature_mean)
+    rounded = steps.feature_mean.half().float()
+    assert ((rounded - steps.feature_mean).abs() / steps.feature_scale).max() > 1.0  # what plain float16 would do
+
+
 def test_settings_asking_for_more_learned_steps_than_shipped_are_refused(tmp_path):
     landscape = _landscape(LearnedSteps((4,), (8,), count=2, hidden=16), learned=2)
     tensors, config = landscape.state()

@@ -86,9 +86,13 @@ def load(name: str, directory: Path | None = None) -> tuple[dict[str, torch.Tens
     return load_pair(path(name, directory))
 
 
-def half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """float16 storage for a shipped state dict (halves its size; loaders convert back to float32)."""
-    return {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
+def half(state: dict[str, torch.Tensor], keep: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """float16 storage for a shipped state dict (halves its size; loaders convert back to float32), but the
+    entries named in ``keep`` as they are: a Landscape's statistics (``Landscape.statistics``), which float16
+    cannot hold (a spread of 1e-6 is subnormal there, and the rounding of a mean divided by it is large)."""
+    kept = set(keep)
+    return {k: v.detach().cpu().to(torch.float16) if v.is_floating_point() and k not in kept else v.detach().cpu()
+            for k, v in state.items()}
 
 
 def save(name: str, state: dict[str, torch.Tensor], config: dict[str, Any], card_text: str,

@@ -173,8 +173,8 @@ from `landform fit`, with the sizes this task fixes:
 - **Tuned inference** on the validation frames (against the baseline, lr {tuning.get('baseline_lr')}):
   {landscape.settings.describe()} (chosen: `{tuning.get('chosen')}`).
 
-Weights stored as float16 (start, its error-feedback step, Θ and the learned steps in one file;
-`landform.Landscape.from_state` rebuilds it).
+Weights stored as float16, their statistics (input means and spreads, step scales) as float32 (start,
+its error-feedback step, Θ and the learned steps in one file; `landform.Landscape.from_state` rebuilds it).
 
 Data and split (the same as pose-vae): {split}
 

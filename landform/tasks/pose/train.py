@@ -237,7 +237,7 @@ def train_landscape(kind: str, *, device: str = "cpu", seed: int = 0, resume: bo
     landscape.requires = {**landscape.requires, **zoo.requirements(FITTED_ON, directory)}
     tensors, config = landscape.state()
     config.update(loss=kind, recipe_settings=cfg, seed=seed, train_seconds=round(seconds, 1), evaluation=evaluation)
-    zoo.save(name, half_weights(tensors), config,
+    zoo.save(name, zoo.half(tensors, keep=landscape.statistics()), config,
              landscape_card(kind, cfg, landscape, seconds, evaluation, splits.describe()), directory=directory)
     return landscape
 
@@ -248,14 +248,6 @@ def _load_selection(run: Path) -> tuple[tuple[float, int, dict] | None, list[dic
         return None, []
     state, meta = zoo.load_pair(run / "best.safetensors")
     return (meta["score"], meta["rounds"], state), meta["selection"]
-
-
-def half_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A landscape's weights in float16 for the zoo, but the start's input statistics (``y_mean``, ``y_scale``)
-    kept in float32: a near-constant observation entry has a scale far below float16's smallest number (it
-    would round to 0 and the start would divide by it)."""
-    statistics = {k: v for k, v in tensors.items() if k.endswith((".y_mean", ".y_scale"))}
-    return {**zoo.half({k: v for k, v in tensors.items() if k not in statistics}), **statistics}
 
 
 def validation_score(obs, mapping: Mapping, val_y: torch.Tensor, *, lr_z: float, seed: int, device: str,
