@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -268,6 +269,14 @@ def test_a_landscape_shipped_as_parts_loads_as_one_through_from_zoo(tmp_path):
     assert torch.equal(landscape.mapping(z, y[:, :4]), mapping(z, y[:, :4]))
     with pytest.raises(LandformError, match="needs its inference settings"):
         zoo.load_landscape("part-theta", {"dep-model": None}, directory=tmp_path)
+    steps = LearnedSteps((4,), (8,), count=2, hidden=16)
+    zoo.save("part-steps", steps.state_dict(), {"steps": steps.config(), "requires": requires}, "card", tmp_path)
+    led = zoo.load_landscape("part-theta", {"dep-model": None}, directory=tmp_path, start="part-start",
+                             steps="part-steps", settings=replace(settings, learned_steps=2))
+    assert led.steps is not None and led.steps.count == 2 and led.method().lead_count == 2
+    unled = zoo.load_landscape("part-theta", {"dep-model": None}, directory=tmp_path, start="part-start",
+                               steps="part-steps", settings=settings)  # settings without learned steps: none used
+    assert unled.steps is None
     tensors, config = landscape.state()
     zoo.save("whole-landscape", tensors, config, "card", tmp_path)
     again = zoo.load_landscape("whole-landscape", {"dep-model": None}, directory=tmp_path)

@@ -150,13 +150,14 @@ def load_checked(name: str, fitted_on: dict[str, str | None],
 
 
 def load_landscape(name: str, fitted_on: dict[str, str | None], *, directory: str | Path | None = None,
-                   device: torch.device | str = "cpu", start: str | None = None,
+                   device: torch.device | str = "cpu", start: str | None = None, steps: str | None = None,
                    settings: InferenceSettings | None = None) -> Landscape:
     """A task's shipped landscape: zoo entry ``name`` (from ``directory`` when it holds it), every entry it is
     built from checked to be fitted on the installed ``fitted_on`` entries (``check_fitted_on``; the
     fingerprints land in ``requires["zoo"]``). A saved Landscape loads as it is; a task that ships its parts
-    gives a Θ entry as ``name``, the entry of its learned start as ``start`` and its tuned ``settings``, and
-    gets them as one Landscape, built in memory."""
+    gives a Θ entry as ``name``, the entry of its learned start as ``start``, that of its learned update steps
+    as ``steps`` (used where ``settings.learned_steps`` asks for them) and its tuned ``settings``, and gets
+    them as one Landscape, built in memory."""
     from landform.landscape import Landscape  # the zoo's listing stays light; the core never imports the zoo
 
     state, config = load_checked(name, fitted_on, directory)
@@ -172,7 +173,15 @@ def load_landscape(name: str, fitted_on: dict[str, str | None], *, directory: st
                                     f"layout; retrain it with `landform zoo train {start}`")
             state.update({f"start.{k}": v for k, v in start_state.items()})
             start_config = start_entry["start"]
+        steps_config = None
+        if steps is not None and settings.learned_steps:
+            steps_state, steps_entry = load_checked(steps, fitted_on, directory)
+            if not isinstance(steps_entry.get("steps"), dict):
+                raise LandformError(f"{path(steps, directory)} holds no learned steps; retrain it with "
+                                    f"`landform zoo train {steps}`")
+            state.update({f"steps.{k}": v for k, v in steps_state.items()})
+            steps_config = steps_entry["steps"]
         config = {"kind": "landform.Landscape", "mapping": config, "start": start_config, "refine": None,
-                  "steps": None, "settings": asdict(settings), "requires": config["requires"],
-                  "record": {"zoo": {"theta": name, "start": start}}}
+                  "steps": steps_config, "settings": asdict(settings), "requires": config["requires"],
+                  "record": {"zoo": {"theta": name, "start": start, "steps": steps}}}
     return Landscape.from_state(state, config, path(name, directory)).to(device)

@@ -13,10 +13,11 @@ from landform.tasks import Task, register
 
 _EXPORTS = {"compare_inputs": "user", "invert_inputs": "user", "demo": "task", "image_problem": "task",
             "load_models": "task", "train_landscape": "train", "train_anchored_landscape": "train",
-            "train_paper_landscape": "train",
+            "train_paper_landscape": "train", "train_learned_steps": "train",
             "train_generator": "generator", "train_encoder": "encoder"}
 _TRAINERS = {"images-generator": "train_generator", "images-encoder": "train_encoder",
-             "images-landscape": "train_paper_landscape", "images-landscape-anchored": "train_anchored_landscape"}
+             "images-landscape": "train_paper_landscape", "images-landscape-anchored": "train_anchored_landscape",
+             "images-steps": "train_learned_steps"}
 
 __all__ = ["TRAINERS", "compare_inputs", "demo", "image_problem", "invert_inputs", "load_models"]
 

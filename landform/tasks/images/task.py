@@ -17,7 +17,7 @@ import torch
 from landform import Mapping, invert, zoo
 from landform.comparison import DEFAULT_MODE, DEFAULT_WARMUP, SWEEP_LRS, Comparison, Method, compare
 from landform.errors import LandformError
-from landform.io import atomic_outputs
+from landform.io import atomic_outputs, read_json
 from landform.landscape import InferenceSettings, Landscape
 from landform.metrics import step_reached
 from landform.problem import Problem
@@ -50,6 +50,7 @@ from landform.tasks.images.perceptual import ImageLoss
 
 LANDSCAPE_NAME = "images-landscape"
 ANCHORED_NAME = "images-landscape-anchored"
+STEPS_NAME = "images-steps"
 ROUNDS_ANCHORED = 299  # the rounds of the shipped fit (382,720 trajectory steps)
 PROCESS_STEPS = (0, 1, 2, 4, 8, 16, 200)
 ENCODER_GRID_STEP = 5
@@ -145,8 +146,12 @@ def fast_generator(generator: Generator) -> Generator:
 
 def load_landscape(device: str = "cpu") -> Landscape:
     """The default mode's landscape, built from its shipped parts (``zoo.load_landscape``): the anchored Θ, the
-    encoder as its learned start and ``SETTINGS``, each part checked to be fitted on the shipped generator."""
-    return zoo.load_landscape(ANCHORED_NAME, FITTED_ON, start=ENCODER_NAME, settings=SETTINGS, device=device)
+    encoder as its learned start, the learned update steps where ``images-steps`` is shipped and kept them, and
+    ``SETTINGS``, each part checked to be fitted on the shipped generator."""
+    steps_config = zoo.path(STEPS_NAME).with_suffix(".json")
+    learned = int(read_json(steps_config, "zoo config").get("learned_steps", 0)) if steps_config.exists() else 0
+    return zoo.load_landscape(ANCHORED_NAME, FITTED_ON, start=ENCODER_NAME, steps=STEPS_NAME if learned else None,
+                              settings=replace(SETTINGS, learned_steps=learned), device=device)
 
 
 def load_theta(device: str = "cpu") -> Mapping:

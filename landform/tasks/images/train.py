@@ -1,20 +1,33 @@
-"""Trainers of the image task's landscapes (``landform zoo train images-landscape``, ``-anchored``): the
-paper's pure Θ (Algorithm 1 on Fashion-MNIST at §7.1's budget, shipped partial until it is done), the default mode's Θ
-anchored at the learned start (the core's ``StartEncoder``, ``images-encoder``) on broad observations, their
-cards, and where the paper-budget Θ is found for the paper suite (``paper_theta``)."""
+"""Trainers of the image task's landscapes (``landform zoo train images-landscape``, ``-anchored``,
+``images-steps``): the paper's pure Θ (Algorithm 1 on Fashion-MNIST at §7.1's budget, shipped partial until it is
+done), the default mode's Θ anchored at the learned start (the core's ``StartEncoder``, ``images-encoder``) on
+broad observations, the core's learned update steps from that start, their cards, and where the paper-budget Θ
+is found for the paper suite (``paper_theta``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from landform import Mapping, fit, zoo
+from landform.comparison import Method
 from landform.errors import LandformError
 from landform.fitting import checkpoint_state
+from landform.learned_parts import STEPS_ITERATIONS, STEPS_SIZE
+from landform.metrics import step_reached
 from landform.report import write_text
+from landform.steps import LearnedSteps, starts_of, train_steps
 from landform.tasks import runs_dir
-from landform.tasks.images.data import HELD_OUT_PHOTOS, TRAIN_PHOTOS, load_fashion_mnist, photo_crops, smooth_noise
+from landform.tasks.images.data import (
+    HELD_OUT_PHOTOS,
+    TRAIN_PHOTOS,
+    load_fashion_mnist,
+    photo_crops,
+    seeded_subset,
+    smooth_noise,
+)
 from landform.tasks.images.encoder import FITTED_ON, load_encoder
 from landform.tasks.images.generator import W_DIM, Generator, load_generator
 from landform.tasks.images.perceptual import ImageLoss
@@ -23,7 +36,9 @@ from landform.tasks.images.task import (
     LANDSCAPE_NAME,
     LR_Z,
     ROUNDS_ANCHORED,
+    STEPS_NAME,
     image_problem,
+    load_models,
 )
 
 # §7.1's budget for the pure Θ: B = 500 rounds of N = 256 trajectories of T = 20 steps (2.56M trajectory
@@ -302,5 +317,88 @@ scaled by 0.01 at initialization so that every trajectory starts at the encoder'
   over rounds (a round took 5.3 s on the idle machine, up to 24 s under load).
 - **Reproduce**: `landform zoo train {ANCHORED_NAME}` (resumable; rounds = {rounds}).
 - **Storage**: float16, half the file (the loader converts back to float32); report/images runs these weights.
+- **Evaluation**: `landform demo` (report/images/summary.md).
+"""
+
+
+STEPS_POOL = 16384  # broad training observations for the learned steps
+STEPS_CHECK = 64  # Fashion-MNIST validation images on which they are kept or not
+
+
+def train_learned_steps(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
+                        seconds: float = 1200.0, zoo_dir: Path | None = None) -> LearnedSteps:
+    """The core's learned update steps (``landform.steps``) from the encoder's guess, trained through the
+    generator and the Eq. 5 loss on broad observations for ``seconds`` (``train_steps``, its minibatch sized to
+    the budget), then judged on Fashion-MNIST validation images: kept (``learned_steps`` in the entry's config)
+    where the default inference led by them gets within 1% of the baseline's step-200 loss in fewer steps.
+    Writes the zoo entry ``images-steps`` (``resume`` is accepted for the zoo's trainer interface: a killed
+    run starts again)."""
+    del resume
+    problem = image_problem(device, fast=True)
+    rng = torch.Generator().manual_seed(seed)
+    train_y = broad_observations(problem.forward, seed=seed)(STEPS_POOL, rng)
+    val_y = seeded_subset(load_fashion_mnist("val")[0], 256, seed)
+    start = load_encoder(device)
+    x_train, x_val = starts_of(start, train_y, torch.device(device)), starts_of(start, val_y, torch.device(device))
+    torch.manual_seed(seed)
+    module = LearnedSteps((W_DIM,), tuple(train_y.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1])
+    training = train_steps(module, problem.forward, problem.loss, x_train, train_y, x_val, val_y, seconds=seconds,
+                           iterations_wanted=STEPS_ITERATIONS, seed=seed, device=device, progress=progress)
+    judged = _judge_steps(module, seeded_subset(load_fashion_mnist("val")[0], STEPS_CHECK, seed + 1), device=device,
+                          seed=seed)
+    config = {"kind": "landform.LearnedSteps", "steps": module.config(), "record": training.as_dict(),
+              "judged": judged, "learned_steps": module.count if judged["kept"] else 0,
+              "requires": zoo.requirements(FITTED_ON)}
+    statistics = {name for name, _ in module.named_buffers()}
+    zoo.save(STEPS_NAME, zoo.half(module.state_dict(), keep=statistics), config, _steps_card(config, seconds),
+             zoo_dir)
+    return module
+
+
+def _judge_steps(module: LearnedSteps, images: torch.Tensor, *, device: str, seed: int) -> dict:
+    """Steps to within 1% of the baseline's step-200 loss (its shipped step size) on ``images``, for the default
+    inference with and without the learned steps ahead of it."""
+    models = load_models(device)
+    problem = models.problem()
+    baseline = Method("baseline", init=models.mean_start, lr=0.5).run(problem, images, 0.5, seed=seed, device=device)
+    answer = float(baseline.losses[-1].mean())
+    plain = models.default_method()
+    led = replace(plain, lead=module, lead_count=module.count)
+    result = {}
+    for name, method in (("without", plain), ("with", led)):
+        run = method.run(problem, images, method.lr, seed=seed, device=device, steps=200)
+        curve = run.losses.mean(1)
+        result[name] = {"steps_to_answer_1pct": step_reached(curve, answer * 1.01),
+                        "curve": [float(curve[t]) for t in (0, 1, 2, 5, 10, 20, 50, 200)]}
+    never = 10**9
+    reached = [never if result[name]["steps_to_answer_1pct"] is None else result[name]["steps_to_answer_1pct"]
+               for name in ("with", "without")]
+    result["kept"] = reached[0] < reached[1]
+    result["answer"] = answer
+    result["images"] = int(images.shape[0])
+    return result
+
+
+def _steps_card(config: dict, seconds: float) -> str:
+    """The model card of ``images-steps``."""
+    record, judged = config["record"], config["judged"]
+    curve = " -> ".join(f"{v:.4g}" for v in record["held_out_per_step"])
+    return f"""# images-steps
+
+The core's learned update steps (`landform.steps.LearnedSteps`, {config['steps']['count']} steps of one MLP,
+hidden {config['steps']['hidden']} x {config['steps']['layers']}) for the image task: from the encoder's guess
+(`images-encoder`), x_(k+1) = x_k + U(x_k, ∇L, G(x_k) - y, y, k) on the generator's w, trained first order through
+the generator and the Eq. 5 loss.
+
+- **Data**: {STEPS_POOL:,} broad observations (`broad_observations`, as `images-landscape-anchored`); held out: 256
+  Fashion-MNIST validation images.
+- **Training**: {record['iterations']} iterations of {record['batch_size']} in {record['seconds']:.0f} s (budget
+  {seconds:.0f} s, stopped by {record['stopped']}); held-out loss per step {curve}.
+- **Judged** on {judged['images']} other validation images against the baseline's step-200 loss
+  {judged['answer']:.4g}: within 1% of it at step {judged['with']['steps_to_answer_1pct']} with the steps ahead of
+  the default inference, {judged['without']['steps_to_answer_1pct']} without:
+  {'kept' if judged['kept'] else 'not kept'}.
+- **Reproduce**: `landform zoo train {STEPS_NAME} --threads 1` (seed 0, CPU).
+- **Storage**: float16, the statistics the steps divide by in float32.
 - **Evaluation**: `landform demo` (report/images/summary.md).
 """
