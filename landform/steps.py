@@ -34,6 +34,10 @@ MOVE_BOUND = 3.0  # a step moves each coordinate by at most this many of the sta
 BLOWUP = 2.0  # a held-out loss this many times the best one restores the best weights
 RATE_TRIES = 8  # the untrained step's size is shortened tenfold at most this many times
 SMALLEST_BATCH = 32  # a time budget too short for the iterations asked for halves the minibatch down to this
+# ... but only where the steps have at least this long: with 13-15 s (the README's one-minute fit of the example
+# decoder) minibatches of 32 and 64 trained them worse than 256 did (0.000142 and 0.000179 after step 5 against
+# 0.000120), where with 150 s on the conv probe decoder 64 beat 256 (1.002x the answer against 1.010x).
+SHORTEST_SIZED = 60.0
 TIMED_ITERATIONS = (2, 4)  # the iterations between these two are timed to size the minibatch
 
 
@@ -241,7 +245,8 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
     loss allow it), for at most ``seconds`` or ``max_iterations``, stopping when the held-out loss after the last
     step has not improved for ``patience`` checks (the step size halves at every second stall); ends with the
     weights of its best check.
-    With ``iterations_wanted`` and a finite ``seconds``, a few timed iterations decide the minibatch: halved
+    With ``iterations_wanted`` and a finite ``seconds`` of at least ``SHORTEST_SIZED``, a few timed iterations
+    decide the minibatch: halved
     (down to ``SMALLEST_BATCH``) until that many iterations fit in the time left, the checks spaced to see as
     many examples between them (on a costly F, more and smaller steps of Adam train the steps further in the
     same time: experiments/results/learned_steps_training.jsonl).
@@ -275,7 +280,7 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
     curve: list[tuple[int, float]] = [(0, stopping.best)]
     began, stopped, iteration, diverged = time.perf_counter(), "max_iterations", 0, 0
     times, timed = [0.0], began
-    sized = not (iterations_wanted and math.isfinite(seconds))
+    sized = not (iterations_wanted and SHORTEST_SIZED <= seconds < math.inf)
     bar = progress_bar(total=max_iterations, desc="learned steps", enabled=progress and ctx.leader)
     for iteration in range(1, max_iterations + 1):
         if not sized and iteration in TIMED_ITERATIONS:

@@ -23,7 +23,7 @@ from landform.mapping import Mapping
 from landform.metrics import max_rise, speedup_to_answer
 from landform.problem import Problem
 from landform.start import StartEncoder
-from landform.steps import SMALLEST_BATCH, LearnedSteps, affordable_batch, held_out_losses, train_steps
+from landform.steps import SHORTEST_SIZED, SMALLEST_BATCH, LearnedSteps, affordable_batch, held_out_losses, train_steps
 from landform.summary import answer_stats
 from landform.tuning import settings_rank
 
@@ -152,15 +152,16 @@ def test_a_short_budget_buys_the_learned_steps_more_iterations_of_smaller_miniba
     y_train, y_val = problem.train_observations(512, generator), problem.train_observations(64, generator)
     x_train = torch.zeros(512, 4)
     sizes = {}
-    for name, seconds, wanted in (("short", 1.0, 100000), ("fixed", 1.0, None), ("no clock", math.inf, 100000)):
+    for name, seconds, wanted in (("sized", SHORTEST_SIZED, 10**9), ("fixed", SHORTEST_SIZED, None),
+                                  ("no clock", math.inf, 10**9), ("too short to size", 1.0, 10**9)):
         steps = LearnedSteps((4,), (8,), count=2, hidden=16)
         record = train_steps(steps, problem.forward, problem.loss, x_train, y_train, x_train[:64], y_val,
                              seconds=seconds, max_iterations=20, check_every=10, progress=False,
                              iterations_wanted=wanted)
         sizes[name] = record.batch_size
         assert record.as_dict()["batch_size"] == record.batch_size
-    # without a clock (a seeded, resumable fit) or without a wish the minibatch stays as asked
-    assert sizes == {"short": SMALLEST_BATCH, "fixed": 256, "no clock": 256}
+    # without a clock (a seeded, resumable fit), without a wish or with under a minute it stays as asked
+    assert sizes == {"sized": SMALLEST_BATCH, "fixed": 256, "no clock": 256, "too short to size": 256}
 
 
 def test_a_method_led_by_learned_steps_keeps_the_step_count_and_counts_their_evaluations():
