@@ -156,8 +156,9 @@ class Method:
                       **kwargs)
 
     def _run_led(self, problem: Problem, y: torch.Tensor, lr: float, lr_x, init, base, *, steps: int = 200,
-                 **kwargs) -> InversionResult:
-        """The learned steps from the base, then the method's descent from where they end, as one result."""
+                 snapshots: tuple[int, ...] | list[int] = (), **kwargs) -> InversionResult:
+        """The learned steps from the base, then the method's descent from where they end, as one result
+        (``snapshots`` counted from the base: x after k learned steps for k within them)."""
         if base is None:
             raise LandformError(f"method {self.name!r} runs learned steps from a start: it needs use_base")
         device = torch.device(kwargs["device"]) if kwargs.get("device") is not None else y.device
@@ -171,16 +172,19 @@ class Method:
             torch.manual_seed(kwargs.get("seed", 0))
             x0 = base(y_dev).detach() if callable(base) else base.detach().to(device)
             x_led, led, seconds = lead.run(x0, y_dev, problem.forward, loss, count=count)
+            early = {k: (x0 if k == 0 else lead.run(x0, y_dev, problem.forward, loss, count=k)[0]).detach()
+                     for k in snapshots if k < count}  # the learned steps are deterministic: rerun to step k
         rest = invert(problem.forward, problem.loss, y, mapping=self.mapping, mode=self.mode, lr=lr, lr_x=lr_x,
                       warmup=self.warmup, init=init, x_shape=problem.x_shape, base=x_led.detach(),
-                      starts=[s(y) for s in self.starts], from_start=self.from_start, steps=steps - count, **kwargs)
+                      starts=[s(y) for s in self.starts], from_start=self.from_start, steps=steps - count,
+                      snapshots=[k - count for k in snapshots if k >= count], **kwargs)
         elapsed = torch.cat([torch.tensor([0.0, *seconds], dtype=torch.float64),
                              seconds[-1] + rest.elapsed[1:]]) if count else rest.elapsed
         total = float(elapsed[-1])
         return replace(rest, losses=torch.cat([led[:-1].detach().cpu().to(rest.losses.dtype), rest.losses]),
                        seconds_per_step=total / max(steps, 1), elapsed=elapsed,
                        evaluations=rest.evaluations + count,
-                       snapshots={k + count: v for k, v in rest.snapshots.items()})
+                       snapshots={**early, **{k + count: v for k, v in rest.snapshots.items()}})
 
 
 def _masked(loss, mask: torch.Tensor):

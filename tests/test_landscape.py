@@ -178,6 +178,11 @@ def test_a_method_led_by_learned_steps_keeps_the_step_count_and_counts_their_eva
     assert led.elapsed is not None and len(led.elapsed) == 11 and bool((led.elapsed.diff() >= 0).all())
     first = held_out_losses(steps, problem.forward, problem.loss, torch.zeros(16, 4), y)
     assert torch.allclose(led.losses.mean(1)[:4].double(), first.double(), rtol=1e-5)
+    kept = Method("led", lr=0.05, use_base=True, init="origin", lead=steps, lead_count=3).run(
+        base_problem, y, 0.05, steps=10, snapshots=(0, 2, 3, 7, 10))
+    assert sorted(kept.snapshots) == [0, 2, 3, 7, 10]  # counted from the start, learned steps included
+    for step, x in kept.snapshots.items():
+        assert torch.allclose(problem.loss(problem.forward(x), y), kept.losses[step], rtol=1e-4, atol=1e-7), step
 
 
 def test_answer_metrics_count_time_to_within_one_percent_uncapped():
