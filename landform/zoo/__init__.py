@@ -165,23 +165,23 @@ def load_landscape(name: str, fitted_on: dict[str, str | None], *, directory: st
         if settings is None:
             raise LandformError(f"{name} is a Θ alone: loading it as a landscape needs its inference settings")
         state = {f"theta.{k}": v for k, v in state.items()}
-        start_config = None
-        if start is not None:
-            start_state, start_entry = load_checked(start, fitted_on, directory)
-            if not isinstance(start_entry.get("start"), dict):
-                raise LandformError(f"{path(start, directory)} holds no learned start of the current "
-                                    f"layout; retrain it with `landform zoo train {start}`")
-            state.update({f"start.{k}": v for k, v in start_state.items()})
-            start_config = start_entry["start"]
-        steps_config = None
-        if steps is not None and settings.learned_steps:
-            steps_state, steps_entry = load_checked(steps, fitted_on, directory)
-            if not isinstance(steps_entry.get("steps"), dict):
-                raise LandformError(f"{path(steps, directory)} holds no learned steps; retrain it with "
-                                    f"`landform zoo train {steps}`")
-            state.update({f"steps.{k}": v for k, v in steps_state.items()})
-            steps_config = steps_entry["steps"]
+        start_config = _part(state, "start", start, fitted_on, directory, "a learned start of the current layout")
+        steps_config = _part(state, "steps", steps if settings.learned_steps else None, fitted_on, directory,
+                             "learned steps")
         config = {"kind": "landform.Landscape", "mapping": config, "start": start_config, "refine": None,
                   "steps": steps_config, "settings": asdict(settings), "requires": config["requires"],
                   "record": {"zoo": {"theta": name, "start": start, "steps": steps}}}
     return Landscape.from_state(state, config, path(name, directory)).to(device)
+
+
+def _part(state: dict[str, torch.Tensor], key: str, name: str | None, fitted_on: dict[str, str | None],
+          directory: str | Path | None, what: str) -> dict | None:
+    """Zoo entry ``name``'s weights added to ``state`` under ``key.`` (checked like every entry), and the
+    config it keeps under ``key``; None without an entry."""
+    if name is None:
+        return None
+    part_state, entry = load_checked(name, fitted_on, directory)
+    if not isinstance(entry.get(key), dict):
+        raise LandformError(f"{path(name, directory)} holds no {what}; retrain it with `landform zoo train {name}`")
+    state.update({f"{key}.{k}": v for k, v in part_state.items()})
+    return entry[key]
