@@ -16,6 +16,8 @@ from landform import Mapping, fit, zoo
 from landform.comparison import Method
 from landform.errors import LandformError
 from landform.fitting import checkpoint_state
+from landform.io import load_pair, save_pair
+from landform.io.fs import make_dirs
 from landform.learned_parts import STEPS_ITERATIONS, STEPS_SIZE
 from landform.metrics import max_rise, step_reached
 from landform.report import write_text
@@ -328,15 +330,17 @@ MAX_RISE = 0.05  # ... and the largest step-over-step rise of the mean loss they
 
 
 def train_learned_steps(*, device: str = "cpu", seed: int = 0, resume: bool = True, progress: bool = True,
-                        seconds: float = 1200.0, zoo_dir: Path | None = None) -> LearnedSteps:
+                        seconds: float = 1200.0, run_dir: Path | None = None,
+                        zoo_dir: Path | None = None) -> LearnedSteps:
     """The core's learned update steps (``landform.steps``) from the encoder's guess, trained through the
     generator and the Eq. 5 loss on broad observations for ``seconds`` (``train_steps``, its minibatch sized to
     the budget), then judged on Fashion-MNIST validation images: kept (``learned_steps`` in the entry's config)
     where the default inference led by them gets within 1% of the baseline's step-200 loss sooner in wall-clock
     time, with no step-over-step rise of the mean loss over 5% (``_judge_steps``).
-    Writes the zoo entry ``images-steps`` (``resume`` is accepted for the zoo's trainer interface: a killed
-    run starts again)."""
-    del resume
+    The trained steps are kept in ``run_dir`` (RUNS/images-steps) before they are judged, and ``resume`` reuses
+    them there (a run killed while training starts that again). Writes the zoo entry ``images-steps``."""
+    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / STEPS_NAME
+    saved = run_dir / "steps.safetensors"
     problem = image_problem(device, fast=True)
     rng = torch.Generator().manual_seed(seed)
     train_y = broad_observations(problem.forward, seed=seed)(STEPS_POOL, rng)
@@ -345,11 +349,20 @@ def train_learned_steps(*, device: str = "cpu", seed: int = 0, resume: bool = Tr
     x_train, x_val = starts_of(start, train_y, torch.device(device)), starts_of(start, val_y, torch.device(device))
     torch.manual_seed(seed)
     module = LearnedSteps((W_DIM,), tuple(train_y.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1])
-    training = train_steps(module, problem.forward, problem.loss, x_train, train_y, x_val, val_y, seconds=seconds,
-                           iterations_wanted=STEPS_ITERATIONS, seed=seed, device=device, progress=progress)
+    if resume and saved.exists():
+        state, kept = load_pair(saved)
+        module.load_state_dict(state)
+        module.eval().requires_grad_(False)
+        record = kept["record"]
+    else:
+        record = train_steps(module, problem.forward, problem.loss, x_train, train_y, x_val, val_y, seconds=seconds,
+                             iterations_wanted=STEPS_ITERATIONS, seed=seed, device=device,
+                             progress=progress).as_dict()
+        make_dirs(run_dir)
+        save_pair(saved, module.state_dict(), {"steps": module.config(), "record": record})
     judged = _judge_steps(module, seeded_subset(load_fashion_mnist("val")[0], STEPS_CHECK, seed + 1), device=device,
                           seed=seed)
-    config = {"kind": "landform.LearnedSteps", "steps": module.config(), "record": training.as_dict(),
+    config = {"kind": "landform.LearnedSteps", "steps": module.config(), "record": record,
               "judged": judged, "learned_steps": module.count if judged["kept"] else 0,
               "requires": zoo.requirements(FITTED_ON)}
     statistics = {name for name, _ in module.named_buffers()}

@@ -38,8 +38,8 @@ def test_defended_images_are_bitwise_those_of_the_old_path(tmp_path):
     model = load_model("pgd")
     mapping, config = _old_theta("pgd")
     lr_z, base_lr = config["settings"]["lr_z"], config["baseline"]["lr"]
-    old = {"defended_ours": reverse(model, x, mapping=mapping, steps=1, lr=lr_z, seed=2).x,
-           "defended_ours_hardened": reverse(model, x, mapping=mapping, steps=5, lr=lr_z, seed=2, start_scale=0.5).x,
+    old = {"defended_1_step": reverse(model, x, mapping=mapping, steps=1, lr=lr_z, seed=2).x,
+           "defended": reverse(model, x, mapping=mapping, steps=5, lr=lr_z, seed=2, start_scale=0.5).x,  # hardened
            "defended_baseline": reverse(model, x, steps=40, lr=base_lr, seed=2).x}
     for name, tensor in old.items():
         assert np.array_equal(np.load(tmp_path / "out" / f"{name}.npy"), tensor.numpy()), name
