@@ -94,6 +94,17 @@ def scored(model: nn.Module, mapping: nn.Module | None, a: torch.Tensor, y: torc
     return out
 
 
+def scored_over_draws(model: nn.Module, mapping: nn.Module | None, a: torch.Tensor, y: torch.Tensor, *,
+                      lr: float, steps: int, seeds: list[int], start_scale: float = 1.0) -> dict:
+    """A randomized defense scored as the field scores one (the repeated evaluation the AutoAttack maintainers
+    ask of randomized defenses): ``scored`` on ``a`` once per draw in ``seeds``, and per image whether it is
+    right on the first draw (``_first``), on every draw (``_every``: robust only if no draw lets it through) and on
+    more than half of them (``_majority``)."""
+    hits = torch.stack([scored(model, mapping, a, y, lr=lr, steps=steps, seed=seed,
+                               start_scale=start_scale)["_correct"] for seed in seeds])
+    return {"_first": hits[0], "_every": hits.all(0), "_majority": hits.double().mean(0) > 0.5, "draws": len(seeds)}
+
+
 def _scored_chunk(model, mapping, a: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, seed: int,
                   start_scale: float = 1.0) -> dict:
     digest = hashlib.sha256(a.detach().cpu().numpy().tobytes())

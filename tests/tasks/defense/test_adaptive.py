@@ -13,7 +13,7 @@ from landform.errors import LandformError
 from landform.inference import initial_variable
 from landform.tasks.defense.defense import reversal_of, reverse
 from landform.tasks.defense.models import RobustModel
-from landform.tasks.defense.scoring import Defended, accuracy, difference, percent
+from landform.tasks.defense.scoring import Defended, accuracy, difference, percent, scored, scored_over_draws
 
 STUDY = Path(__file__).resolve().parents[3] / "experiments" / "defense_adaptive.py"
 
@@ -53,6 +53,20 @@ def test_composite_is_the_deployed_defense_with_or_without_gradients():
     fresh = Defended(model, mapping, lr=0.05, steps=1, seed=None)
     with torch.no_grad():
         assert not torch.allclose(fresh(a), fresh(a))  # a new draw of the start at every call (EOT)
+
+
+def test_a_randomized_defense_counts_an_image_only_if_every_draw_gets_it_right(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDFORM_RUNS", str(tmp_path))
+    model, mapping = _parts()
+    a = torch.rand(6, 1, 28, 28)
+    y = model(a).argmax(1)
+    seeds = [0, 1, 2]
+    draws = scored_over_draws(model, mapping, a, y, lr=0.5, steps=2, seeds=seeds, start_scale=2.0)
+    each = torch.stack([scored(model, mapping, a, y, lr=0.5, steps=2, seed=s, start_scale=2.0)["_correct"]
+                        for s in seeds])
+    assert torch.equal(draws["_first"], each[0]) and torch.equal(draws["_every"], each.all(0))
+    assert torch.equal(draws["_majority"], each.sum(0) >= 2) and draws["draws"] == 3
+    assert bool((draws["_every"] <= draws["_majority"]).all()) and bool((draws["_every"] <= draws["_first"]).all())
 
 
 def test_bad_settings_are_refused():
