@@ -165,9 +165,9 @@ def load_landscape(name: str, fitted_on: dict[str, str | None], *, directory: st
         if settings is None:
             raise LandformError(f"{name} is a Θ alone: loading it as a landscape needs its inference settings")
         state = {f"theta.{k}": v for k, v in state.items()}
+        steps = steps if settings.learned_steps else None  # shipped steps the settings do not use stay out
         start_config = _part(state, "start", start, fitted_on, directory, "a learned start of the current layout")
-        steps_config = _part(state, "steps", steps if settings.learned_steps else None, fitted_on, directory,
-                             "learned steps")
+        steps_config = _part(state, "steps", steps, fitted_on, directory, "learned steps")
         config = {"kind": "landform.Landscape", "mapping": config, "start": start_config, "refine": None,
                   "steps": steps_config, "settings": asdict(settings), "requires": config["requires"],
                   "record": {"zoo": {"theta": name, "start": start, "steps": steps}}}
