@@ -344,8 +344,9 @@ def train_learned_steps(*, device: str = "cpu", seed: int = 0, resume: bool = Tr
     problem = image_problem(device, fast=True)
     rng = torch.Generator().manual_seed(seed)
     train_y = broad_observations(problem.forward, seed=seed)(STEPS_POOL, rng)
-    val_y = seeded_subset(load_fashion_mnist("val")[0], 256, seed)
-    start = load_encoder(device)
+    validation = load_fashion_mnist("val")[0]
+    val_y = seeded_subset(validation, 256, seed)
+    start = problem.base  # the shipped encoder (``image_problem`` loads it)
     x_train, x_val = starts_of(start, train_y, torch.device(device)), starts_of(start, val_y, torch.device(device))
     torch.manual_seed(seed)
     module = LearnedSteps((W_DIM,), tuple(train_y.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1])
@@ -360,8 +361,7 @@ def train_learned_steps(*, device: str = "cpu", seed: int = 0, resume: bool = Tr
                              progress=progress).as_dict()
         make_dirs(run_dir)
         save_pair(saved, module.state_dict(), {"steps": module.config(), "record": record})
-    judged = _judge_steps(module, seeded_subset(load_fashion_mnist("val")[0], STEPS_CHECK, seed + 1), device=device,
-                          seed=seed)
+    judged = _judge_steps(module, seeded_subset(validation, STEPS_CHECK, seed + 1), device=device, seed=seed)
     config = {"kind": "landform.LearnedSteps", "steps": module.config(), "record": record,
               "judged": judged, "learned_steps": module.count if judged["kept"] else 0,
               "requires": zoo.requirements(FITTED_ON)}

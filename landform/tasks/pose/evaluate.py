@@ -12,12 +12,11 @@ to the task's targets.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import torch
 
-from landform.comparison import SWEEP_LRS, Comparison, Method, compare, summarize_methods
+from landform.comparison import SWEEP_LRS, Comparison, Method, compare, start_pass_seconds, summarize_methods
 from landform.metrics import as_curve, bootstrap_ci
 from landform.problem import Problem
 from landform.tasks.pose.load import LR_Z, PoseModels
@@ -68,10 +67,7 @@ def time_methods(problem: Problem, y: torch.Tensor, chosen: list[Method], lrs: d
             times[method.name].append(method.run(problem, y, lrs[method.name], steps=steps,
                                                  device=device).seconds_per_step)
         if problem.base is not None:
-            began = time.perf_counter()
-            with torch.no_grad():
-                problem.base(y)
-            starts.append(time.perf_counter() - began)
+            starts.append(start_pass_seconds(problem.base, y, repeats=1))
     start = min(starts) if starts else 0.0
     return ({name: min(values) for name, values in times.items()},
             {m.name: start if m.use_base else 0.0 for m in chosen})
@@ -130,7 +126,8 @@ def run_comparison(kind: str, models: PoseModels, y: torch.Tensor, *, y_val: tor
         seconds, starts = time_methods(problem, y, chosen, comparison.lrs, repeats=timing_repeats, device=device)
     else:  # the comparison's own step times; the start's pass still timed (every time to the answer includes it)
         seconds = {n: r.seconds_per_step for n, r in comparison.results.items()}
-        starts = time_methods(problem, y, chosen, comparison.lrs, steps=1, repeats=1, device=device)[1]
+        start = start_pass_seconds(problem.base, y) if problem.base is not None else 0.0
+        starts = {m.name: start if m.use_base else 0.0 for m in chosen}
     return comparison, summary_block(comparison, seconds, kind=kind, bootstrap=bootstrap, seed=seed,
                                      start_seconds=starts)
 
