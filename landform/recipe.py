@@ -62,6 +62,7 @@ from landform.learned_parts import (
     learn_refiner,
     learn_start,
     learn_steps,
+    more_steps,
 )
 from landform.mapping import Mapping
 from landform.problem import Problem
@@ -194,7 +195,8 @@ def learn(problem: Problem, directory: str | Path, *, seconds: float = 480.0, ro
     """Learn the whole recipe for ``problem`` within about ``seconds`` and save it in ``directory``.
 
     The start trains for at most 35% of the budget, its error-feedback step (where asked for) until 45%, the
-    learned update steps until 65%, Θ until 80% (each stops earlier on a validation plateau), and the rest tunes
+    learned update steps until 65%, Θ until 80% (each stops earlier on a validation plateau; time Θ leaves
+    unused goes back to the learned steps, until 85%), and the rest tunes
     the inference settings for the answer (``tune``: with and without the learned steps, which are kept only
     where they reach it sooner; twice where the error-feedback step is judged). With ``resume`` a saved start
     and saved learned steps are reused and Θ's fit continues from its last committed round. A budget makes the
@@ -322,6 +324,11 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
     log(f"fit: Θ {len(fitted.history)} rounds, the best at round {selector.best_round} ({selector.stopped}); "
         f"{budget.used():.0f} s so far")
 
+    if landscape.steps is not None:
+        start_record["learned_steps"] = more_steps(
+            problem, directory, landscape.steps, landscape.start_of(problem), train, val, budget,
+            start_record["learned_steps"], max_iterations=start_steps, seed=seed, device=device, progress=progress,
+            log=log, context=ctx)
     common = {"warmup": steps, "seed": seed, "device": device, "deadline": budget.began + budget.seconds,
               "cost_model": cost_model,
               "baseline_runs": baseline_runs, "context": ctx}

@@ -237,14 +237,15 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
                 x_val: torch.Tensor, y_val: torch.Tensor, *, seconds: float, max_iterations: int = 20000,
                 batch_size: int = 256, lr: float = 1e-3, check_every: int = 100, patience: int = 10,
                 create_graph: bool = False, iterations_wanted: int | None = None, seed: int = 0,
-                device: torch.device | str = "cpu", progress: bool = True,
+                device: torch.device | str = "cpu", progress: bool = True, standardize: bool = True,
                 context: distributed.Context | None = None) -> StepsTraining:
     """Train ``steps`` (in place) from the starts ``x_train`` of ``y_train``: Adam on the mean over examples of
     Σ_k (k / K) L(F(x_k), y) through the unroll (first order by default, as the recipe trains them: the gradients
     the steps are fed are not differentiated; ``create_graph`` includes those second-order terms where F and the
     loss allow it), for at most ``seconds`` or ``max_iterations``, stopping when the held-out loss after the last
     step has not improved for ``patience`` checks (the step size halves at every second stall); ends with the
-    weights of its best check.
+    weights of its best check. ``standardize=False`` trains on from the steps' present weights and statistics
+    (steps trained before, given more time).
     With ``iterations_wanted`` and a finite ``seconds`` of at least ``SHORTEST_SIZED``, a few timed iterations
     decide the minibatch: halved
     (down to ``SMALLEST_BATCH``) until that many iterations fit in the time left, the checks spaced to see as
@@ -257,8 +258,9 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
     share, and the time budget read on rank 0's clock; every rank ends with the same weights."""
     ctx = context or distributed.Context()
     device = torch.device(device)
-    steps.to(device).train()
-    steps.standardize_with(x_train[:2048].to(device), y_train[:2048].to(device), forward, loss)
+    steps.to(device).train().requires_grad_(True)
+    if standardize:
+        steps.standardize_with(x_train[:2048].to(device), y_train[:2048].to(device), forward, loss)
     ctx.broadcast_module(steps)
     if create_graph:
         create_graph = second_order_works(steps, forward, loss, x_train[:8].to(device), y_train[:8].to(device))

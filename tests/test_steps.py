@@ -37,3 +37,35 @@ def test_a_learned_step_moves_no_coordinate_further_than_its_bound():
     x1 = steps.step(x0, y, forward, loss, 0)[0].detach()
     assert math.isclose(float(x1.abs().max()), MOVE_BOUND * 0.5, rel_tol=1e-3)
     assert bool((x1.abs() <= MOVE_BOUND * 0.5 + 1e-6).all())
+
+
+def test_time_theta_leaves_goes_back_to_the_steps_once_and_never_leaves_them_worse(tmp_path, monkeypatch):
+    from landform import learned_parts
+    from landform.learned_parts import Budget, more_steps
+    from landform.steps import held_out_losses, starts_of, train_steps
+    from landform.synthetic import synthetic_problem
+
+    problem = synthetic_problem()
+    g = torch.Generator().manual_seed(0)
+    train, val = problem.train_observations(512, g), problem.train_observations(128, g)
+
+    def start(y: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(y.shape[0], *problem.x_shape)
+
+    steps = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), count=2, hidden=32)
+    x_train, x_val = starts_of(start, train, "cpu"), starts_of(start, val, "cpu")
+    first = train_steps(steps, problem.forward, problem.loss, x_train, train, x_val, val, seconds=60,
+                        max_iterations=20, batch_size=64, check_every=10, progress=False)
+    record = {"batch_size": first.batch_size, "held_out_per_step": first.per_step}
+    steps.feature_mean += 1e-3  # statistics no standardization would give: a second turn must keep them
+    statistics = steps.feature_mean.clone()
+    before = float(held_out_losses(steps, problem.forward, problem.loss, x_val, val)[-1])
+    quiet = {"max_iterations": 40, "seed": 0, "device": torch.device("cpu"), "progress": False, "log": lambda _: None}
+    assert more_steps(problem, tmp_path, steps, start, train, val, Budget(math.inf), record, **quiet) is record
+    monkeypatch.setattr(learned_parts, "STEPS_AGAIN_SHORTEST", 1.0)
+    again = more_steps(problem, tmp_path, steps, start, train, val, Budget(20.0), record, **quiet)
+    assert again["again"]["iterations"] > 0 and torch.equal(steps.feature_mean, statistics)  # trained on, not anew
+    after = float(held_out_losses(steps, problem.forward, problem.loss, x_val, val)[-1])
+    assert after <= before * (1 + 1e-5) and math.isclose(again["held_out_per_step"][-1], after, rel_tol=1e-4)
+    assert (tmp_path / "steps.safetensors").exists() and (tmp_path / "steps.json").exists()
+    assert more_steps(problem, tmp_path, steps, start, train, val, Budget(20.0), again, **quiet) is again  # once
