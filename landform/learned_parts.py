@@ -229,7 +229,7 @@ def more_steps(problem: Problem, directory: Path, steps: LearnedSteps, start: Ca
     already had their second turn."""
     ctx = context or Context()
     seconds = budget.until(STEPS_AGAIN_SHARE)
-    if "again" in record or not math.isfinite(budget.seconds) or seconds < STEPS_AGAIN_SHORTEST:
+    if "again" in record or not math.isfinite(budget.seconds) or not ctx.leader_says(seconds >= STEPS_AGAIN_SHORTEST):
         return record
     x_train, x_val = starts_of(start, train, device), starts_of(start, val, device)
     before = record.get("held_out_per_step", [math.nan])[-1]
