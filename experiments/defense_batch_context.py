@@ -97,7 +97,11 @@ def main() -> None:
             if name == "transfer_pgd":
                 contexts["among_clean"] = {"_first": among_clean(model, settings, images, y, clean, clean_labels,
                                                                  seeds[0])}
-            block[name] = {}
+            undefended = scored(model, settings["mapping"], images, y, lr=settings["lr"], steps=settings["steps"],
+                                seed=seeds[0], start_scale=settings["start_scale"])["_undefended"]  # cached
+            block[name] = {"undefended": accuracy(undefended, seed=args.seed)}
+            rows.append([model_name(recipe), name.replace("_", " "), "undefended", percent(block[name]["undefended"]),
+                         "", ""])
             for context, hits in contexts.items():
                 block[name][context] = {key.strip("_"): accuracy(hits[key], seed=args.seed)
                                         for key in SCORES if key in hits}
@@ -114,7 +118,8 @@ def main() -> None:
     write_text(out / "summary.md", f"# The hardened defense in each batch it may run in\n\n{table}"
                f"\n\n`python experiments/defense_batch_context.py --threads {args.threads} --out {args.out}`: "
                f"{args.count} seeded test images per model; {summary['attack']}; the hardened defense "
-               f"({settings['steps']} steps from a random start of scale {settings['start_scale']}); *alone*: a batch "
+               f"({settings['steps']} steps from a random start of scale {settings['start_scale']}); *undefended*: the "
+               f"robust classifier alone; *alone*: a batch "
                f"of one; *with {CHUNK - 1} clean images*: the image and {CHUNK - 1} clean test images of a disjoint "
                f"set (first draw only: n/a on the others); *all of its kind*: chunks of {CHUNK} images all clean or "
                f"all attacked, as the demo scores them; {args.draws} draws; % with 95% bootstrap intervals over "
