@@ -113,11 +113,12 @@ def torchattacks_autoattack(model, x: torch.Tensor, y: torch.Tensor, *, eps: flo
 
 
 # ------------------------------------------------------------------------------------------------ chunks
-def defend(model, a: torch.Tensor, *, mapping=None, steps: int, lr: float, seed: int, device: str) -> torch.Tensor:
+def defend(model, a: torch.Tensor, *, mapping=None, steps: int, lr: float, seed: int, device: str,
+           start_scale: float = 1.0) -> torch.Tensor:
     """The defended images of ``a``, in fixed chunks of CHUNK images (every evaluation, the adaptive attacker's
-    included, runs exactly this function)."""
-    return torch.cat([reverse(model, a[i:i + CHUNK], mapping=mapping, steps=steps, lr=lr, seed=seed, device=device).x
-                      for i in range(0, a.shape[0], CHUNK)])
+    included, runs exactly this function; the defense's contrastive negatives are the other images of a chunk)."""
+    return torch.cat([reverse(model, a[i:i + CHUNK], mapping=mapping, steps=steps, lr=lr, seed=seed, device=device,
+                              start_scale=start_scale).x for i in range(0, a.shape[0], CHUNK)])
 
 
 def compare_chunks(model, a: torch.Tensor, methods: list[Method], *, steps: int, snapshots: tuple[int, ...],
@@ -403,29 +404,32 @@ def invert_inputs(inputs: list[str], out: Path, *, device: str = "cpu", seed: in
                   progress: bool = True, recipe: str = "pgd") -> None:
     """Defend the user's images as given (they may already be attacked) with the hardened defense, the one that
     holds against adaptive attacks (its settings in the shipped landscape; its random start comes from
-    ``seed``, which a deployment keeps secret and draws afresh per call): ``defended.npy``, ``reversal.npy``
+    ``seed``, which a deployment keeps secret and draws afresh per call), in chunks of CHUNK images as every
+    evaluation runs it: ``defended.npy``, ``reversal.npy``
     and ``prediction`` in invert.json. Beside it, for comparison, the one-step defense (it does not hold under
     adaptive attacks) and 40 steps of the baseline; all written as one set (``INVERT_FILES``)."""
     x = load_user_images(inputs).to(device)
     model = load_model(recipe, device=device)
     landscape = load_landscape(recipe, device=device)
     out = Path(out)
-    hardened = reverse(model, x, **ours_settings(landscape, hardened=True), seed=seed, device=device)
-    one_step = reverse(model, x, **ours_settings(landscape), seed=seed, device=device)
-    base = reverse(model, x, steps=max(BASELINE_STEPS), lr=baseline_lr(landscape), seed=seed, device=device)
+    hardened = defend(model, x, **ours_settings(landscape, hardened=True), seed=seed, device=device)
+    one_step = defend(model, x, **ours_settings(landscape), seed=seed, device=device)
+    base = defend(model, x, steps=max(BASELINE_STEPS), lr=baseline_lr(landscape), seed=seed, device=device)
     with torch.no_grad():
         predictions = {"model": model_name(recipe), "files": list(inputs),
                        "defense": "hardened: {steps} steps of ours from a random start of scale "
                                   "{start_scale}".format(**landscape.record["defense"]["hardened"]),
-                       "prediction": model(hardened.x).argmax(1).tolist(),
+                       "batch": f"the images given, together in chunks of {CHUNK} (the defense's contrastive "
+                                "negatives are the other images of a chunk)",
+                       "prediction": model(hardened).argmax(1).tolist(),
                        "prediction_input": model(x).argmax(1).tolist(),
-                       "prediction_1_step": model(one_step.x).argmax(1).tolist(),
-                       "prediction_baseline_40_steps": model(base.x).argmax(1).tolist()}
+                       "prediction_1_step": model(one_step).argmax(1).tolist(),
+                       "prediction_baseline_40_steps": model(base).argmax(1).tolist()}
     with atomic_outputs(out, INVERT_FILES) as stage:  # the old set or the new one, never a mix
-        _save_npy(stage / "defended.npy", hardened.x)
-        _save_npy(stage / "reversal.npy", hardened.x - x)
-        _save_npy(stage / "defended_1_step.npy", one_step.x)
-        _save_npy(stage / "defended_baseline.npy", base.x)
+        _save_npy(stage / "defended.npy", hardened)
+        _save_npy(stage / "reversal.npy", hardened - x)
+        _save_npy(stage / "defended_1_step.npy", one_step)
+        _save_npy(stage / "defended_baseline.npy", base)
         write_json(stage / "invert.json", predictions)
 
 

@@ -34,6 +34,19 @@ def test_invert_and_compare_write_their_outputs(tmp_path):
     assert (tmp_path / "cmp" / "compare.png").exists()
 
 
+def test_invert_defends_in_the_chunks_every_evaluation_scores(tmp_path, monkeypatch):
+    """The defense's negatives are the other images of its batch: invert runs it in the scored chunks, so an image
+    is defended the same whatever the user passes beyond its chunk."""
+    from landform.tasks.defense import task
+    monkeypatch.setattr(task, "CHUNK", 2)
+    files = _files(tmp_path)
+    invert_inputs(files, tmp_path / "all", progress=False)
+    invert_inputs(files[:1], tmp_path / "first", progress=False)
+    every, first = (np.load(tmp_path / name / "defended.npy") for name in ("all", "first"))
+    assert np.allclose(every[:2], first, atol=1e-6)
+    assert "chunks of 2" in json.loads((tmp_path / "all" / "invert.json").read_text())["batch"]
+
+
 @pytest.mark.parametrize("array, message", [
     (np.zeros((32, 32), dtype=np.float32), "28x28"),
     (np.full((28, 28), 2.0, dtype=np.float32), r"\[0, 1\]"),
