@@ -99,7 +99,8 @@ def measure(name: str, spec: str, root: Path, threads: list[str], keep: Path) ->
             "start_ms": block.get("start_ms", {}).get("landscape"),
             "start_dropped": bool(fitted["record"]["start"].get("check", {}).get("dropped")),
             "learned_steps": {"kept": bool(learned.get("kept")), "held_out_per_step": learned.get("held_out_per_step"),
-                              "train_seconds": learned.get("seconds")},
+                              "train_seconds": learned.get("seconds"),
+                              "again_seconds": (learned.get("again") or {}).get("seconds")},
             "refine": _refine_outcome(fitted["record"]["start"].get("refine"))}
 
 
