@@ -20,11 +20,11 @@ The defense's runs are cached by batch (RUNS/defense-adaptive/scores), so an int
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
+from defense_draws import draws_arguments
 
 from landform.progress import progress_bar
 from landform.report import markdown_table, write_json, write_text
@@ -68,18 +68,10 @@ def among_clean(model, settings: dict, images: torch.Tensor, labels: torch.Tenso
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200, help="test images per model (default 200)")
-    parser.add_argument("--draws", type=int, default=10, help="R, the draws of the defense (default 10)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="report/defense/batch_context")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args, seeds = draws_arguments(__doc__.splitlines()[0], "report/defense/batch_context")
     began = time.perf_counter()
     x, y = eval_subset(args.count + CHUNK - 1, seed=args.seed)
     x, y, clean, clean_labels = x[:args.count], y[:args.count], x[args.count:], y[args.count:]
-    seeds = [args.seed + 1000 + k for k in range(args.draws)]
     summary: dict = {"count": args.count, "draws": args.draws, "seed": args.seed, "threads": args.threads,
                      "batch": CHUNK, "attack": f"transfer PGD-L2 (eps {attack.L2_EPS}) on the undefended classifier",
                      "models": {}}

@@ -31,18 +31,24 @@ from landform.tasks.defense.scoring import accuracy, percent, scored_over_draws
 SCORES = {"_first": "the first draw", "_majority": "more than half of the draws", "_every": "every draw"}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def draws_arguments(description: str, out: str) -> tuple[argparse.Namespace, list[int]]:
+    """The options of a repeated-draw study (images per model, R, seed, threads, output folder), with torch's
+    threads set, and the seeds of its R draws (the same for every study of a seed)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--count", type=int, default=200, help="test images per model (default 200)")
     parser.add_argument("--draws", type=int, default=10, help="R, the draws of the defense (default 10)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="report/defense/draws")
+    parser.add_argument("--out", default=out)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    return args, [args.seed + 1000 + k for k in range(args.draws)]
+
+
+def main() -> None:
+    args, seeds = draws_arguments(__doc__.splitlines()[0], "report/defense/draws")
     began = time.perf_counter()
     x, y = eval_subset(args.count, seed=args.seed)
-    seeds = [args.seed + 1000 + k for k in range(args.draws)]
     summary: dict = {"count": args.count, "draws": args.draws, "seed": args.seed, "threads": args.threads,
                      "attack": f"transfer PGD-L2 (eps {attack.L2_EPS}) on the undefended classifier", "models": {}}
     rows = []
