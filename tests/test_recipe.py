@@ -179,6 +179,20 @@ def test_resume_reuses_the_saved_start(learned, problem, monkeypatch):
     assert torch.equal(again.start(y), landscape.start(y))
 
 
+def test_the_learned_steps_get_the_time_theta_leaves_once_even_across_a_resume(problem, tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe, "TUNE_COUNT", 16)
+    monkeypatch.setattr(learned_parts, "STEPS_AGAIN_SHORTEST", 1.0)  # the 20-second fit's few seconds count
+    options = {"seconds": 20, "rounds": 2, "trajectories": 16, "start_steps": 200, "pool_size": 2048,
+               "progress": False}
+    first: list[str] = []
+    landscape = learn(problem, tmp_path, log=first.append, **options)
+    again = landscape.record["start"]["learned_steps"].get("again")
+    assert again and again["iterations"] > 0 and any("more iterations" in m for m in first)
+    resumed: list[str] = []
+    learn(problem, tmp_path, resume=True, log=resumed.append, **options)
+    assert not any("more iterations" in m for m in resumed)  # the saved steps had their second turn
+
+
 def test_a_problem_with_its_own_base_keeps_it(problem, tmp_path, monkeypatch):
     monkeypatch.setattr(recipe, "TUNE_COUNT", 16)
     base_problem = replace(problem, base=lambda y: torch.zeros(y.shape[0], 16))
