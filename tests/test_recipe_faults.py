@@ -83,9 +83,11 @@ def test_random_kills_of_the_default_fit_resume_to_the_uninterrupted_artifact(tm
             status = process.wait(timeout=moments.uniform(0.5, 0.7 * duration) if kills < KILLS else 300)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
-            assert process.wait(timeout=60) == -signal.SIGKILL
-            kills, resume = kills + 1, True
-            continue
+            status = process.wait(timeout=60)
+            if status == -signal.SIGKILL:
+                kills, resume = kills + 1, True
+                continue
+            # it ended on its own between the timeout and the kill: checked as a finished fit
         assert "Traceback" not in log.read_text()
         if status == 2:  # a clean refusal: one line
             assert _refusal(log).startswith("landform: "), _refusal(log)
