@@ -10,6 +10,7 @@ were fitted by.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -24,7 +25,7 @@ from landform import distributed
 from landform.distributed import Context
 from landform.errors import LandformError
 from landform.fitting import checkpoint_state
-from landform.io import load_module_state, load_pair, read_json, save_pair
+from landform.io import load_module_state, load_pair, pair_committed, read_json, save_pair
 from landform.problem import Problem
 from landform.start import RefinedStart, StartEncoder, StartTraining, train_start
 from landform.steps import LearnedSteps, starts_of, train_steps
@@ -66,11 +67,6 @@ def leader_writes(ctx: Context, write: Callable[[], Any]) -> None:
         raise LandformError(error)
 
 
-def _committed(path: Path) -> bool:
-    """Whether a part saved for --resume was committed: its config, written after its weights, is there."""
-    return path.exists() and path.with_suffix(".json").exists()
-
-
 def _save_part(ctx: Context, path: Path, state: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
     """A part saved for --resume (rank 0 writes it; its config records the number of processes). The old config
     goes first, so a kill between the pair's two atomic writes leaves weights without a config (not committed:
@@ -86,9 +82,9 @@ def _load_part(ctx: Context, path: Path) -> tuple[dict[str, torch.Tensor], dict[
     """A committed part saved for --resume (weights and config), None if there is none; under torchrun rank 0
     reads and checks it and every rank gets what it read (the folder may be rank 0's alone)."""
     if not ctx.active:
-        return load_pair(path, floating=True, finite=True) if _committed(path) else None
+        return load_pair(path, floating=True, finite=True) if pair_committed(path) else None
     loaded, error = None, None
-    if ctx.leader and _committed(path):
+    if ctx.leader and pair_committed(path):
         try:
             loaded = load_pair(path, floating=True, finite=True)
         except LandformError as failure:
@@ -111,7 +107,7 @@ def check_resume_world(directory: Path, ctx: Context) -> None:
         try:
             parts = (START_FILE, REFINE_FILE, STEPS_FILE)
             worlds = [read_json(directory / f"{part}.json", "saved part").get("world_size", 1) for part in parts
-                      if _committed(directory / f"{part}.safetensors")]
+                      if pair_committed(directory / f"{part}.safetensors")]
             state = checkpoint_state(directory)
             worlds += [state.get("world_size", 1)] if state is not None else []
             other = next((world for world in worlds if world != ctx.world), None)
@@ -218,9 +214,20 @@ STEPS_AGAIN_SHORTEST = 60.0
 STEPS_AGAIN_LR = 5e-4
 
 
-def more_steps(problem: Problem, directory: Path, steps: LearnedSteps, start: Callable[[torch.Tensor], torch.Tensor],
-               train: torch.Tensor, val: torch.Tensor, budget: Budget, record: dict[str, Any], *, max_iterations: int,
-               seed: int, device: torch.device, progress: bool, log: Callable[[str], None],
+Starts = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # the start's guesses for the training and held-out
+# observations the steps train from, computed on the first call and kept (both turns train from the same ones)
+
+
+def step_starts(start: Callable[[torch.Tensor], torch.Tensor], train: torch.Tensor, val: torch.Tensor,
+                device: torch.device) -> Starts:
+    """The learned steps' ``Starts``: the start's pass over ``train`` and ``val`` (with an error-feedback step, a
+    pass of F too), run once when first needed and not at all where saved steps are reused without training."""
+    return functools.cache(lambda: (starts_of(start, train, device), starts_of(start, val, device)))
+
+
+def more_steps(problem: Problem, directory: Path, steps: LearnedSteps, starts: Starts, train: torch.Tensor,
+               val: torch.Tensor, budget: Budget, record: dict[str, Any], *, max_iterations: int, seed: int,
+               device: torch.device, progress: bool, log: Callable[[str], None],
                context: Context | None = None) -> dict[str, Any]:
     """Time that Θ left unused (it stopped early on its plateau) goes back to the learned steps: trained on from
     their weights until ``STEPS_AGAIN_SHARE`` of a finite budget, ending with their best held-out weights (never
@@ -231,7 +238,7 @@ def more_steps(problem: Problem, directory: Path, steps: LearnedSteps, start: Ca
     seconds = budget.until(STEPS_AGAIN_SHARE)
     if "again" in record or not math.isfinite(budget.seconds) or not ctx.leader_says(seconds >= STEPS_AGAIN_SHORTEST):
         return record
-    x_train, x_val = starts_of(start, train, device), starts_of(start, val, device)
+    x_train, x_val = starts()
     before = record.get("held_out_per_step", [math.nan])[-1]
     training = train_steps(steps, problem.forward, problem.loss, x_train, train, x_val, val, seconds=seconds,
                            max_iterations=max_iterations, batch_size=int(record.get("batch_size", 256)),
@@ -245,12 +252,12 @@ def more_steps(problem: Problem, directory: Path, steps: LearnedSteps, start: Ca
     return record
 
 
-def learn_steps(problem: Problem, directory: Path, start: Callable[[torch.Tensor], torch.Tensor],
-                train: torch.Tensor, val: torch.Tensor, budget: Budget, *, max_iterations: int, resume: bool,
+def learn_steps(problem: Problem, directory: Path, starts: Starts, train: torch.Tensor, val: torch.Tensor,
+                budget: Budget, *, max_iterations: int, resume: bool,
                 seed: int, device: torch.device, progress: bool, log: Callable[[str], None],
                 context: Context | None = None) -> tuple[LearnedSteps, dict]:
-    """The learned update steps (``landform.steps``) trained through F from the start's guesses, or the ones saved
-    (on resume); ``learn`` keeps them where the tuned inference with them reaches the answer sooner."""
+    """The learned update steps (``landform.steps``) trained through F from the start's guesses (``starts``), or the
+    ones saved (on resume); ``learn`` keeps them where the tuned inference with them reaches the answer sooner."""
     ctx = context or Context()
     saved = directory / f"{STEPS_FILE}.safetensors"
     loaded = _load_part(ctx, saved) if resume else None
@@ -259,7 +266,7 @@ def learn_steps(problem: Problem, directory: Path, start: Callable[[torch.Tensor
         return _saved_part(loaded, saved, "steps", device, LearnedSteps.from_config)
     torch.manual_seed(seed)
     module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1])
-    x_train, x_val = starts_of(start, train, device), starts_of(start, val, device)
+    x_train, x_val = starts()
     training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val,
                            seconds=budget.until(STEPS_SHARE), max_iterations=max_iterations, seed=seed, device=device,
                            progress=progress, context=ctx, create_graph=STEPS_SECOND_ORDER,

@@ -63,6 +63,7 @@ from landform.learned_parts import (
     learn_start,
     learn_steps,
     more_steps,
+    step_starts,
 )
 from landform.mapping import Mapping
 from landform.problem import Problem
@@ -304,12 +305,13 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
     mapping.start_near_zero(0.1)  # the anchored start begins as the learned start's guess
     landscape = Landscape(start=start, mapping=mapping, settings=InferenceSettings("pure", lr_z, 0.1, 0, 200),
                           refiner=refiner)
+    base = landscape.start_of(problem)  # Θ is fitted around the start its inference will use
+    starts = step_starts(base, train, val, device)  # the learned steps' two turns train from the same guesses
     if learned_steps is not False:
         steps_module, start_record["learned_steps"] = learn_steps(
-            problem, directory, landscape.start_of(problem), train, val, budget, max_iterations=start_steps,
+            problem, directory, starts, train, val, budget, max_iterations=start_steps,
             resume=resume, seed=seed, device=device, progress=progress, log=log, context=ctx)
         landscape = landscape.with_(steps=steps_module)
-    base = landscape.start_of(problem)  # Θ is fitted around the start its inference will use
     selector = ThetaSelector(problem, base, val[:TUNE_COUNT], budget, lr_z=lr_z, steps=steps, seed=seed,
                              device=device, context=ctx, directory=directory)
     stopped = resume and selector.resume(mapping)  # a selection that had stopped the fit runs no more rounds
@@ -326,7 +328,7 @@ def _learn(problem: Problem, directory: Path, ctx: Context, device: torch.device
 
     if landscape.steps is not None:
         start_record["learned_steps"] = more_steps(
-            problem, directory, landscape.steps, landscape.start_of(problem), train, val, budget,
+            problem, directory, landscape.steps, starts, train, val, budget,
             start_record["learned_steps"], max_iterations=start_steps, seed=seed, device=device, progress=progress,
             log=log, context=ctx)
     common = {"warmup": steps, "seed": seed, "device": device, "deadline": budget.began + budget.seconds,

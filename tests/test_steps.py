@@ -1,11 +1,14 @@
-"""The learned steps' pieces: the training pool (chunked, capped by time) and the bounded move."""
+"""The learned steps' pieces: the training pool (chunked, capped by time), the bounded move and their second turn."""
 
 import math
 
 import torch
 
+from landform import learned_parts
+from landform.learned_parts import Budget, more_steps, step_starts
 from landform.start import POOL_CHUNK, observation_pool
-from landform.steps import MOVE_BOUND, LearnedSteps
+from landform.steps import MOVE_BOUND, LearnedSteps, held_out_losses, train_steps
+from landform.synthetic import synthetic_problem
 
 
 def _draw(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -40,11 +43,6 @@ def test_a_learned_step_moves_no_coordinate_further_than_its_bound():
 
 
 def test_time_theta_leaves_goes_back_to_the_steps_once_and_never_leaves_them_worse(tmp_path, monkeypatch):
-    from landform import learned_parts
-    from landform.learned_parts import Budget, more_steps
-    from landform.steps import held_out_losses, starts_of, train_steps
-    from landform.synthetic import synthetic_problem
-
     problem = synthetic_problem()
     g = torch.Generator().manual_seed(0)
     train, val = problem.train_observations(512, g), problem.train_observations(128, g)
@@ -53,7 +51,9 @@ def test_time_theta_leaves_goes_back_to_the_steps_once_and_never_leaves_them_wor
         return torch.zeros(y.shape[0], *problem.x_shape)
 
     steps = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), count=2, hidden=32)
-    x_train, x_val = starts_of(start, train, "cpu"), starts_of(start, val, "cpu")
+    starts = step_starts(start, train, val, torch.device("cpu"))
+    x_train, x_val = starts()
+    assert starts()[0] is x_train  # computed once, for both turns
     first = train_steps(steps, problem.forward, problem.loss, x_train, train, x_val, val, seconds=60,
                         max_iterations=20, batch_size=64, check_every=10, progress=False)
     record = {"batch_size": first.batch_size, "held_out_per_step": first.per_step}
@@ -61,11 +61,11 @@ def test_time_theta_leaves_goes_back_to_the_steps_once_and_never_leaves_them_wor
     statistics = steps.feature_mean.clone()
     before = float(held_out_losses(steps, problem.forward, problem.loss, x_val, val)[-1])
     quiet = {"max_iterations": 40, "seed": 0, "device": torch.device("cpu"), "progress": False, "log": lambda _: None}
-    assert more_steps(problem, tmp_path, steps, start, train, val, Budget(math.inf), record, **quiet) is record
+    assert more_steps(problem, tmp_path, steps, starts, train, val, Budget(math.inf), record, **quiet) is record
     monkeypatch.setattr(learned_parts, "STEPS_AGAIN_SHORTEST", 1.0)
-    again = more_steps(problem, tmp_path, steps, start, train, val, Budget(20.0), record, **quiet)
+    again = more_steps(problem, tmp_path, steps, starts, train, val, Budget(20.0), record, **quiet)
     assert again["again"]["iterations"] > 0 and torch.equal(steps.feature_mean, statistics)  # trained on, not anew
     after = float(held_out_losses(steps, problem.forward, problem.loss, x_val, val)[-1])
     assert after <= before * (1 + 1e-5) and math.isclose(again["held_out_per_step"][-1], after, rel_tol=1e-4)
     assert (tmp_path / "steps.safetensors").exists() and (tmp_path / "steps.json").exists()
-    assert more_steps(problem, tmp_path, steps, start, train, val, Budget(20.0), again, **quiet) is again  # once
+    assert more_steps(problem, tmp_path, steps, starts, train, val, Budget(20.0), again, **quiet) is again  # once
