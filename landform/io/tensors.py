@@ -45,6 +45,13 @@ def save_pair(weights_path: str | Path, state: MappingType[str, torch.Tensor], c
     return weights_path
 
 
+def pair_committed(weights_path: str | Path) -> bool:
+    """Whether a pair ``save_pair`` wrote is whole: its config, written after its weights, is there (a save
+    killed between the two leaves weights alone, to be written again rather than read)."""
+    weights_path = Path(weights_path)
+    return weights_path.exists() and weights_path.with_suffix(".json").exists()
+
+
 # ------------------------------------------------------------------------------------------------ reads
 
 def tensor_header(path: str | Path, limit: int = MAX_TENSOR_FILE_BYTES,

@@ -16,7 +16,7 @@ from landform import Mapping, fit, zoo
 from landform.comparison import Method
 from landform.errors import LandformError
 from landform.fitting import checkpoint_state
-from landform.io import load_pair, save_pair
+from landform.io import load_pair, pair_committed, save_pair
 from landform.io.fs import make_dirs
 from landform.learned_parts import STEPS_ITERATIONS, STEPS_SIZE
 from landform.metrics import max_rise, step_reached
@@ -350,7 +350,7 @@ def train_learned_steps(*, device: str = "cpu", seed: int = 0, resume: bool = Tr
     x_train, x_val = starts_of(start, train_y, torch.device(device)), starts_of(start, val_y, torch.device(device))
     torch.manual_seed(seed)
     module = LearnedSteps((W_DIM,), tuple(train_y.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1])
-    if resume and saved.exists():
+    if resume and pair_committed(saved):  # a save killed halfway trains again
         state, kept = load_pair(saved)
         module.load_state_dict(state)
         module.eval().requires_grad_(False)

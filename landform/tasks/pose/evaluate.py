@@ -68,9 +68,12 @@ def time_methods(problem: Problem, y: torch.Tensor, chosen: list[Method], lrs: d
                                                  device=device).seconds_per_step)
         if problem.base is not None:
             starts.append(start_pass_seconds(problem.base, y, repeats=1))
-    start = min(starts) if starts else 0.0
-    return ({name: min(values) for name, values in times.items()},
-            {m.name: start if m.use_base else 0.0 for m in chosen})
+    return {name: min(values) for name, values in times.items()}, method_start_seconds(chosen, min(starts, default=0.0))
+
+
+def method_start_seconds(chosen: list[Method], start: float) -> dict[str, float]:
+    """Each method's seconds before its first step: the learned start's pass ``start`` where it uses one."""
+    return {m.name: start if m.use_base else 0.0 for m in chosen}
 
 
 def summary_block(comparison: Comparison, seconds: dict[str, float], *, kind: str, bootstrap: int = 1000,
@@ -126,8 +129,7 @@ def run_comparison(kind: str, models: PoseModels, y: torch.Tensor, *, y_val: tor
         seconds, starts = time_methods(problem, y, chosen, comparison.lrs, repeats=timing_repeats, device=device)
     else:  # the comparison's own step times; the start's pass still timed (every time to the answer includes it)
         seconds = {n: r.seconds_per_step for n, r in comparison.results.items()}
-        start = start_pass_seconds(problem.base, y) if problem.base is not None else 0.0
-        starts = {m.name: start if m.use_base else 0.0 for m in chosen}
+        starts = method_start_seconds(chosen, start_pass_seconds(problem.base, y) if problem.base is not None else 0.0)
     return comparison, summary_block(comparison, seconds, kind=kind, bootstrap=bootstrap, seed=seed,
                                      start_seconds=starts)
 
