@@ -28,7 +28,7 @@ from landform.fitting import checkpoint_state
 from landform.io import load_module_state, load_pair, pair_committed, read_json, save_pair
 from landform.problem import Problem
 from landform.start import RefinedStart, StartEncoder, StartTraining, train_start
-from landform.steps import LearnedSteps, starts_of, train_steps
+from landform.steps import BATCH, LearnedSteps, check_every_for, starts_of, train_steps
 
 START_FILE = "start"
 REFINE_FILE = "refine"
@@ -240,8 +240,9 @@ def more_steps(problem: Problem, directory: Path, steps: LearnedSteps, starts: S
         return record
     x_train, x_val = starts()
     before = record.get("held_out_per_step", [math.nan])[-1]
+    batch = int(record.get("batch_size", BATCH))
     training = train_steps(steps, problem.forward, problem.loss, x_train, train, x_val, val, seconds=seconds,
-                           max_iterations=max_iterations, batch_size=int(record.get("batch_size", 256)),
+                           max_iterations=max_iterations, batch_size=batch, check_every=check_every_for(batch),
                            lr=STEPS_AGAIN_LR, seed=seed + 1, device=device, progress=progress, context=ctx,
                            create_graph=STEPS_SECOND_ORDER, standardize=False)
     record = {**record, "held_out_per_step": training.per_step, "again": training.as_dict()}

@@ -109,6 +109,10 @@ def check_start(problem: Problem, start: StartEncoder, y_val: torch.Tensor,
 # δ's step sizes tried from the start, times the baseline's: low enough that a good start's first step does not
 # overshoot
 START_LR_FACTORS = (2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005)
+# ... and on down, for a start (with or without the learned steps) from which every one of those overshoots: learned
+# steps that end far below the answer (compressed sensing: 1e-8 against 3e-10 from 1e-4) are thrown back by
+# Adam's first step, whose size is the step size's whatever the gradient
+LOWER_START_LR_FACTORS = (0.002, 0.001, 0.0005, 0.0002, 0.0001)
 
 
 # ---------------------------------------------------------------------------------------------- tuning
@@ -121,8 +125,9 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     loss on ``y_val``) soonest in wall-clock time, then end lowest (``settings_rank``): start + δ, Θ + δ and Eq. 3
     around the start, each with step sizes swept low enough that a good start's first step does not overshoot,
     with and without the landscape's learned steps (``problem.base`` is the landscape's start). Past ``deadline``
-    (``time.perf_counter()``) the candidates not yet run are skipped, and listed. ``baseline_runs`` are
-    ``baseline_sweep`` on ``y_val``, if already run.
+    (``time.perf_counter()``) the candidates not yet run are skipped, and listed, once at least three have run
+    and one of them reaches the answer without overshooting (until then the start's smaller step sizes still
+    run). ``baseline_runs`` are ``baseline_sweep`` on ``y_val``, if already run.
 
     With an active ``context`` every candidate runs ``run_over_ranks`` over the processes (each its share of
     ``y_val``, judged on all of them with rank 0's timings), the deadline is rank 0's, and the chosen settings
@@ -145,14 +150,23 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
                                                dtype=torch.float64))[0])
     candidates: list[tuple[InferenceSettings, InversionResult]] = []
     skipped: list[str] = []
+    target = float(reference[-1]) * (1 + ANSWER_TOLERANCE)
 
     def run(settings: InferenceSettings) -> None:
-        if ctx.leader_says(time.perf_counter() > deadline) and len(candidates) >= 3:  # out of budget: the first
-            skipped.append(_key(settings))  # candidates stay
+        # Out of budget: the candidates run so far stay, but the start's step sizes go on down (the largest come
+        # first) until one reaches the answer without overshooting, so a late tuning never keeps only settings
+        # that overshoot. Every rank holds the same losses, so every rank skips the same candidates.
+        if ctx.leader_says(time.perf_counter() > deadline) and len(candidates) >= 3 and (
+                settings.mode != "start" or any(steady(result) for _, result in candidates)):
+            skipped.append(_key(settings))
             return
         method = landscape.with_(settings=settings).method()
         candidates.append((settings, run_over_ranks(ctx, lambda y: method.run(problem, y, method.lr, **common),
                                                     y_val)))
+
+    def steady(result: InversionResult) -> bool:
+        curve = _mean_curve(result)
+        return math.isfinite(steps_to_reach(curve, target)) and max_rise(curve) <= MAX_RISE
 
     costs: dict[tuple[str, int], float] = {}  # the least seconds per step seen, per kind of step
 
@@ -173,6 +187,12 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     leads = [0] + ([landscape.steps.count] if landscape.steps is not None else [])
     for factor in START_LR_FACTORS:  # with and without the learned steps in turn: both are tried by a deadline
         for lead in leads:
+            run(InferenceSettings("start", 0.1, baseline_lr * factor, 0, REPORT_HORIZON, lead))
+    for lead in leads:
+        for factor in LOWER_START_LR_FACTORS:
+            if any(s.mode == "start" and s.learned_steps == lead and max_rise(_mean_curve(r)) <= MAX_RISE
+                   for s, r in candidates):
+                break
             run(InferenceSettings("start", 0.1, baseline_lr * factor, 0, REPORT_HORIZON, lead))
     for lead in leads:
         # δ's step size from a good start is often far below the baseline's from 0: the best start-mode rate
@@ -196,7 +216,6 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
     curve = dict((_key(s), r) for s, r in candidates)[_key(best)].losses.mean(1).double()
     enough = _steps_that_pay(curve)
     settings = replace(best, steps=enough)
-    target = float(reference[-1]) * (1 + ANSWER_TOLERANCE)
     record = {"baseline_lr": baseline_lr, "baseline_final": {str(k): v for k, v in finals.items()},
               "baseline_steps_to_answer_1pct": step_reached(reference, target),
               "count": int(y_val.shape[0]), "cost_model": cost_model,
@@ -256,6 +275,11 @@ class _StepWork:
         return (counts[1] - counts[0]) / lead, descent
 
 
+def _mean_curve(result: InversionResult) -> torch.Tensor:
+    """A run's mean loss per step, in double, non-finite as inf."""
+    return torch.nan_to_num(result.losses.mean(1).double(), nan=math.inf)
+
+
 def _key(settings: InferenceSettings) -> str:
     lead = f" after {settings.learned_steps} learned steps" if settings.learned_steps else ""
     if settings.mode == "start":
@@ -286,7 +310,7 @@ def _judge(reference: torch.Tensor, result: InversionResult, lead: int, lead_sec
     ``step_seconds``: the least seen for each kind of step, so that settings of one kind are ranked by their step
     counts, not by the machine's load while each ran), the baseline's own time to it, its largest step-over-step
     rise, its worst ratio to the baseline from step 1 and its loss at the last step."""
-    curve = torch.nan_to_num(result.losses.mean(1).double(), nan=math.inf)
+    curve = _mean_curve(result)
     target = float(reference[-1]) * (1 + ANSWER_TOLERANCE)
     reached = steps_to_reach(curve, target)
     seconds = math.inf if math.isinf(reached) else \

@@ -17,10 +17,11 @@ import torch
 from landform import LandformError, Problem, learned_parts, recipe
 from landform.examples import decoder, renderer
 from landform.io import load_pair
-from landform.landscape import Landscape, artifact_path, landscape_methods, problem_with_start
+from landform.landscape import InferenceSettings, Landscape, artifact_path, landscape_methods, problem_with_start
+from landform.mapping import Mapping
 from landform.recipe import learn
 from landform.start import RefinedStart, StartEncoder, train_start
-from landform.tuning import MAX_RISE, START_TRAP, baseline_sweep, check_start, settings_rank
+from landform.tuning import MAX_RISE, START_LR_FACTORS, START_TRAP, baseline_sweep, check_start, settings_rank, tune
 
 
 @pytest.fixture(scope="module")
@@ -312,12 +313,42 @@ def test_the_readme_landscape_snippet_runs(tmp_path):
     assert "learned start" in done.stdout and (tmp_path / "runs/decoder-py/landscape.safetensors").exists()
 
 
-def test_tuning_past_its_deadline_keeps_the_starts_candidates(learned, problem):
+def test_tuning_past_its_deadline_goes_on_down_the_step_sizes_until_one_does_not_overshoot(learned, problem):
+    """Out of time before it starts: the start's step sizes (largest first; here they overshoot from the learned
+    start) still run until one reaches the answer steadily, then every other candidate is skipped."""
     _, landscape = learned
     y = problem.train_observations(16, torch.Generator().manual_seed(9))
     settings, tuning = recipe.tune(problem_with_start(problem, landscape), landscape, y, deadline=0.0)
-    assert settings.mode == "start" and len(tuning["candidates"]) == 3
+    judged = list(tuning["candidates"].values())
+
+    def steady(row: dict) -> bool:
+        return row["steps_to_answer_1pct"] is not None and row["max_rise"] <= MAX_RISE
+
+    assert len(judged) > 3 and not any(steady(row) for row in judged[:-1]) and steady(judged[-1])
+    assert settings.mode == "start" and tuning["candidates"][tuning["chosen"]]["max_rise"] <= MAX_RISE
     assert any(key.startswith("pure") for key in tuning["skipped"])
+
+
+def test_a_start_at_the_answer_gets_step_sizes_low_enough_that_descent_does_not_throw_it_back():
+    """From a start at the least-squares answer, every step size of START_LR_FACTORS throws Adam's first steps far
+    above it; the tuning goes on down (LOWER_START_LR_FACTORS) and keeps one that does not overshoot."""
+    a = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x @ a.T
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        return forward(torch.randn(n, 4, generator=generator)) + 1e-3 * torch.randn(n, 16, generator=generator)
+
+    problem = Problem(forward, lambda y_hat, y: (y_hat - y).pow(2).mean(1), (4,), draw, draw,
+                      base=lambda y: torch.linalg.lstsq(a, y.T).solution.T)
+    landscape = Landscape(None, Mapping(2, (4,), hidden=8), InferenceSettings("start", 0.1, 0.1, 0, 200))
+    settings, tuning = tune(problem, landscape, draw(64, torch.Generator().manual_seed(1)))
+    usual = {key: row for key, row in tuning["candidates"].items() if key.startswith("start")}
+    assert len(usual) > len(START_LR_FACTORS)
+    assert all(row["max_rise"] > MAX_RISE for row in list(usual.values())[:len(START_LR_FACTORS)])
+    assert settings.mode == "start" and settings.lr_x < tuning["baseline_lr"] * min(START_LR_FACTORS)
+    assert tuning["candidates"][tuning["chosen"]]["max_rise"] <= MAX_RISE
 
 
 def test_a_start_at_a_critical_point_of_the_loss_still_learns(phase_retrieval):

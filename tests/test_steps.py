@@ -2,12 +2,13 @@
 
 import math
 
+import pytest
 import torch
 
-from landform import learned_parts
+from landform import LandformError, learned_parts
 from landform.learned_parts import Budget, more_steps, step_starts
 from landform.start import POOL_CHUNK, observation_pool
-from landform.steps import MOVE_BOUND, LearnedSteps, held_out_losses, train_steps
+from landform.steps import MOVE_BOUND, RANK, SAVED_RANK, LearnedSteps, held_out_losses, train_steps
 from landform.synthetic import synthetic_problem
 
 
@@ -40,6 +41,20 @@ def test_a_learned_step_moves_no_coordinate_further_than_its_bound():
     x1 = steps.step(x0, y, forward, loss, 0)[0].detach()
     assert math.isclose(float(x1.abs().max()), MOVE_BOUND * 0.5, rel_tol=1e-3)
     assert bool((x1.abs() <= MOVE_BOUND * 0.5 + 1e-6).all())
+
+
+def test_the_preconditioners_rank_is_saved_and_a_config_saved_without_it_rebuilds_the_old_rank():
+    """Full rank up to RANK numbers in x, saved in the config; configs written before the rank was saved (the
+    shipped pose landscapes) rebuild at SAVED_RANK, so their weights still fit."""
+    steps = LearnedSteps((32,), (6,), count=2, hidden=8)
+    assert steps.rank == 32 == min(32, RANK)
+    again = LearnedSteps.from_config(steps.config(), "test")
+    assert again.rank == 32 and again.state_dict()["head.weight"].shape == steps.state_dict()["head.weight"].shape
+    old = {key: value for key, value in steps.config().items() if key != "rank"}
+    assert LearnedSteps.from_config(old, "test").rank == SAVED_RANK < 32
+    assert LearnedSteps.from_config({**steps.config(), "rank": 3}, "test").rank == 3
+    with pytest.raises(LandformError, match="rank"):
+        LearnedSteps((4,), (6,), rank=5)
 
 
 def test_time_theta_leaves_goes_back_to_the_steps_once_and_never_leaves_them_worse(tmp_path, monkeypatch):
