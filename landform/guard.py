@@ -104,6 +104,23 @@ def _close_progress_bars() -> None:
             bar.close()
 
 
+def busy_cores_note(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
+    """A one-line note where torch's ``threads`` would share cores that other jobs keep busy (load average):
+    every parallel operation then waits for its slowest thread (beside one single-thread job on 2 cores, the
+    README's one-minute fit ran 102-147 s with torch's two threads, 53 s with one), so fewer threads are faster;
+    None on an idle machine."""
+    try:
+        load = os.getloadavg()[0] if load is None else load
+    except OSError:
+        return None
+    cores = cores or os.cpu_count() or 1
+    idle = cores - load
+    if threads <= 1 or idle >= threads - 0.5:
+        return None
+    return (f"note: about {load:.1f} of {cores} cores are busy; torch's {threads} threads would wait on them, "
+            f"--threads {max(1, round(idle))} is faster beside other jobs")
+
+
 def _fail(message: str) -> int:
     _close_progress_bars()
     print(f"landform: error: {_one_line(message)}", file=sys.stderr)
@@ -144,6 +161,8 @@ def _dispatch(args: argparse.Namespace, handlers: dict[str, Callable],
         check_choices(args)
         if getattr(args, "threads", None) is not None:
             torch.set_num_threads(args.threads)
+        elif hasattr(args, "threads") and (note := busy_cores_note(torch.get_num_threads())):
+            print(note, file=sys.stderr)
         if hasattr(args, "device"):
             args.device = resolve_device(args.device)
         handlers[args.command](args)

@@ -11,6 +11,7 @@ import torch
 
 from landform import Mapping
 from landform.cli import main
+from landform.guard import busy_cores_note
 from landform.io import Checkpoint, load_pair
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,3 +253,11 @@ def test_bf16_autocast_of_the_forward_model_on_cpu(fitted_dir, tmp_path):
     assert main(["fit", "--recipe", "paper", "--out", str(tmp_path / "fit"), "--rounds", "2", "--trajectories", "16",
                  "--steps", "4", "--hidden", "16", "--batch-size", "16", "--autocast", "bf16"]) == 0
     assert main(["invert", "--count", "4", "--out", str(tmp_path / "x"), "--autocast", "fp16"]) == 2
+
+
+def test_a_busy_machine_gets_a_one_line_note_to_use_fewer_threads_and_an_idle_one_none():
+    note = busy_cores_note(2, load=1.3, cores=2)
+    assert note is not None and "--threads 1" in note and "\n" not in note
+    assert busy_cores_note(2, load=0.2, cores=2) is None
+    assert busy_cores_note(1, load=5.0, cores=2) is None  # one thread already
+    assert "--threads 6" in (busy_cores_note(8, load=10.0, cores=16) or "")
