@@ -47,6 +47,12 @@ BATCH = 256  # the minibatch asked for ...
 CHECK_EVERY = 100  # ... and the iterations between held-out checks at it (more at a smaller minibatch)
 
 
+def preconditioner_rank(x_dim: int, most: int = RANK) -> int:
+    """The preconditioner's rank for x of ``x_dim`` numbers: full up to ``most``, and at most
+    PRECONDITIONER_OUTPUTS numbers of its factor per example."""
+    return max(1, min(x_dim, most, PRECONDITIONER_OUTPUTS // max(x_dim, 1)))
+
+
 def check_every_for(batch_size: int) -> int:
     """Iterations between held-out checks at ``batch_size``: CHECK_EVERY at BATCH, as many examples between checks
     at any other, so that a plateau's patience means the same amount of training."""
@@ -67,7 +73,7 @@ class LearnedSteps(nn.Module):
         self.count, self.hidden, self.layers = int(count), int(hidden), int(layers)
         x_dim, y_dim = math.prod(self.x_shape), math.prod(self.y_shape)
         width = 2 * x_dim + 2 + 2 * y_dim + self.count
-        self.rank = max(1, min(x_dim, RANK, PRECONDITIONER_OUTPUTS // x_dim)) if rank is None else int(rank)
+        self.rank = preconditioner_rank(x_dim) if rank is None else int(rank)
         if not 1 <= self.rank <= max(1, min(x_dim, PRECONDITIONER_OUTPUTS)):
             raise LandformError(f"learned steps: a preconditioner of rank 1 to {min(x_dim, PRECONDITIONER_OUTPUTS)}, "
                                 f"got {rank}")
@@ -199,8 +205,7 @@ class LearnedSteps(nn.Module):
         try:
             shapes = [tuple(int(s) for s in config[key]) for key in ("x_shape", "y_shape")]
             sizes = {key: int(config[key]) for key in ("count", "hidden", "layers")}
-            x_dim = math.prod(shapes[0])
-            rank = int(config.get("rank", max(1, min(x_dim, SAVED_RANK, PRECONDITIONER_OUTPUTS // max(x_dim, 1)))))
+            rank = int(config.get("rank", preconditioner_rank(math.prod(shapes[0]), SAVED_RANK)))
         except (KeyError, TypeError, ValueError):
             raise LandformError(f"{source}: learned steps need x_shape, y_shape, count, hidden, layers") from None
         if any(not 1 <= len(s) <= 8 or min(s) < 1 or math.prod(s) > 2**24 for s in shapes):
@@ -208,7 +213,7 @@ class LearnedSteps(nn.Module):
         return cls(shapes[0], shapes[1], rank=rank, **sizes)
 
     def describe(self) -> str:
-        return f"{self.count} learned steps (mlp {self.hidden} x {self.layers})"
+        return f"{self.count} learned steps (mlp {self.hidden} x {self.layers}, preconditioner rank {self.rank})"
 
 
 @dataclass
