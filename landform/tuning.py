@@ -27,6 +27,7 @@ from landform.landscape import InferenceSettings, Landscape
 from landform.metrics import max_rise, step_reached, steps_to_reach
 from landform.problem import Problem
 from landform.start import StartEncoder
+from landform.steps import LearnedSteps
 from landform.work import work
 
 HORIZON = 20  # T: Θ is fitted, and judged, over the first 20 steps
@@ -184,7 +185,7 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
         return _judge(reference, result, settings.learned_steps, costs[("learned", settings.learned_steps)]
                       if settings.learned_steps else 0.0, costs[kind], baseline.seconds_per_step, start_seconds)
 
-    leads = [0] + ([landscape.steps.count] if landscape.steps is not None else [])
+    leads = [0] + ([best_lead(landscape.steps, problem, y_val, device)] if landscape.steps is not None else [])
     for factor in START_LR_FACTORS:  # with and without the learned steps in turn: both are tried by a deadline
         for lead in leads:
             run(InferenceSettings("start", 0.1, baseline_lr * factor, 0, REPORT_HORIZON, lead))
@@ -225,6 +226,20 @@ def tune(problem: Problem, landscape: Landscape, y_val: torch.Tensor, *, warmup:
         decided = json.loads(ctx.share(json.dumps({"settings": asdict(settings), "record": record})) or "{}")
         settings, record = InferenceSettings(**decided["settings"]), decided["record"]
     return settings, record
+
+
+def best_lead(steps: LearnedSteps, problem: Problem, y_val: torch.Tensor,
+              device: torch.device | str | None = None) -> int:
+    """How many of the learned steps to run: the count after which the mean loss on ``y_val`` is lowest, from the
+    start (``problem.base``). A last step that raises it is left out (on compressed sensing the fifth step rose
+    21% from 3.9e-9, and Adam after four steps got within 1% of the answer in 19 steps, after five never without
+    a rise over 5%). The same on every rank: every rank runs all of ``y_val``."""
+    y = y_val.to(device) if device is not None else y_val
+    with torch.no_grad():
+        x0 = problem.base(y)
+    _, losses, _ = steps.run(x0, y, problem.forward, problem.loss)
+    means = torch.nan_to_num(losses.detach().double().mean(1), nan=math.inf)
+    return 1 + int(torch.argmin(means[1:]))
 
 
 class _StepWork:

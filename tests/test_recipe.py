@@ -21,7 +21,17 @@ from landform.landscape import InferenceSettings, Landscape, artifact_path, land
 from landform.mapping import Mapping
 from landform.recipe import learn
 from landform.start import RefinedStart, StartEncoder, train_start
-from landform.tuning import MAX_RISE, START_LR_FACTORS, START_TRAP, baseline_sweep, check_start, settings_rank, tune
+from landform.steps import LearnedSteps
+from landform.tuning import (
+    MAX_RISE,
+    START_LR_FACTORS,
+    START_TRAP,
+    baseline_sweep,
+    best_lead,
+    check_start,
+    settings_rank,
+    tune,
+)
 
 
 @pytest.fixture(scope="module")
@@ -349,6 +359,29 @@ def test_a_start_at_the_answer_gets_step_sizes_low_enough_that_descent_does_not_
     assert all(row["max_rise"] > MAX_RISE for row in list(usual.values())[:len(START_LR_FACTORS)])
     assert settings.mode == "start" and settings.lr_x < tuning["baseline_lr"] * min(START_LR_FACTORS)
     assert tuning["candidates"][tuning["chosen"]]["max_rise"] <= MAX_RISE
+
+
+def test_the_tuning_leaves_out_a_last_learned_step_that_raises_the_loss():
+    """Learned steps whose last step throws x away: the tuning runs only those before it."""
+    a = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x @ a.T
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        return forward(torch.randn(n, 4, generator=generator)) + 1e-2 * torch.randn(n, 16, generator=generator)
+
+    problem = Problem(forward, lambda y_hat, y: (y_hat - y).pow(2).mean(1), (4,), draw, draw,
+                      base=lambda y: torch.zeros(y.shape[0], 4))
+    steps = LearnedSteps((4,), (16,), count=4, hidden=8).eval()
+    with torch.no_grad():
+        steps.log_rate.copy_(torch.tensor([0.1, 0.1, 0.1, 100.0]).log())  # plain gradient steps, the last far too long
+    y = draw(64, torch.Generator().manual_seed(1))
+    assert best_lead(steps, problem, y) == 3
+    landscape = Landscape(None, Mapping(2, (4,), hidden=8), InferenceSettings("start", 0.1, 0.1, 0, 200), steps=steps)
+    _, tuning = tune(problem, landscape, y)
+    assert any(key.endswith("after 3 learned steps") for key in tuning["candidates"])
+    assert not any(key.endswith("after 4 learned steps") for key in tuning["candidates"])
 
 
 def test_a_start_at_a_critical_point_of_the_loss_still_learns(phase_retrieval):
