@@ -161,8 +161,8 @@ def _dispatch(args: argparse.Namespace, handlers: dict[str, Callable],
         check_choices(args)
         if getattr(args, "threads", None) is not None:
             torch.set_num_threads(args.threads)
-        elif hasattr(args, "threads") and (note := busy_cores_note(torch.get_num_threads())):
-            print(note, file=sys.stderr)
+        elif hasattr(args, "threads") and sys.stderr.isatty() and (note := busy_cores_note(torch.get_num_threads())):
+            print(note, file=sys.stderr)  # on a terminal only, like the progress bars: logs keep one line per error
         if hasattr(args, "device"):
             args.device = resolve_device(args.device)
         handlers[args.command](args)
