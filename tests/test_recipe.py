@@ -339,21 +339,28 @@ def test_tuning_past_its_deadline_goes_on_down_the_step_sizes_until_one_does_not
     assert any(key.startswith("pure") for key in tuning["skipped"])
 
 
-def test_a_start_at_the_answer_gets_step_sizes_low_enough_that_descent_does_not_throw_it_back():
-    """From a start at the least-squares answer, every step size of START_LR_FACTORS throws Adam's first steps far
-    above it; the tuning goes on down (LOWER_START_LR_FACTORS) and keeps one that does not overshoot."""
+def _linear_problem(noise: float, start: str) -> Problem:
+    """F(x) = A x from 4 numbers to 16, y = F(x) + noise; its base (start) at the least-squares answer or at 0."""
     a = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         return x @ a.T
 
     def draw(n: int, generator: torch.Generator) -> torch.Tensor:
-        return forward(torch.randn(n, 4, generator=generator)) + 1e-3 * torch.randn(n, 16, generator=generator)
+        return forward(torch.randn(n, 4, generator=generator)) + noise * torch.randn(n, 16, generator=generator)
 
-    problem = Problem(forward, lambda y_hat, y: (y_hat - y).pow(2).mean(1), (4,), draw, draw,
-                      base=lambda y: torch.linalg.lstsq(a, y.T).solution.T)
+    def base(y: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.lstsq(a, y.T).solution.T if start == "answer" else torch.zeros(y.shape[0], 4)
+
+    return Problem(forward, lambda y_hat, y: (y_hat - y).pow(2).mean(1), (4,), draw, draw, base=base)
+
+
+def test_a_start_at_the_answer_gets_step_sizes_low_enough_that_descent_does_not_throw_it_back():
+    """From a start at the least-squares answer, every step size of START_LR_FACTORS throws Adam's first steps far
+    above it; the tuning goes on down (LOWER_START_LR_FACTORS) and keeps one that does not overshoot."""
+    problem = _linear_problem(1e-3, "answer")
     landscape = Landscape(None, Mapping(2, (4,), hidden=8), InferenceSettings("start", 0.1, 0.1, 0, 200))
-    settings, tuning = tune(problem, landscape, draw(64, torch.Generator().manual_seed(1)))
+    settings, tuning = tune(problem, landscape, problem.train_observations(64, torch.Generator().manual_seed(1)))
     usual = {key: row for key, row in tuning["candidates"].items() if key.startswith("start")}
     assert len(usual) > len(START_LR_FACTORS)
     assert all(row["max_rise"] > MAX_RISE for row in list(usual.values())[:len(START_LR_FACTORS)])
@@ -363,20 +370,11 @@ def test_a_start_at_the_answer_gets_step_sizes_low_enough_that_descent_does_not_
 
 def test_the_tuning_leaves_out_a_last_learned_step_that_raises_the_loss():
     """Learned steps whose last step throws x away: the tuning runs only those before it."""
-    a = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return x @ a.T
-
-    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
-        return forward(torch.randn(n, 4, generator=generator)) + 1e-2 * torch.randn(n, 16, generator=generator)
-
-    problem = Problem(forward, lambda y_hat, y: (y_hat - y).pow(2).mean(1), (4,), draw, draw,
-                      base=lambda y: torch.zeros(y.shape[0], 4))
+    problem = _linear_problem(1e-2, "zero")
     steps = LearnedSteps((4,), (16,), count=4, hidden=8).eval()
     with torch.no_grad():
         steps.log_rate.copy_(torch.tensor([0.1, 0.1, 0.1, 100.0]).log())  # plain gradient steps, the last far too long
-    y = draw(64, torch.Generator().manual_seed(1))
+    y = problem.train_observations(64, torch.Generator().manual_seed(1))
     assert best_lead(steps, problem, y) == 3
     landscape = Landscape(None, Mapping(2, (4,), hidden=8), InferenceSettings("start", 0.1, 0.1, 0, 200), steps=steps)
     _, tuning = tune(problem, landscape, y)
