@@ -22,8 +22,8 @@ from landform.landscape import Landscape
 from landform.metrics import max_rise
 from landform.problem import load_problem
 from landform.steps import LearnedSteps
+from landform.tuning import baseline_sweep, final_loss
 
-BASELINE_LRS = (0.5, 0.1, 0.05, 0.01)
 ADAM_LRS = (3e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3)
 WARMUPS = (0, 10, 40)
 
@@ -59,8 +59,7 @@ def main() -> None:
     steps.load_state_dict(state)
     steps.eval()
     y = problem.test_observations(args.count, torch.Generator().manual_seed(5))
-    origin = torch.zeros(args.count, *problem.x_shape)
-    answer = min(float(adam_curve(problem, origin, y, lr, 0, 200)[-1]) for lr in BASELINE_LRS)
+    answer = min(final_loss(run) for run in baseline_sweep(problem, y, seed=0, device="cpu").values())
     target = answer * 1.01
     with torch.no_grad():
         x0 = landscape.start_of(problem)(y)

@@ -5,8 +5,8 @@ to the swept baseline's step-200 loss (the answer), for one training variant.
 
 keys: pool (training observations, default 8192), iters, patience, halve (stalls per step-size halving), lr,
 batch, hidden, layers, count, second (1: backpropagate through the gradients the steps are fed, 0: first order),
-rank (the preconditioner's low-rank part), objective (mean: the steps' mean losses weighed as they are; log: on a
-log scale).
+rank (the preconditioner's low-rank part). The logobj-300 line (each step's mean loss weighed on a log scale; not
+adopted) ran with commit 034c771's ``objective=log`` option, since removed.
 Prints one JSON line (append it to experiments/results/learned_steps_training.jsonl).
 
 The conv-decoder lines (batch256, batch64: the minibatch rule of ``landform.steps.affordable_batch``) ran on a
@@ -51,11 +51,10 @@ def main() -> None:
             super().__init__(*args, **kwargs)
 
     steps_module.EarlyStopping = Stopping
-    steps_module.RANK = int(opts.get("rank", steps_module.RANK))
-    steps_module.LOG_OBJECTIVE = opts.get("objective", "mean") == "log"
     torch.manual_seed(0)
     module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=int(opts.get("hidden", 256)),
-                          layers=int(opts.get("layers", 2)), count=int(opts.get("count", 5)))
+                          layers=int(opts.get("layers", 2)), count=int(opts.get("count", 5)),
+                          rank=int(opts["rank"]) if "rank" in opts else None)
     began = time.perf_counter()
     training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val, seconds=seconds,
                            max_iterations=int(opts.get("iters", 100000)), patience=int(opts.get("patience", 10)),

@@ -28,8 +28,6 @@ from landform.progress import progress_bar
 from landform.stopping import EarlyStopping
 
 MAX_STEPS = 5
-LOG_OBJECTIVE = False  # weigh each step's mean loss on a log scale (tried on the colour probe decoder: 1.101x the
-# answer after step 5 against 1.085x; experiments/results/learned_steps_training.jsonl, logobj-300)
 RANK = 64  # the preconditioner's low-rank part: full rank up to 64 numbers in x (on the 32-d colour probe decoder,
 # 300 s of training ended 1.053x the answer after step 5 at rank 32 against 1.085x at 16)
 SAVED_RANK = 16  # ... as it was before the rank was saved in the config (landscapes saved then load as they were)
@@ -53,10 +51,10 @@ def preconditioner_rank(x_dim: int, most: int = RANK) -> int:
     return max(1, min(x_dim, most, PRECONDITIONER_OUTPUTS // max(x_dim, 1)))
 
 
-def check_every_for(batch_size: int) -> int:
-    """Iterations between held-out checks at ``batch_size``: CHECK_EVERY at BATCH, as many examples between checks
-    at any other, so that a plateau's patience means the same amount of training."""
-    return max(1, CHECK_EVERY * BATCH // max(1, int(batch_size)))
+def check_every_for(batch_size: int, every: int = CHECK_EVERY, at: int = BATCH) -> int:
+    """Iterations between held-out checks at ``batch_size``: ``every`` at minibatch ``at``, as many examples
+    between checks at any other, so that a plateau's patience means the same amount of training."""
+    return max(1, int(every) * int(at) // max(1, int(batch_size)))
 
 
 class LearnedSteps(nn.Module):
@@ -315,15 +313,12 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
                 left = seconds - (time.perf_counter() - began)
                 chosen = affordable_batch(batch_size, per_iteration, left, int(iterations_wanted or 0))
                 chosen = int(ctx.from_leader(torch.tensor([chosen]))[0])  # rank 0's clock decides
-                check_every = max(1, check_every * batch_size // chosen)
+                check_every = check_every_for(chosen, check_every, batch_size)
                 batch_size, sized = chosen, True
         pick = torch.randint(x_train.shape[0], (batch_size,), generator=generator)
         x0, y = x_train[pick].to(device), y_train[pick].to(device)
         _, losses, _ = steps.run(x0, y, forward, loss, create_graph=create_graph)
-        means = losses[1:].mean(1)
-        if LOG_OBJECTIVE:
-            means = means.clamp_min(1e-30).log()
-        objective = (means * weights).sum() / weights.sum()
+        objective = (losses[1:].mean(1) * weights).sum() / weights.sum()
         if ctx.active:  # the all-reduce of the gradients tells every rank whether any rank's loss was finite
             optimizer.zero_grad(set_to_none=True)
             if torch.isfinite(objective):
