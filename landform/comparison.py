@@ -175,7 +175,8 @@ class Method:
             early = {k: (x0 if k == 0 else lead.run(x0, y_dev, problem.forward, loss, count=k)[0]).detach()
                      for k in snapshots if k < count}  # the learned steps are deterministic: rerun to step k
         rest = invert(problem.forward, problem.loss, y, mapping=self.mapping, mode=self.mode, lr=lr, lr_x=lr_x,
-                      warmup=self.warmup, init=init, x_shape=problem.x_shape, base=x_led.detach(),
+                      warmup=self.warmup, init=init, x_shape=problem.x_shape,
+                      base=self._continuing_from(x_led.detach(), init),
                       starts=[s(y) for s in self.starts], from_start=self.from_start, steps=steps - count,
                       snapshots=[k - count for k in snapshots if k >= count], **kwargs)
         elapsed = torch.cat([torch.tensor([0.0, *seconds], dtype=torch.float64),
@@ -185,6 +186,19 @@ class Method:
                        seconds_per_step=total / max(steps, 1), elapsed=elapsed,
                        evaluations=rest.evaluations + count,
                        snapshots={**early, **{k + count: v for k, v in rest.snapshots.items()}})
+
+
+    def _continuing_from(self, x_led: torch.Tensor, init) -> torch.Tensor:
+        """The base after the learned steps such that descent begins exactly where they end: an anchored Θ adds
+        Θ(0) at z = 0 (a correction fitted at the start's guesses, not at the steps' end), so it is taken off
+        the base. Without it the images' fifth learned step ended at a mean loss of 0.81 and descent began at
+        0.95 (a 17% jump back)."""
+        if self.mapping is None or not self.mapping.additive or not (isinstance(init, str) and init == "zeros"):
+            return x_led
+        mapping = self.mapping.to(x_led.device)
+        with torch.no_grad():
+            zero = torch.zeros(x_led.shape[0], mapping.z_dim, device=x_led.device, dtype=x_led.dtype)
+            return x_led - mapping(zero, torch.zeros_like(x_led))
 
 
 def _masked(loss, mask: torch.Tensor):

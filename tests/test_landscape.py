@@ -185,6 +185,22 @@ def test_a_method_led_by_learned_steps_keeps_the_step_count_and_counts_their_eva
         assert torch.allclose(problem.loss(problem.forward(x), y), kept.losses[step], rtol=1e-4, atol=1e-7), step
 
 
+def test_descent_with_an_anchored_theta_begins_where_the_learned_steps_end():
+    problem = _problem()
+    y = problem.test_observations(16, torch.Generator().manual_seed(1))
+    steps = LearnedSteps((4,), (8,), count=3, hidden=16)
+    steps.standardize_with(torch.zeros(16, 4), y, problem.forward, problem.loss)
+    torch.manual_seed(0)
+    anchored = Mapping(3, (4,), hidden=8, additive=True)  # Θ(0) is far from 0: it would move x off the steps' end
+    base_problem = Problem(**{**problem.__dict__, "base": lambda obs: torch.zeros(obs.shape[0], 4)})
+    for mode in ("residual", "pure"):
+        led = Method("led", mapping=anchored, mode=mode, lr=1e-9, lr_x=1e-9, use_base=True, lead=steps,
+                     lead_count=3).run(base_problem, y, 1e-9, steps=6)
+        ends = held_out_losses(steps, problem.forward, problem.loss, torch.zeros(16, 4), y)[-1]
+        assert float(led.losses[3].mean()) == pytest.approx(float(ends), rel=1e-5), mode
+        assert float(led.losses[6].mean()) == pytest.approx(float(ends), rel=1e-4), mode  # no step moves it
+
+
 def test_answer_metrics_count_time_to_within_one_percent_uncapped():
     baseline = torch.linspace(1.0, 0.1, 201).unsqueeze(1).repeat(1, 4)  # reaches 0.101 near its end
     ours = torch.full((201, 4), 0.1005)

@@ -146,12 +146,25 @@ def fast_generator(generator: Generator) -> Generator:
 
 def load_landscape(device: str = "cpu") -> Landscape:
     """The default mode's landscape, built from its shipped parts (``zoo.load_landscape``): the anchored Θ, the
-    encoder as its learned start, the learned update steps where ``images-steps`` is shipped and kept them, and
-    ``SETTINGS``, each part checked to be fitted on the shipped generator."""
+    encoder as its learned start, the learned update steps where ``images-steps`` is shipped and kept them (with
+    the step sizes its judge chose after them), and ``SETTINGS``, each part checked to be fitted on the shipped
+    generator."""
+    settings = shipped_settings()
+    return zoo.load_landscape(ANCHORED_NAME, FITTED_ON, start=ENCODER_NAME,
+                              steps=STEPS_NAME if settings.learned_steps else None, settings=settings, device=device)
+
+
+def shipped_settings() -> InferenceSettings:
+    """``SETTINGS``, led by the learned steps where ``images-steps`` is shipped and kept them, at the step sizes
+    its judge chose after them."""
     steps_config = zoo.path(STEPS_NAME).with_suffix(".json")
-    learned = int(read_json(steps_config, "zoo config").get("learned_steps", 0)) if steps_config.exists() else 0
-    return zoo.load_landscape(ANCHORED_NAME, FITTED_ON, start=ENCODER_NAME, steps=STEPS_NAME if learned else None,
-                              settings=replace(SETTINGS, learned_steps=learned), device=device)
+    config = read_json(steps_config, "zoo config") if steps_config.exists() else {}
+    learned = int(config.get("learned_steps", 0))
+    if not learned:
+        return SETTINGS
+    chosen = config.get("settings", {})
+    return replace(SETTINGS, learned_steps=learned,
+                   **{key: float(chosen[key]) for key in ("lr_z", "lr_x") if key in chosen})
 
 
 def load_theta(device: str = "cpu") -> Mapping:
@@ -193,7 +206,7 @@ def summary_block(comparison: Comparison, encoder: dict) -> dict:
     block["encoder"] = float(encoder["losses"].mean())
     block["seconds_per_step"] = {**block["seconds_per_step"], "encoder": encoder["seconds"]}
     block["encoder_init_lr"] = comparison.lrs["encoder_init"]
-    block["landscape_lr"] = LR_Z
+    block["landscape_lr"] = comparison.lrs["landscape"]
     block["landscape_lr_x"] = block["lr_x"].get("landscape")
     for name, result in comparison.results.items():
         key = "steps_to_beat_encoder" if name == "landscape" else f"{name}_steps_to_beat_encoder"
@@ -361,15 +374,17 @@ def _report(out: Path, models: ImageModels, *, started: float, device: str, seed
     stages.close()
     plot_curves(out / "curves.png", panels, hlines=hlines, ylabel="mean loss (Eq. 5)")
     write_curves_csv(out / "curves.csv", csv_curves)
+    settings = models.landscape.settings
+    lead = f"{settings.learned_steps} learned steps (images-steps), then " if settings.learned_steps else ""
     summary["settings"] = {"count": count, "val_count": val_count, "steps": steps, "seed": seed, "device": device,
                            "mode": mode, "threads": torch.get_num_threads(),
                            "loss": "EfficientNet-Lite0 perceptual + MSE (Eq. 5)", "x": f"generator w ({W_DIM}-d)",
                            "baseline": "Adam on w from the mean w, lr swept on validation images",
                            "encoder_init": "Adam on w from the encoder's guess, lr swept on validation images",
-                           "landscape": f"{mode}: x = E(y) + Θ(z) + δ (images-landscape-anchored), Adam on z at "
-                                        f"lr {LR_Z} and on δ at the step size swept over {LR_X} on validation images "
-                                        f"(warmed up over {DEFAULT_WARMUP} steps), the mean w as a second candidate "
-                                        "start",
+                           "landscape": f"{lead}{mode}: x = E(y) + Θ(z) + δ (images-landscape-anchored), Adam on "
+                                        f"z at lr {settings.lr_z:g} and on δ at the step size swept over {LR_X} on "
+                                        f"validation images (warmed up over {DEFAULT_WARMUP} steps), the mean w as a "
+                                        "second candidate start",
                            "landscape_pure": f"Eq. 3: x = Θ(z) (images-landscape), Adam on z from 0, lr {LR_Z}",
                            "seconds": time.perf_counter() - started}
     write_json(out / "summary.json", summary)

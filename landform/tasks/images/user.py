@@ -28,10 +28,11 @@ from landform.tasks.images.generator import ZOO_NAME as GENERATOR_NAME
 from landform.tasks.images.task import (
     ANCHORED_NAME,
     LR_X,
-    LR_Z,
+    STEPS_NAME,
     ImageModels,
     load_models,
     run_comparison,
+    shipped_settings,
     summary_block,
 )
 from landform.zoo import save_pair
@@ -151,10 +152,11 @@ def sweep_key(*, seed: int, steps: int, mode: str) -> dict:
     """Everything the step-size sweep of ``compare_inputs`` depends on: the models of the swept methods (their
     fingerprints; pure Eq. 3 has a fixed step size), the validation images (``VAL_COUNT`` drawn with ``seed``),
     the steps, the mode and the rates swept."""
-    models = (GENERATOR_NAME, "images-encoder", ANCHORED_NAME)
+    settings = shipped_settings()
+    models = (GENERATOR_NAME, "images-encoder", ANCHORED_NAME, *((STEPS_NAME,) if settings.learned_steps else ()))
     return {"models": {name: zoo.fingerprint(name) for name in models}, "seed": seed, "steps": steps,
             "mode": mode, "val_count": VAL_COUNT, "optimizer": "adam", "lrs": list(SWEEP_LRS),
-            "lr_x": list(LR_X), "lr_z": LR_Z}
+            "lr_x": list(LR_X), "lr_z": settings.lr_z}
 
 
 def _records(path: Path) -> list[dict]:

@@ -15,7 +15,8 @@ def _fake_comparison(steps: int) -> SimpleNamespace:
 
 def test_an_interrupted_images_report_leaves_the_old_report_whole(tmp_path, monkeypatch):
     images = torch.rand(2, 1, 28, 28)
-    monkeypatch.setattr(task, "load_models", lambda device: SimpleNamespace())
+    models = SimpleNamespace(landscape=SimpleNamespace(settings=task.SETTINGS))
+    monkeypatch.setattr(task, "load_models", lambda device: models)
     monkeypatch.setattr(task, "load_fashion_mnist", lambda split: (images, None))
     monkeypatch.setattr(task, "load_mnist", lambda: images)
     monkeypatch.setattr(task, "run_comparison", lambda models, y, val, *, steps, **kw: (_fake_comparison(steps), {}))
