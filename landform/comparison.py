@@ -187,7 +187,6 @@ class Method:
                        evaluations=rest.evaluations + count,
                        snapshots={**early, **{k + count: v for k, v in rest.snapshots.items()}})
 
-
     def _continuing_from(self, x_led: torch.Tensor, init) -> torch.Tensor:
         """The base after the learned steps such that descent begins exactly where they end: an anchored Θ adds
         Θ(0) at z = 0 (a correction fitted at the start's guesses, not at the steps' end), so it is taken off
