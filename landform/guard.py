@@ -104,11 +104,11 @@ def _close_progress_bars() -> None:
             bar.close()
 
 
-def busy_cores_note(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
-    """A one-line note where torch's ``threads`` would share cores that other jobs keep busy (load average):
-    every parallel operation then waits for its slowest thread (beside one single-thread job on 2 cores, the
-    README's one-minute fit ran 102-147 s with torch's two threads, 53 s with one), so fewer threads are faster;
-    None on an idle machine."""
+def threads_beside_busy_cores(threads: int, load: float | None = None, cores: int | None = None) -> int | None:
+    """The thread count for the cores other jobs leave idle (load average) where torch's ``threads`` would share
+    busy ones, else None: every parallel operation then waits for its slowest thread (beside one single-thread
+    job on 2 cores, the README's one-minute fit ran 102-147 s with torch's two threads, 53 s with one; its
+    learned steps got 1 s of training instead of 19)."""
     try:
         load = os.getloadavg()[0] if load is None else load
     except OSError:
@@ -117,8 +117,39 @@ def busy_cores_note(threads: int, load: float | None = None, cores: int | None =
     idle = cores - load
     if threads <= 1 or idle >= threads - 0.5:
         return None
-    return (f"note: about {load:.1f} of {cores} cores are busy; torch's {threads} threads would wait on them, "
-            f"--threads {max(1, round(idle))} is faster beside other jobs")
+    return max(1, round(idle))
+
+
+def busy_cores_note(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
+    """A one-line note where torch's ``threads`` would share cores that other jobs keep busy; None on an idle
+    machine (``threads_beside_busy_cores``)."""
+    fewer = threads_beside_busy_cores(threads, load, cores)
+    if fewer is None:
+        return None
+    load = os.getloadavg()[0] if load is None else load
+    return (f"note: about {load:.1f} of {cores or os.cpu_count()} cores are busy; torch's {threads} threads would "
+            f"wait on them, --threads {fewer} is faster beside other jobs")
+
+
+def _choose_threads(args: argparse.Namespace, torch_threads: int) -> None:
+    """``--threads`` where given. Without it, a fit under a time budget (already not reproducible to the bit: it
+    stops on the clock) takes the cores other jobs leave idle and says so in its output; any other command
+    keeps torch's count (a seed reproduces it), with a note on a terminal where fewer threads would be faster."""
+    import torch
+
+    if getattr(args, "threads", None) is not None:
+        torch.set_num_threads(args.threads)
+        return
+    if not hasattr(args, "threads"):
+        return
+    budgeted = args.command == "fit" and getattr(args, "seconds", None) is not None and math.isfinite(args.seconds)
+    fewer = threads_beside_busy_cores(torch_threads) if budgeted else None
+    if fewer is not None:
+        torch.set_num_threads(fewer)
+        print(f"fit: other jobs keep about {os.getloadavg()[0]:.1f} of {os.cpu_count()} cores busy; torch runs "
+              f"{fewer} thread(s) instead of {torch_threads} (--threads chooses)")
+    elif sys.stderr.isatty() and (note := busy_cores_note(torch_threads)):
+        print(note, file=sys.stderr)  # on a terminal only, like the progress bars: logs keep one line per error
 
 
 def _fail(message: str) -> int:
@@ -159,10 +190,7 @@ def _dispatch(args: argparse.Namespace, handlers: dict[str, Callable],
             import torch
 
         check_choices(args)
-        if getattr(args, "threads", None) is not None:
-            torch.set_num_threads(args.threads)
-        elif hasattr(args, "threads") and sys.stderr.isatty() and (note := busy_cores_note(torch.get_num_threads())):
-            print(note, file=sys.stderr)  # on a terminal only, like the progress bars: logs keep one line per error
+        _choose_threads(args, torch.get_num_threads())
         if hasattr(args, "device"):
             args.device = resolve_device(args.device)
         handlers[args.command](args)

@@ -1,3 +1,4 @@
+import argparse
 import json
 import os
 import re
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from landform import Mapping
+from landform import Mapping, guard
 from landform.cli import main
 from landform.guard import busy_cores_note
 from landform.io import Checkpoint, load_pair
@@ -261,3 +262,22 @@ def test_a_busy_machine_gets_a_one_line_note_to_use_fewer_threads_and_an_idle_on
     assert busy_cores_note(2, load=0.2, cores=2) is None
     assert busy_cores_note(1, load=5.0, cores=2) is None  # one thread already
     assert "--threads 6" in (busy_cores_note(8, load=10.0, cores=16) or "")
+
+
+def test_a_fit_under_a_time_budget_takes_the_idle_cores_and_a_reproducible_one_keeps_torchs_threads(
+        monkeypatch, capsys):
+    monkeypatch.setattr(guard, "threads_beside_busy_cores", lambda threads, *a: 1 if threads > 1 else None)
+    monkeypatch.setattr(guard.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    before = torch.get_num_threads()
+    try:
+        for command, seconds, threads, expected in (("fit", 60.0, None, 1), ("fit", float("inf"), None, 3),
+                                                    ("fit", None, None, 3), ("compare", None, None, 3),
+                                                    ("fit", 60.0, 2, 2)):
+            torch.set_num_threads(3)
+            args = argparse.Namespace(command=command, seconds=seconds, threads=threads)
+            guard._choose_threads(args, torch.get_num_threads())
+            assert torch.get_num_threads() == expected, (command, seconds, threads)
+            out = capsys.readouterr().out
+            assert ("torch runs 1 thread(s) instead of 3" in out) == (expected == 1), out
+    finally:
+        torch.set_num_threads(before)
