@@ -17,7 +17,7 @@ from landform.tasks.images import compare_inputs, demo, invert_inputs, load_mode
 from landform.tasks.images.data import load_fashion_mnist, seeded_subset
 from landform.tasks.images.encoder import load_encoder
 from landform.tasks.images.generator import Generator, load_generator
-from landform.tasks.images.task import ANCHORED_NAME, LANDSCAPE_NAME, SETTINGS, run_comparison
+from landform.tasks.images.task import ANCHORED_NAME, LANDSCAPE_NAME, SETTINGS, run_comparison, shipped_settings
 from landform.tasks.images.user import STEP_SIZES_CACHE
 
 
@@ -140,19 +140,23 @@ def test_models_fitted_for_another_generator_are_refused(monkeypatch):
 
 
 def test_the_default_is_a_landscape_whose_methods_invert_as_the_hand_assembled_ones_did():
-    """The default mode loads as one Landscape (the encoder's start, the anchored Θ, the tuned settings), and
-    the methods built from it give bit-identical inversions to those the task assembled by hand from the same
-    zoo files before: the reports' numbers do not move."""
+    """The default mode loads as one Landscape (the encoder's start, the shipped learned steps, the anchored Θ,
+    the tuned settings), and the methods built from it give bit-identical inversions to those assembled by hand
+    from the same zoo files: the reports' numbers do not move."""
     models = load_models()
-    assert isinstance(models.landscape, Landscape) and models.landscape.settings == SETTINGS
+    settings = shipped_settings()
+    assert isinstance(models.landscape, Landscape) and models.landscape.settings == settings
+    assert (settings.learned_steps > 0) == (models.landscape.steps is not None)
+    assert replace(settings, learned_steps=0, lr_z=SETTINGS.lr_z, lr_x=SETTINGS.lr_x) == SETTINGS
+    lead = {"lead": models.landscape.steps, "lead_count": settings.learned_steps} if settings.learned_steps else {}
     assert set(models.landscape.requires["zoo"]) == {"images-generator"}
     encoder, anchored = load_encoder(), Mapping.load(zoo.ZOO_DIR / ANCHORED_NAME)
     pure = Mapping.load(zoo.ZOO_DIR / LANDSCAPE_NAME)
     old_problem = replace(models.problem(), base=encoder)
 
     def old_landscape(mode: str) -> Method:  # ImageModels.methods as it was written out
-        return Method("landscape", mapping=anchored, mode=mode, lr=0.1, use_base=True, starts=(models.mean_start,),
-                      lr_x=(0.5, 0.3, 0.1), warmup=20)
+        return Method("landscape", mapping=anchored, mode=mode, lr=settings.lr_z, use_base=True,
+                      starts=(models.mean_start,), lr_x=(0.5, 0.3, 0.1), warmup=20, **lead)
 
     old_pure = Method("landscape_pure", mapping=pure, mode="pure", lr=0.1)
     images = seeded_subset(load_fashion_mnist("test")[0], 3, 5)
@@ -166,12 +170,12 @@ def test_the_default_is_a_landscape_whose_methods_invert_as_the_hand_assembled_o
         new = {m.name: m for m in models.methods(mode, lrs=(0.5, 0.1))}
         assert list(new) == ["baseline", "encoder_init", "landscape", "landscape_pure"]
         assert new["landscape"].lr_x == (0.5, 0.3, 0.1) and new["landscape"].warmup == 20
-        same(new["landscape"], old_landscape(mode), 0.1, lr_x=0.3)
+        same(new["landscape"], old_landscape(mode), settings.lr_z, lr_x=0.3)
         same(new["encoder_init"], Method("encoder_init", use_base=True, lr=(0.5, 0.1)), 0.5)
         same(new["baseline"], Method("baseline", init=models.mean_start, lr=(0.5, 0.1)), 0.5)
         same(new["landscape_pure"], old_pure, 0.1)
     # `landform invert --task images`: no sweep, the tuned step sizes.
     ours = models.default_method()
-    assert (ours.lr, ours.lr_x) == (0.1, 0.5)
-    same(ours, replace(old_landscape("residual"), lr_x=0.5), ours.lr)
+    assert (ours.lr, ours.lr_x, ours.lead_count) == (settings.lr_z, settings.lr_x, settings.learned_steps)
+    same(ours, replace(old_landscape("residual"), lr_x=settings.lr_x), ours.lr)
     same(models.pure_method(), replace(old_pure, lr_x=0.5), models.pure_method().lr)
