@@ -1,7 +1,7 @@
 """The README's two commands on the example problems: `landform fit` (the fast recipe, no extra flags) and
 `landform compare`, and the table of what they give (benchmarks/results/recipe-examples.{json,md}).
 
-    python benchmarks/recipe_examples.py [--threads 1] [--out DIR] [--set examples|probes]
+    python benchmarks/recipe_examples.py [--threads 1|none] [--out DIR] [--set examples|probes]
 
 ``--set probes`` runs the same on the probe problems of ``benchmarks/probe_problems.py`` (recipe-probes.*).
 
@@ -126,11 +126,13 @@ def _chosen(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", default="1", help="torch threads for every command (default 1)")
+    parser.add_argument("--threads", default="1",
+                        help="torch threads for every command (default 1), or none: the commands exactly as the "
+                             "README writes them, without --threads")
     parser.add_argument("--out", default=str(RESULTS), help="where the table goes")
     parser.add_argument("--set", default="examples", choices=sorted(SETS), help="which problems (default examples)")
     args = parser.parse_args()
-    threads = ["--threads", args.threads]
+    threads = [] if args.threads == "none" else ["--threads", args.threads]
     with tempfile.TemporaryDirectory() as scratch:
         stem = {"examples": "recipe-examples", "probes": "recipe-probes"}[args.set]
         keep = Path(args.out) / f"{stem}-curves"
@@ -154,7 +156,8 @@ def main() -> None:
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     note = (f"`python benchmarks/recipe_examples.py --threads {args.threads} --set {args.set}`: "
             f"`landform fit --problem SPEC --out D` "
-            f"and `landform compare --problem SPEC --mapping D --out C`, nothing else but --threads; 256 test "
+            f"and `landform compare --problem SPEC --mapping D --out C`, "
+            f"{'nothing else' if args.threads == 'none' else 'nothing else but --threads'}; 256 test "
             f"observations each, 95% bootstrap intervals over them; the answer is the swept baseline's mean loss at "
             f"step 200; wall-clock times include the learned start's pass and learned steps; "
             f"{platform.processor() or platform.machine()}, "
