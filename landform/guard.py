@@ -104,17 +104,25 @@ def _close_progress_bars() -> None:
             bar.close()
 
 
+def _machine_load(load: float | None = None, cores: int | None = None) -> tuple[float, int] | None:
+    """The one-minute load average and the core count (each as given, else read), or None where the system
+    reports no load average."""
+    try:
+        load = os.getloadavg()[0] if load is None else load
+    except OSError:
+        return None
+    return load, cores or os.cpu_count() or 1
+
+
 def threads_beside_busy_cores(threads: int, load: float | None = None, cores: int | None = None) -> int | None:
     """The thread count for the cores other jobs leave idle (load average) where torch's ``threads`` would share
     busy ones, else None: every parallel operation then waits for its slowest thread (beside one single-thread
     job on 2 cores, the README's one-minute fit ran 102-147 s with torch's two threads, 53 s with one; its
     learned steps got 1 s of training instead of 19)."""
-    try:
-        load = os.getloadavg()[0] if load is None else load
-    except OSError:
+    machine = _machine_load(load, cores)
+    if machine is None:
         return None
-    cores = cores or os.cpu_count() or 1
-    idle = cores - load
+    idle = machine[1] - machine[0]
     if threads <= 1 or idle >= threads - 0.5:
         return None
     return max(1, round(idle))
@@ -123,11 +131,11 @@ def threads_beside_busy_cores(threads: int, load: float | None = None, cores: in
 def busy_cores_note(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
     """A one-line note where torch's ``threads`` would share cores that other jobs keep busy; None on an idle
     machine (``threads_beside_busy_cores``)."""
-    fewer = threads_beside_busy_cores(threads, load, cores)
+    machine = _machine_load(load, cores)
+    fewer = None if machine is None else threads_beside_busy_cores(threads, *machine)
     if fewer is None:
         return None
-    load = os.getloadavg()[0] if load is None else load
-    return (f"note: about {load:.1f} of {cores or os.cpu_count()} cores are busy; torch's {threads} threads would "
+    return (f"note: about {machine[0]:.1f} of {machine[1]} cores are busy; torch's {threads} threads would "
             f"wait on them, --threads {fewer} is faster beside other jobs")
 
 
@@ -143,11 +151,12 @@ def _choose_threads(args: argparse.Namespace, torch_threads: int) -> None:
     if not hasattr(args, "threads"):
         return
     budgeted = args.command == "fit" and getattr(args, "seconds", None) is not None and math.isfinite(args.seconds)
-    fewer = threads_beside_busy_cores(torch_threads) if budgeted else None
+    machine = _machine_load() if budgeted else None
+    fewer = None if machine is None else threads_beside_busy_cores(torch_threads, *machine)
     if fewer is not None:
         torch.set_num_threads(fewer)
-        print(f"fit: other jobs keep about {os.getloadavg()[0]:.1f} of {os.cpu_count()} cores busy; torch runs "
-              f"{fewer} thread(s) instead of {torch_threads} (--threads chooses)")
+        print(f"fit: other jobs keep about {machine[0]:.1f} of {machine[1]} cores busy; torch runs {fewer} "
+              f"thread(s) instead of {torch_threads} (--threads chooses)")
     elif sys.stderr.isatty() and (note := busy_cores_note(torch_threads)):
         print(note, file=sys.stderr)  # on a terminal only, like the progress bars: logs keep one line per error
 
