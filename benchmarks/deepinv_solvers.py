@@ -38,6 +38,7 @@ import inspect
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 import warnings
@@ -148,6 +149,9 @@ def fitted(name: str, problem: Problem, seconds: float, refit: bool, learned_ste
             return landscape, None
         except LandformError as error:  # saved by another landform version: fit anew
             log(f"{name}: not reusing {directory} ({error})")
+    if refit and directory.exists():  # the benchmark's own cache: --refit asks for it to be replaced
+        shutil.rmtree(directory)
+        log(f"{name}: removed the cached landscape in {directory} (--refit)")
     began = time.perf_counter()
     learn(problem, directory, seconds=seconds, progress=False, log=lambda line: log(f"{name}: {line}"), **options)
     return Landscape.load(directory), time.perf_counter() - began
