@@ -316,10 +316,13 @@ def five_step_attacks(eot: int = EOT_DRAWS, steps: int = REMEDY_EOT_STEPS) -> li
 
 def attack_chain(recipe: str, model, mapping, x: torch.Tensor, y: torch.Tensor, x_pgd: torch.Tensor,
                  x_aa: torch.Tensor, *, name: str, steps: int, scale: float, score_seed: int, runs: list, lr_z: float,
-                 seed: int = 0, log=None) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
+                 seed: int = 0, log=None, examples: dict | None = None
+                 ) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One remedy's attacks in order (``runs``: label, bpda, loss, EOT draws, APGD steps), each on the images still
     robust after the transfer attacks and the attacks before it, scored by the variant's defense. Returns the
-    per-attack blocks, the per-image robust and noise-control masks, and the per-image strongest examples so far."""
+    per-attack blocks, the per-image robust and noise-control masks, and the per-image strongest examples so far.
+    ``examples``, where given, receives each attack's images by label (the strongest so far where it did not
+    attack an image), so that a study can score them again."""
     import torchattacks
 
     eps = attack.L2_EPS
@@ -330,6 +333,8 @@ def attack_chain(recipe: str, model, mapping, x: torch.Tensor, y: torch.Tensor, 
     noise = first["pgd_transfer"]["_noise"] & first["autoattack_transfer"]["_noise"]
     held = torch.where(first["pgd_transfer"]["_correct"].view(-1, 1, 1, 1), x_aa, x_pgd)
     blocks = {label: {**_block(b), "robust_after": accuracy(robust)} for label, b in first.items()}
+    if examples is not None:
+        examples.update(pgd_transfer=x_pgd, autoattack_transfer=x_aa)
     for label, bpda, loss, draws, n in runs:
         composite = Defended(model, mapping, lr=lr_z, steps=steps, seed=EVAL_SEED if fixed else None, bpda=bpda,
                              start_scale=scale)
@@ -347,6 +352,8 @@ def attack_chain(recipe: str, model, mapping, x: torch.Tensor, y: torch.Tensor, 
                                             c, norm="L2", eps=eps, steps=n, n_restarts=1, seed=seed, loss=loss,
                                             eot_iter=d)(xc, yc), log)
             x_adv[left] = adv
+        if examples is not None:
+            examples[label] = x_adv.clone()
         result = scored(model, mapping, x_adv, y, lr=lr_z, steps=steps, seed=score_seed, start_scale=scale)
         broke = robust & ~result["_correct"]
         held[broke] = x_adv[broke]

@@ -4,6 +4,7 @@ a landscape fitted for one, and that landscape as a deepinv reconstructor."""
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,21 @@ def test_a_fitted_landscape_reconstructs_through_deepinv(tmp_path) -> None:
     results = dinv.test(model, loader, physics, metrics=[dinv.metric.PSNR()], compare_no_learning=False,
                         verbose=False, show_progress_bar=False, plot_images=False)
     assert results["PSNR"] == pytest.approx(psnr(x_hat, x).mean().item(), abs=0.5)
+
+
+def test_the_benchmarks_batched_csgm_is_deepinvs_csgm_image_by_image(monkeypatch):
+    """benchmarks/deepinv_solvers.run_csgm_batched runs CSGMGenerator's algorithm on a whole batch (so the
+    benchmark can afford its 2,500 steps on every image): same starts, same Adam, each image's own stop; it must
+    give deepinv's own CSGMGenerator's images, run one at a time, up to float rounding."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import deepinv_solvers
+
+    generator, physics = tiny_generator(), physics_of("blur")
+    truth = generator(torch.randn(3, *LATENT, generator=torch.Generator().manual_seed(1)))
+    y = integration.measure(physics, truth, seed=0)
+    for steps in (30, 1000):  # by 1000 each image has stopped at its own step (CSGMGenerator's tolerance)
+        alone, _ = deepinv_solvers.run_csgm(generator, LATENT[0], physics, y, steps, seed=0)
+        batched, _ = deepinv_solvers.run_csgm_batched(generator, LATENT[0], physics, y, steps, seed=0)
+        torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
+    never_stopped, _ = deepinv_solvers.run_csgm_batched(generator, LATENT[0], physics, y, 1000, seed=0, tolerance=-1)
+    assert (never_stopped - alone).abs().amax(dim=(1, 2, 3)).min() > 1e-3  # the stops are what the check tests
