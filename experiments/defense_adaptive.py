@@ -364,6 +364,22 @@ def attack_chain(recipe: str, model, mapping, x: torch.Tensor, y: torch.Tensor, 
     return blocks, robust, noise, held
 
 
+def hardened_chain(recipe: str, *, seed: int = 0, examples: dict | None = None) -> dict:
+    """The remedies report's chain against the hardened defense, on its REMEDY_SIZE images (from the cache where
+    the report or a study built it): the classifier, Θ, its step size, the images and labels, the per-image
+    ``robust`` mask and strongest examples ``held`` (``attack_chain``'s); ``examples`` as there."""
+    model, (mapping, theta) = load_model(recipe), load_theta(recipe)
+    lr_z = theta["settings"]["lr_z"]
+    x, y = eval_subset(REMEDY_SIZE, seed=seed)
+    x_pgd, x_aa = transfer_attacks(recipe, model, x, y, seed=seed)
+    _, robust, _, held = attack_chain(recipe, model, mapping, x, y, x_pgd, x_aa, name=HARDENED_VARIANT,
+                                      steps=HARDENED["steps"], scale=HARDENED["start_scale"],
+                                      score_seed=REMEDY_SCORE_SEED, runs=five_step_attacks(), lr_z=lr_z, seed=seed,
+                                      examples=examples)
+    return {"model": model, "mapping": mapping, "lr_z": lr_z, "x": x, "y": y, "x_aa": x_aa, "robust": robust,
+            "held": held}
+
+
 def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_steps: int = REMEDY_EOT_STEPS,
              seed: int = 0, log=None) -> dict:
     """The literature's cheapest remedies, on the first ``size`` images: the defense with a fresh random start

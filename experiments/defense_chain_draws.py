@@ -22,20 +22,12 @@ import time
 from pathlib import Path
 
 import torch
-from defense_adaptive import (
-    HARDENED_VARIANT,
-    REMEDY_SCORE_SEED,
-    REMEDY_SIZE,
-    attack_chain,
-    five_step_attacks,
-    transfer_attacks,
-)
+from defense_adaptive import REMEDY_SIZE, hardened_chain
 from defense_draws import SCORES, draws_arguments
 
 from landform.report import markdown_table, write_json, write_text
-from landform.tasks.defense.data import eval_subset
-from landform.tasks.defense.defense import HARDENED, load_theta
-from landform.tasks.defense.models import SHIPPED, load_model, model_name
+from landform.tasks.defense.defense import HARDENED
+from landform.tasks.defense.models import SHIPPED, model_name
 from landform.tasks.defense.scoring import accuracy, difference, percent, predict, scored_over_draws
 
 LABELS = {"pgd_transfer": "transfer PGD", "autoattack_transfer": "transfer AutoAttack",
@@ -46,17 +38,12 @@ def main() -> None:
     args, seeds = draws_arguments(__doc__.splitlines()[0], "report/defense/chain_draws")
     began = time.perf_counter()
     count = min(args.count, REMEDY_SIZE)
-    x, y = eval_subset(REMEDY_SIZE, seed=args.seed)  # the chain's images and cache keys are the report's 500
     summary: dict = {"count": count, "draws": args.draws, "seed": args.seed, "threads": args.threads, "models": {}}
     rows = []
     for recipe in SHIPPED:
-        model, (mapping, theta) = load_model(recipe), load_theta(recipe)
-        lr_z = theta["settings"]["lr_z"]
-        x_pgd, x_aa = transfer_attacks(recipe, model, x, y, seed=args.seed)
         examples: dict = {}
-        attack_chain(recipe, model, mapping, x, y, x_pgd, x_aa, name=HARDENED_VARIANT, steps=HARDENED["steps"],
-                     scale=HARDENED["start_scale"], score_seed=REMEDY_SCORE_SEED, runs=five_step_attacks(),
-                     lr_z=lr_z, seed=args.seed, examples=examples)
+        chain = hardened_chain(recipe, seed=args.seed, examples=examples)
+        model, mapping, lr_z, x, y, x_aa = (chain[k] for k in ("model", "mapping", "lr_z", "x", "y", "x_aa"))
         settings = {"lr": lr_z, "steps": HARDENED["steps"], "seeds": seeds, "start_scale": HARDENED["start_scale"]}
         scores = {"clean": scored_over_draws(model, mapping, x[:count], y[:count], **settings)}
         for label in LABELS:

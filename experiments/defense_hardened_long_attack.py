@@ -23,20 +23,10 @@ import time
 from pathlib import Path
 
 import torch
-from defense_adaptive import (
-    EOT_DRAWS,
-    HARDENED_VARIANT,
-    REMEDY_SCORE_SEED,
-    REMEDY_SIZE,
-    attack_chain,
-    five_step_attacks,
-    transfer_attacks,
-)
+from defense_adaptive import EOT_DRAWS, REMEDY_SCORE_SEED, REMEDY_SIZE, hardened_chain
 
 from landform.tasks.defense import attack
-from landform.tasks.defense.data import eval_subset
-from landform.tasks.defense.defense import HARDENED, load_theta
-from landform.tasks.defense.models import load_model
+from landform.tasks.defense.defense import HARDENED
 from landform.tasks.defense.scoring import Defended, accuracy, difference, scored
 
 
@@ -53,14 +43,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import torchattacks
 
-    model, (mapping, theta) = load_model(args.recipe), load_theta(args.recipe)
-    lr_z = theta["settings"]["lr_z"]
-    x, y = eval_subset(REMEDY_SIZE, seed=args.seed)
-    x_pgd, x_aa = transfer_attacks(args.recipe, model, x, y, seed=args.seed)
+    chain = hardened_chain(args.recipe, seed=args.seed)
+    model, mapping, lr_z, x, y = (chain[k] for k in ("model", "mapping", "lr_z", "x", "y"))
+    robust, held = chain["robust"], chain["held"]
     score = {"lr": lr_z, "steps": HARDENED["steps"], "seed": REMEDY_SCORE_SEED, "start_scale": HARDENED["start_scale"]}
-    _, robust, _, held = attack_chain(args.recipe, model, mapping, x, y, x_pgd, x_aa, name=HARDENED_VARIANT,
-                                      steps=HARDENED["steps"], scale=HARDENED["start_scale"],
-                                      score_seed=REMEDY_SCORE_SEED, runs=five_step_attacks(), lr_z=lr_z, seed=args.seed)
     first = torch.arange(REMEDY_SIZE) < args.count
     target = robust & first
     composite = Defended(model, mapping, lr=lr_z, steps=HARDENED["steps"], seed=None,

@@ -26,24 +26,15 @@ import time
 from pathlib import Path
 
 import torch
-from defense_adaptive import (
-    HARDENED_VARIANT,
-    REMEDY_SCORE_SEED,
-    REMEDY_SIZE,
-    attack_chain,
-    five_step_attacks,
-    transfer_attacks,
-)
+from defense_adaptive import REMEDY_SIZE, hardened_chain
 from torch import nn
 
 from landform import zoo
 from landform.report import markdown_table, write_json, write_text
 from landform.tasks import runs_dir
 from landform.tasks.defense import attack
-from landform.tasks.defense.data import eval_subset
-from landform.tasks.defense.defense import HARDENED, load_theta
+from landform.tasks.defense.defense import HARDENED
 from landform.tasks.defense.models import SHIPPED, model_name
-from landform.tasks.defense.models import load_model as load_classifier
 from landform.tasks.defense.scoring import CHUNK, Defended, accuracy, percent, scored_over_draws
 
 OUT = Path("report/defense/square")
@@ -73,14 +64,9 @@ def square(recipe: str, args: argparse.Namespace, seeds: list[int]) -> dict:
     """Square on the images the chain leaves right (of the first ``args.count``), scored over R draws."""
     import torchattacks
 
-    model, (mapping, theta) = load_classifier(recipe), load_theta(recipe)
-    lr_z = theta["settings"]["lr_z"]
-    x, y = eval_subset(REMEDY_SIZE, seed=args.seed)
-    x_pgd, x_aa = transfer_attacks(recipe, model, x, y, seed=args.seed)
-    _, robust, _, held = attack_chain(recipe, model, mapping, x, y, x_pgd, x_aa, name=HARDENED_VARIANT,
-                                      steps=HARDENED["steps"], scale=HARDENED["start_scale"],
-                                      score_seed=REMEDY_SCORE_SEED, runs=five_step_attacks(), lr_z=lr_z,
-                                      seed=args.seed)
+    chain = hardened_chain(recipe, seed=args.seed)
+    model, mapping, lr_z, x, y = (chain[k] for k in ("model", "mapping", "lr_z", "x", "y"))
+    robust, held = chain["robust"], chain["held"]
     count = min(args.count, REMEDY_SIZE)
     x, y, robust, held = x[:count], y[:count], robust[:count], held[:count]
     settings = {"queries": args.queries, "draws_per_query": args.draws_per_query, "eps": attack.L2_EPS,
