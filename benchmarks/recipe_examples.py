@@ -6,7 +6,9 @@
 ``--set probes`` runs the same on the probe problems of ``benchmarks/probe_problems.py`` (recipe-probes.*).
 
 Each problem: fit into a fresh directory (timed), compare on 256 test observations, then the headline numbers
-from compare's summary.json, with their 95% bootstrap intervals over examples.
+from compare's summary.json, with their 95% bootstrap intervals over examples. Kept beside the table, per problem
+(in recipe-{examples,probes}-curves/): compare's curves and summary, and the fit's log and landscape record, so
+that a choice the fit made (a part dropped, a setting chosen) can be read back after the run.
 """
 
 from __future__ import annotations
@@ -44,14 +46,15 @@ RESULTS = HERE / "results"
 LANDFORM = str(Path(sys.executable).with_name("landform"))
 
 
-def run(argv: list[str], cwd: Path) -> float:
-    """Run a landform command; its wall-clock seconds (a failure stops the benchmark with its message)."""
+def run(argv: list[str], cwd: Path) -> tuple[float, str]:
+    """Run a landform command; its wall-clock seconds and its output (a failure stops the benchmark with its
+    message)."""
     began = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([LANDFORM, *argv], capture_output=True, text=True, cwd=cwd, env=env)
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed: {done.stderr.strip().splitlines()[-1]}")
-    return time.perf_counter() - began
+    return time.perf_counter() - began, done.stdout
 
 
 def interval(values: list | None, scale: float = 1.0, digits: int = 1) -> str:
@@ -63,16 +66,19 @@ def interval(values: list | None, scale: float = 1.0, digits: int = 1) -> str:
 
 def measure(name: str, spec: str, root: Path, threads: list[str], keep: Path) -> dict:
     """Fit and compare one problem; its compare curves (mean loss per step and method) and summary are kept in
-    ``keep``/NAME.{csv,json} for plots."""
+    ``keep``/NAME.{csv,json} for plots, the fit's log and its landscape's record (what it kept, dropped and
+    chose, and why) in ``keep``/NAME-fit.{log,json}."""
     folder = root / name.split()[0]
-    fit_seconds = run(["fit", "--problem", spec, "--out", str(folder / "theta"), *threads], root)
-    compare_seconds = run(["compare", "--problem", spec, "--mapping", str(folder / "theta"), "--out",
+    fit_seconds, fit_log = run(["fit", "--problem", spec, "--out", str(folder / "theta"), *threads], root)
+    compare_seconds, _ = run(["compare", "--problem", spec, "--mapping", str(folder / "theta"), "--out",
                            str(folder / "cmp"), *threads], root)
     block = json.loads((folder / "cmp" / "summary.json").read_text())["test"]
     keep.mkdir(parents=True, exist_ok=True)
     write_bytes(keep / f"{name.split()[0]}.csv", (folder / "cmp" / "curves.csv").read_bytes())
     write_bytes(keep / f"{name.split()[0]}.json", (folder / "cmp" / "summary.json").read_bytes())
     fitted = json.loads((folder / "theta" / "landscape.json").read_text())
+    write_bytes(keep / f"{name.split()[0]}-fit.log", fit_log.encode())
+    write_bytes(keep / f"{name.split()[0]}-fit.json", (folder / "theta" / "landscape.json").read_bytes())
     steps = [s for s in block["steps"] if s >= 1]
     ratios = [block["landscape"][block["steps"].index(s)] / block["baseline"][block["steps"].index(s)]
               for s in steps]
