@@ -114,11 +114,11 @@ def table(folder: Path) -> str:
         for key, label in SCORE_KEYS.items():
             rows.append([r["model"], label, percent(r[f"chain_{key}"]), percent(r[f"square_left_{key}"]),
                          percent(r[f"worst_{key}"]), str(r["attacked_images"]),
-                         f"{r['settings']['queries']} / {r['settings']['draws_per_query']}",
+                         f"{r['settings']['queries']} / {r['settings']['draws_per_query']} / {r['draws']}",
                          f"{r['seconds'] / 60:.0f}"])
     return markdown_table(["model", "scored right on", f"the chain (first {count} images)",
                            "Square leaves right (of the images it attacked)", "worst of chain and Square",
-                           "attacked", "queries / draws per query", "min"], rows)
+                           "attacked", "queries / draws per query / R", "min"], rows)
 
 
 def main() -> None:
@@ -142,7 +142,7 @@ def main() -> None:
                "`python experiments/defense_square.py --threads 1 --recipe RECIPE --count N --queries Q`: "
                "torchattacks' Square (L2, ε of the report) on the images the hardened defense's chain leaves "
                "right, each query's log-probabilities averaged over fresh draws of the defense; every image scored "
-               "on 10 fresh draws; % with 95% bootstrap intervals over images.\n")
+               "on R fresh draws; % with 95% bootstrap intervals over images.\n")
     print(text)
 
 
