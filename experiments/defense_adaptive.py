@@ -41,6 +41,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -364,10 +365,24 @@ def attack_chain(recipe: str, model, mapping, x: torch.Tensor, y: torch.Tensor, 
     return blocks, robust, noise, held
 
 
-def hardened_chain(recipe: str, *, seed: int = 0, examples: dict | None = None) -> dict:
+class HardenedChain(NamedTuple):
+    """The hardened defense's chain on the remedies report's images: the classifier, Θ (``mapping``) and its step
+    size, the images and labels, AutoAttack's transfer images, and per image whether it stays right (``robust``)
+    and its strongest attacked image (``held``)."""
+
+    model: torch.nn.Module
+    mapping: torch.nn.Module
+    lr_z: float
+    x: torch.Tensor
+    y: torch.Tensor
+    x_aa: torch.Tensor
+    robust: torch.Tensor
+    held: torch.Tensor
+
+
+def hardened_chain(recipe: str, *, seed: int = 0, examples: dict | None = None) -> HardenedChain:
     """The remedies report's chain against the hardened defense, on its REMEDY_SIZE images (from the cache where
-    the report or a study built it): the classifier, Θ, its step size, the images and labels, the per-image
-    ``robust`` mask and strongest examples ``held`` (``attack_chain``'s); ``examples`` as there."""
+    the report or a study built it); ``examples`` as ``attack_chain``'s."""
     model, (mapping, theta) = load_model(recipe), load_theta(recipe)
     lr_z = theta["settings"]["lr_z"]
     x, y = eval_subset(REMEDY_SIZE, seed=seed)
@@ -376,8 +391,7 @@ def hardened_chain(recipe: str, *, seed: int = 0, examples: dict | None = None) 
                                       steps=HARDENED["steps"], scale=HARDENED["start_scale"],
                                       score_seed=REMEDY_SCORE_SEED, runs=five_step_attacks(), lr_z=lr_z, seed=seed,
                                       examples=examples)
-    return {"model": model, "mapping": mapping, "lr_z": lr_z, "x": x, "y": y, "x_aa": x_aa, "robust": robust,
-            "held": held}
+    return HardenedChain(model, mapping, lr_z, x, y, x_aa, robust, held)
 
 
 def remedies(recipe: str, *, size: int = REMEDY_SIZE, eot: int = EOT_DRAWS, eot_steps: int = REMEDY_EOT_STEPS,

@@ -43,7 +43,7 @@ def main() -> None:
     for recipe in SHIPPED:
         examples: dict = {}
         chain = hardened_chain(recipe, seed=args.seed, examples=examples)
-        model, mapping, lr_z, x, y, x_aa = (chain[k] for k in ("model", "mapping", "lr_z", "x", "y", "x_aa"))
+        model, mapping, lr_z, x, y, x_aa = chain.model, chain.mapping, chain.lr_z, chain.x, chain.y, chain.x_aa
         settings = {"lr": lr_z, "steps": HARDENED["steps"], "seeds": seeds, "start_scale": HARDENED["start_scale"]}
         scores = {"clean": scored_over_draws(model, mapping, x[:count], y[:count], **settings)}
         for label in LABELS:

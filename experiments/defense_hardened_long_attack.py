@@ -44,8 +44,8 @@ def main() -> None:
     import torchattacks
 
     chain = hardened_chain(args.recipe, seed=args.seed)
-    model, mapping, lr_z, x, y = (chain[k] for k in ("model", "mapping", "lr_z", "x", "y"))
-    robust, held = chain["robust"], chain["held"]
+    model, mapping, lr_z, x, y, robust, held = chain.model, chain.mapping, chain.lr_z, chain.x, chain.y, \
+        chain.robust, chain.held
     score = {"lr": lr_z, "steps": HARDENED["steps"], "seed": REMEDY_SCORE_SEED, "start_scale": HARDENED["start_scale"]}
     first = torch.arange(REMEDY_SIZE) < args.count
     target = robust & first

@@ -65,8 +65,8 @@ def square(recipe: str, args: argparse.Namespace, seeds: list[int]) -> dict:
     import torchattacks
 
     chain = hardened_chain(recipe, seed=args.seed)
-    model, mapping, lr_z, x, y = (chain[k] for k in ("model", "mapping", "lr_z", "x", "y"))
-    robust, held = chain["robust"], chain["held"]
+    model, mapping, lr_z, x, y, robust, held = chain.model, chain.mapping, chain.lr_z, chain.x, chain.y, \
+        chain.robust, chain.held
     count = min(args.count, REMEDY_SIZE)
     x, y, robust, held = x[:count], y[:count], robust[:count], held[:count]
     settings = {"queries": args.queries, "draws_per_query": args.draws_per_query, "eps": attack.L2_EPS,
@@ -116,6 +116,8 @@ def table(folder: Path) -> str:
                          percent(r[f"worst_{key}"]), str(r["attacked_images"]),
                          f"{r['settings']['queries']} / {r['settings']['draws_per_query']} / {r['draws']}",
                          f"{r['seconds'] / 60:.0f}"])
+    if not rows:
+        return "(no results yet)"
     return markdown_table(["model", "scored right on", f"the chain (first {count} images)",
                            "Square leaves right (of the images it attacked)", "worst of chain and Square",
                            "attacked", "queries / draws per query / R", "min"], rows)
@@ -137,7 +139,7 @@ def main() -> None:
     if not args.table:
         seeds = [args.seed + 1000 + k for k in range(args.draws)]  # the draws of defense_draws.py's studies
         write_json(args.out / f"{args.recipe}.json", square(args.recipe, args, seeds))
-    text = table(args.out) if any((args.out / f"{r}.json").exists() for r in SHIPPED) else "(no results yet)"
+    text = table(args.out)
     write_text(args.out / "summary.md", "# A noise-aware Square attack on the hardened defense\n\n" + text + "\n\n"
                "`python experiments/defense_square.py --threads 1 --recipe RECIPE --count N --queries Q`: "
                "torchattacks' Square (L2, ε of the report) on the images the hardened defense's chain leaves "
