@@ -288,11 +288,16 @@ def evaluate(recipe: str, *, main_size: int = MAIN_SIZE, size: int = ADAPTIVE_SI
     row["adaptive"] = adaptive
     row["adaptive_worst"] = {k: adaptive["ours"]["worst"][k] for k in ("accuracy", "ci95", "count")}
     row["adaptive_worst_baseline"] = {k: adaptive["baseline"]["worst"][k] for k in ("accuracy", "ci95", "count")}
-    row["targets"] = {
-        "adaptive_worst_at_least_autoattack_no_defense_plus_5":
-            row["adaptive_worst"]["accuracy"] >= row["autoattack_no_defense"]["accuracy"] + 0.05,
-        "clean_drop_at_most_1_point": row["clean_drop"]["value"] <= 0.01}
+    row["targets"] = targets(row)
     return row
+
+
+def targets(row: dict) -> dict[str, bool]:
+    """The bar the adaptive report holds a model's row to: the adaptive worst at least 5 points over AutoAttack
+    on the undefended model, and a clean drop of at most 1 point."""
+    return {"adaptive_worst_at_least_autoattack_no_defense_plus_5":
+            row["adaptive_worst"]["accuracy"] >= row["autoattack_no_defense"]["accuracy"] + 0.05,
+            "clean_drop_at_most_1_point": row["clean_drop"]["difference"] <= 0.01}
 
 
 # ----------------------------------------------------------------------------------------------- remedies

@@ -103,3 +103,18 @@ def test_a_smaller_random_start_is_the_same_defense_from_a_smaller_z0():
     v = a.clone().requires_grad_(True)
     assert torch.allclose(Defended(model, mapping, lr=0.05, steps=2, seed=0, start_scale=0.5)(v), deployed, atol=1e-4)
     assert not torch.allclose(Defended(model, mapping, lr=0.05, steps=2, seed=0)(v), deployed, atol=1e-4)
+
+
+def test_the_reports_targets_read_the_scoring_blocks_as_they_are_keyed():
+    # The report's bar once read a key the paired-difference block no longer has, and failed only after every
+    # attack had run: its targets are computed from blocks made by the shared scorers.
+    def share(right: int) -> torch.Tensor:
+        return torch.arange(100) < right
+
+    row = {"adaptive_worst": accuracy(share(40)), "autoattack_no_defense": accuracy(share(30)),
+           "clean_drop": difference(share(100), share(100))}
+    assert _study().targets(row) == {"adaptive_worst_at_least_autoattack_no_defense_plus_5": True,
+                                     "clean_drop_at_most_1_point": True}
+    row["clean_drop"] = difference(share(100), share(95))
+    assert not _study().targets(row)["clean_drop_at_most_1_point"]
+
