@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from landform.comparison import SWEEP_LRS, Method, compare, summarize_methods
+from landform.errors import LandformError
 from landform.metrics import bootstrap_ci, improvement_at
 from landform.paper.curves import cached_losses, weights_digest
 from landform.paper.registry import ReproductionScale, register
@@ -117,15 +118,20 @@ def fig3(scale: ReproductionScale, out: Path) -> dict:
                                  "steps": steps}, markdown)
 
 
+def snapshot_dir() -> Path:
+    """Where the paper-budget fit keeps a snapshot of Θ per saved round (RUNS/images-landscape/snapshots)."""
+    from landform.tasks import runs_dir
+
+    return runs_dir() / PAPER_NAME / "snapshots"
+
+
 def _snapshots(scale: ReproductionScale) -> list[tuple[int, Path | None]]:
     """(trajectory steps fitted, Θ's weights) along the paper-budget fit: the untrained Θ (None), the trainer's
     snapshots (RUNS/images-landscape/snapshots), the Θ the paper suite runs (``paper_theta``: the shipped
     entry, or the fit's latest checkpoint where it went further)."""
-    from landform.tasks import runs_dir
-
     per_round = PAPER_FIT["trajectories"] * PAPER_FIT["steps"]
     points: dict[int, Path | None] = {0: None}
-    for path in sorted((runs_dir() / PAPER_NAME / "snapshots").glob("round-*.safetensors")):
+    for path in sorted(snapshot_dir().glob("round-*.safetensors")):
         points[int(path.stem.split("-")[1]) * per_round] = path
     _, info = paper_theta(scale.device)
     if info.get("trajectories") == PAPER_FIT["trajectories"] and info.get("lr") == PAPER_FIT["lr"]:
@@ -147,6 +153,10 @@ def scaling(scale: ReproductionScale, out: Path) -> dict:
     from landform.mapping import Mapping
     from landform.paper.tables import swept_baseline_lr
 
+    points = _snapshots(scale)
+    if not scale.quick and len(points) < 3:  # only the untrained Θ and the shipped one: no curve to draw
+        raise LandformError(f"the paper-budget fit's snapshots are not in {snapshot_dir()}: refit them (`landform "
+                            f"zoo train {PAPER_NAME}`, about 200 minutes on 2 threads), or run --quick")
     models = load_models(scale.device)
     shown = sorted({min(k, scale.long_steps) for k in FIG3_STEPS})
     sets = image_sets(scale)
@@ -154,7 +164,6 @@ def scaling(scale: ReproductionScale, out: Path) -> dict:
     baseline_method = Method("baseline", init=models.mean_start, lr=lr)
     baseline = {split: _losses(models, baseline_method, split, y, scale.long_steps, scale)
                 for split, y in sets.items()}
-    points = _snapshots(scale)
     if scale.quick:
         points = points[:1] + points[-1:] if len(points) > 1 else points
     full_budget = PAPER_FIT["rounds"] * PAPER_FIT["trajectories"] * PAPER_FIT["steps"]
