@@ -6,14 +6,16 @@ quality if it runs longer? (experiments/results/deepinv_part_transfer.{json,md})
 Reuses the landscapes `benchmarks/deepinv_solvers.py` fitted (its cache: the Fashion-MNIST GAN's at 480 s with
 learned steps, the MNIST VAE's at 180 s; run the benchmark first) and its committed results for CSGM's 2,500 steps
 on the same 256 test images and measurements, so no landscape is fitted and no CSGM runs here. Per generator and
-operator, each variant's tuned inference after 0, 5, 10, 20 and 200 steps, PSNR paired against CSGM's 2,500 steps:
+operator, each variant's tuned inference after each of ``STEPS`` (0 to 200), PSNR paired against CSGM's 2,500
+steps:
 
-- ``refit``: the operator's own landscape (the benchmark's ``landform`` row, reproduced: the check column);
+- ``refit``: the operator's own landscape (the benchmark's ``landform`` row, reproduced: checked at 10 steps);
 - ``fitted once``: the landscape fitted with no operator (the benchmark's ``landform (identity)``);
 - ``refit, S from once`` for each part S (start, learned steps, Θ) the two have in common: the operator's
   landscape with that part of the once-fitted one (its settings kept; the once-fitted steps run their own
-  count); ``once, start refit``: the once-fitted landscape led by the operator's start (where the two
-  landscapes' settings differ: else it is ``refit, steps from once``).
+  count); ``once, start refit``: the once-fitted landscape led by the operator's start, where the two
+  landscapes' settings differ (where both descend on δ alone at one step size, as the GAN's do, it is the same
+  composition as ``refit, steps from once``).
 
 A part that reads the measurements (the start; the learned steps, which read y and the residual) is swapped only
 where the operator's measurements are images (blur, inpainting); Θ (z to x) is swapped under every operator.

@@ -190,6 +190,6 @@ def test_a_full_report_whose_commit_was_cut_short_is_never_replaced_by_a_quick_r
 def test_a_full_scaling_run_without_the_fits_snapshots_refuses_in_one_line(tmp_path, monkeypatch):
     # Without them it would draw two points and replace the committed figure's curve with them.
     monkeypatch.setenv("LANDFORM_RUNS", str(tmp_path / "runs"))
-    with pytest.raises(LandformError, match="snapshots are not in .*zoo train images-landscape"):
+    with pytest.raises(LandformError, match=r"snapshots are not in .*zoo train images-landscape"):
         reproduce("scaling", out_root=tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "scaling" / "summary.json").exists()
