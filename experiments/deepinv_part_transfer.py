@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from deepinv_solvers import (
+    CSGM_STEPS,
     GENERATOR_LABELS,
     GENERATORS,
     LABELS,
@@ -112,14 +113,16 @@ def study(generator_name: str, log) -> dict[str, Any]:
     prefix = "" if generator_name == "fashion-gan" else f"{generator_name}-"
     truth = seeded_subset(data[1], committed["count"], committed["seed"])
     once = cached_landscape(prefix, "identity", suffix)
-    rows = []
+    rows, csgm_psnr, landscapes = [], {}, {"identity": once.describe()}
     for index, name in enumerate(OPERATORS):
         physics = make_physics(name)
         y = measure(physics, truth, seed=committed["seed"] * 1000 + index)
         reference = {(r["method"], r["steps"]): torch.tensor(r["per_image_psnr"]) for r in committed["rows"]
                      if r["operator"] == name}
-        csgm = reference["csgm", 2500]
+        csgm = reference["csgm", CSGM_STEPS]
+        csgm_psnr[name] = bootstrap(csgm)
         refit = cached_landscape(prefix, name, suffix)
+        landscapes[name] = refit.describe()
         images_measured = y.shape[1:] == truth.shape[1:]
         image_space = ImageSpace(physics)
         for label, (landscape, in_image_space) in variants(refit, once, images_measured).items():
@@ -136,11 +139,8 @@ def study(generator_name: str, log) -> dict[str, Any]:
                         (psnr - reference["landform", steps]).abs().max())
                 rows.append(row)
             log(f"{generator_name} {name}: {label} done")
-    return {"rows": rows, "count": committed["count"], "csgm_psnr": {name: bootstrap(torch.tensor(next(
-        r["per_image_psnr"] for r in committed["rows"] if r["operator"] == name and r["method"] == "csgm"
-        and r["steps"] == 2500))) for name in OPERATORS}, "landscapes": {
-        name: cached_landscape(prefix, name, suffix).describe() for name in ("identity", *OPERATORS)},
-        "benchmark": str(results_file.relative_to(ROOT))}
+    return {"rows": rows, "count": committed["count"], "csgm_psnr": csgm_psnr, "landscapes": landscapes,
+            "benchmark": str(results_file.relative_to(ROOT))}
 
 
 def render(record: dict[str, Any]) -> str:

@@ -111,10 +111,10 @@ def test_the_reports_targets_read_the_scoring_blocks_as_they_are_keyed():
     def share(right: int) -> torch.Tensor:
         return torch.arange(100) < right
 
+    targets = _study().targets
     row = {"adaptive_worst": accuracy(share(40)), "autoattack_no_defense": accuracy(share(30)),
            "clean_drop": difference(share(100), share(100))}
-    assert _study().targets(row) == {"adaptive_worst_at_least_autoattack_no_defense_plus_5": True,
-                                     "clean_drop_at_most_1_point": True}
+    assert targets(row) == {"adaptive_worst_at_least_autoattack_no_defense_plus_5": True,
+                            "clean_drop_at_most_1_point": True}
     row["clean_drop"] = difference(share(100), share(95))
-    assert not _study().targets(row)["clean_drop_at_most_1_point"]
-
+    assert not targets(row)["clean_drop_at_most_1_point"]
