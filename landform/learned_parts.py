@@ -199,6 +199,7 @@ STEPS_SIZE = (256, 2)  # U's width and depth
 # each side by side, first order ran 18% more iterations and settled at 0.955x the answer held out; second order
 # was thrown to 1.25x (experiments/learned_steps_training.py).
 STEPS_SECOND_ORDER = False
+STEPS_SHARED_RANK = 0  # the rank of the preconditioner every example shares (``LearnedSteps.shared_rank``), at most
 # With a time budget, the steps' minibatch is halved (down to 32) until this many iterations fit in their share:
 # on the conv probe decoder, 150 s each, 493 iterations of 256 ended 1.010x the answer after step 5 on test
 # observations, 1,621 of 64 1.002x (within 1% from step 3); the decoder's and pose's steps plateaued after
@@ -266,7 +267,8 @@ def learn_steps(problem: Problem, directory: Path, starts: Starts, train: torch.
         log(f"fit: the learned steps saved in {saved} are reused")
         return _saved_part(loaded, saved, "steps", device, LearnedSteps.from_config)
     torch.manual_seed(seed)
-    module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1])
+    module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=STEPS_SIZE[0], layers=STEPS_SIZE[1],
+                          shared_rank=min(math.prod(problem.x_shape), STEPS_SHARED_RANK))
     x_train, x_val = starts()
     training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val,
                            seconds=budget.until(STEPS_SHARE), max_iterations=max_iterations, seed=seed, device=device,

@@ -61,7 +61,7 @@ class LearnedSteps(nn.Module):
     """K learned update steps for observations of ``y_shape`` and inputs of ``x_shape`` (see the module doc)."""
 
     def __init__(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...], *, count: int = MAX_STEPS,
-                 hidden: int = 256, layers: int = 2, rank: int | None = None) -> None:
+                 hidden: int = 256, layers: int = 2, rank: int | None = None, shared_rank: int = 0) -> None:
         super().__init__()
         if not 1 <= int(count) <= MAX_STEPS:
             raise LandformError(f"learned steps: 1 to {MAX_STEPS} steps, got {count}")
@@ -75,6 +75,9 @@ class LearnedSteps(nn.Module):
         if not 1 <= self.rank <= max(1, min(x_dim, PRECONDITIONER_OUTPUTS)):
             raise LandformError(f"learned steps: a preconditioner of rank 1 to {min(x_dim, PRECONDITIONER_OUTPUTS)}, "
                                 f"got {rank}")
+        self.shared_rank = int(shared_rank)
+        if not 0 <= self.shared_rank <= x_dim:
+            raise LandformError(f"learned steps: a shared preconditioner of rank 0 to {x_dim}, got {shared_rank}")
         blocks: list[nn.Module] = []
         for size in [width] + [self.hidden] * (self.layers - 1):
             blocks += [nn.Linear(size, self.hidden), nn.LeakyReLU(0.2)]
@@ -87,6 +90,9 @@ class LearnedSteps(nn.Module):
         nn.init.zeros_(self.head.bias)
         with torch.no_grad():  # L Lᵀ has no gradient at L = 0: its part of the bias starts small instead
             self.head.bias[2 * x_dim:].normal_(0.0, 0.1 / self.rank ** 0.5, generator=torch.Generator().manual_seed(0))
+        if self.shared_rank:  # S Sᵀ, one metric for every example (a fixed F's curvature): starts small, as L
+            self.shared_factor = nn.Parameter(torch.randn(x_dim, self.shared_rank, generator=torch.Generator(
+            ).manual_seed(1)) * (0.1 / self.shared_rank ** 0.5))
         self.log_rate = nn.Parameter(torch.zeros(self.count))
         self.register_buffer("feature_mean", torch.zeros(width))
         self.register_buffer("feature_scale", torch.ones(width))
@@ -130,6 +136,8 @@ class LearnedSteps(nn.Module):
         factor = out[:, 2 * x_dim:].reshape(-1, x_dim, self.rank)
         scaled = grad * self.move_scale  # the gradient in units of x's spread
         low_rank = (factor @ (factor.transpose(1, 2) @ scaled.unsqueeze(2))).squeeze(2)
+        if self.shared_rank:
+            low_rank = low_rank + (scaled @ self.shared_factor) @ self.shared_factor.T
         preconditioned = log_diag.clamp(-8.0, 8.0).exp() * scaled + low_rank
         rate = self.rate_scale * self.log_rate[k].exp()
         move = MOVE_BOUND * torch.tanh((additive - rate * preconditioned) / MOVE_BOUND) * self.move_scale
@@ -193,7 +201,8 @@ class LearnedSteps(nn.Module):
 
     def config(self) -> dict[str, Any]:
         return {"kind": "landform.LearnedSteps", "x_shape": list(self.x_shape), "y_shape": list(self.y_shape),
-                "count": self.count, "hidden": self.hidden, "layers": self.layers, "rank": self.rank}
+                "count": self.count, "hidden": self.hidden, "layers": self.layers, "rank": self.rank,
+                "shared_rank": self.shared_rank}
 
     @classmethod
     def from_config(cls, config: Any, source: str) -> LearnedSteps:
@@ -204,14 +213,17 @@ class LearnedSteps(nn.Module):
             shapes = [tuple(int(s) for s in config[key]) for key in ("x_shape", "y_shape")]
             sizes = {key: int(config[key]) for key in ("count", "hidden", "layers")}
             rank = int(config.get("rank", preconditioner_rank(math.prod(shapes[0]), SAVED_RANK)))
+            shared_rank = int(config.get("shared_rank", 0))  # saved before it existed: none
         except (KeyError, TypeError, ValueError):
             raise LandformError(f"{source}: learned steps need x_shape, y_shape, count, hidden, layers") from None
         if any(not 1 <= len(s) <= 8 or min(s) < 1 or math.prod(s) > 2**24 for s in shapes):
             raise LandformError(f"{source}: the learned steps' shapes are out of range ({config})")
-        return cls(shapes[0], shapes[1], rank=rank, **sizes)
+        return cls(shapes[0], shapes[1], rank=rank, shared_rank=shared_rank, **sizes)
 
     def describe(self) -> str:
-        return f"{self.count} learned steps (mlp {self.hidden} x {self.layers}, preconditioner rank {self.rank})"
+        shared = f", shared rank {self.shared_rank}" if self.shared_rank else ""
+        return (f"{self.count} learned steps (mlp {self.hidden} x {self.layers}, preconditioner rank {self.rank}"
+                f"{shared})")
 
 
 @dataclass

@@ -57,6 +57,36 @@ def test_the_preconditioners_rank_is_saved_and_a_config_saved_without_it_rebuild
         LearnedSteps((4,), (6,), rank=5)
 
 
+def test_a_shared_preconditioner_is_saved_adds_to_every_examples_step_and_old_configs_have_none():
+    """The shared factor S adds S Sᵀ g to each example's step (one metric for all of them), its rank is saved in
+    the config, and configs written before it rebuild without it, so their weights still fit."""
+    steps = LearnedSteps((6,), (6,), count=1, hidden=8, shared_rank=3)
+    again = LearnedSteps.from_config(steps.config(), "test")
+    assert again.shared_rank == 3 and set(again.state_dict()) == set(steps.state_dict())
+    old = {key: value for key, value in steps.config().items() if key != "shared_rank"}
+    assert LearnedSteps.from_config(old, "test").shared_rank == 0
+    assert "shared_factor" not in LearnedSteps.from_config(old, "test").state_dict()
+    with pytest.raises(LandformError, match="shared"):
+        LearnedSteps((4,), (6,), shared_rank=5)
+
+    def loss(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (y_hat - y).pow(2).sum(1)
+
+    x0, y = torch.zeros(4, 6), torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    plain = LearnedSteps((6,), (6,), count=1, hidden=8)
+    with torch.no_grad():  # same weights but S; S = 0 gives the plain step, a larger S a longer one along S
+        for name, value in plain.state_dict().items():
+            steps.state_dict()[name].copy_(value)
+        steps.shared_factor.zero_()
+    moves = [(module.step(x0, y, lambda x: x, loss, 0)[0] - x0).detach() for module in (plain, steps)]
+    assert torch.allclose(moves[0], moves[1])
+    with torch.no_grad():
+        steps.shared_factor.copy_(torch.eye(6)[:, :3])
+    longer = (steps.step(x0, y, lambda x: x, loss, 0)[0] - x0).detach()
+    assert bool((longer[:, :3].abs() > moves[0][:, :3].abs()).all())
+    assert torch.allclose(longer[:, 3:], moves[0][:, 3:])
+
+
 def test_time_theta_leaves_goes_back_to_the_steps_once_and_never_leaves_them_worse(tmp_path, monkeypatch):
     problem = synthetic_problem()
     g = torch.Generator().manual_seed(0)
