@@ -1,7 +1,7 @@
 """The README's two commands on the example problems: `landform fit` (the fast recipe, no extra flags) and
 `landform compare`, and the table of what they give (benchmarks/results/recipe-examples.{json,md}).
 
-    python benchmarks/recipe_examples.py [--threads 1|none] [--out DIR] [--set examples|probes]
+    python benchmarks/recipe_examples.py [--threads 1|none] [--out DIR] [--set examples|probes] [--only NAME ...]
 
 ``--set probes`` runs the same on the probe problems of ``benchmarks/probe_problems.py`` (recipe-probes.*).
 
@@ -137,12 +137,20 @@ def main() -> None:
                              "README writes them, without --threads")
     parser.add_argument("--out", default=str(RESULTS), help="where the table goes")
     parser.add_argument("--set", default="examples", choices=sorted(SETS), help="which problems (default examples)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="only these problems of the set (by the first word "
+                        "of their name: 'compressed', 'deblurring', ...); the table then holds only them")
     args = parser.parse_args()
+    problems = SETS[args.set]
+    if args.only:
+        unknown = set(args.only) - {name.split()[0] for name in problems}
+        if unknown:
+            parser.error(f"no problem {', '.join(sorted(unknown))} in the set {args.set}")
+        problems = {name: spec for name, spec in problems.items() if name.split()[0] in args.only}
     threads = [] if args.threads == "none" else ["--threads", args.threads]
     with tempfile.TemporaryDirectory() as scratch:
         stem = {"examples": "recipe-examples", "probes": "recipe-probes"}[args.set]
         keep = Path(args.out) / f"{stem}-curves"
-        results = {name: measure(name, spec, Path(scratch), threads, keep) for name, spec in SETS[args.set].items()}
+        results = {name: measure(name, spec, Path(scratch), threads, keep) for name, spec in problems.items()}
     rows = [[name, f"{r['fit_seconds'] / 60:.1f} min", _steps(r["baseline_steps_to_answer_1pct"]),
              _steps(r["steps_to_answer_1pct"]) + interval(r["steps_to_answer_1pct_ci95"], digits=0),
              _steps(r["encoder_init_steps_to_answer_1pct"]),
@@ -160,7 +168,8 @@ def main() -> None:
                             "ms/step baseline / ours (start)", "inference chosen"],
                            rows)
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
-    note = (f"`python benchmarks/recipe_examples.py --threads {args.threads} --set {args.set}`: "
+    only = f" --only {' '.join(args.only)}" if args.only else ""
+    note = (f"`python benchmarks/recipe_examples.py --threads {args.threads} --set {args.set}{only}`: "
             f"`landform fit --problem SPEC --out D` "
             f"and `landform compare --problem SPEC --mapping D --out C`, "
             f"{'nothing else' if args.threads == 'none' else 'nothing else but --threads'}; 256 test "
