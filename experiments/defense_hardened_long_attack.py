@@ -13,6 +13,7 @@ remedies report and its attack chain are defense_adaptive.py's (beside this scri
         --out experiments/results/defense_hardened_long_attack_RECIPE.json
     .venv/bin/python experiments/defense_hardened_long_attack.py --threads 1 --recipe RECIPE --count 100 --loss ce \\
         --out experiments/results/defense_hardened_long_attack_ce_RECIPE.json
+    .venv/bin/python experiments/defense_hardened_long_attack.py --table   # report/defense/long_attack/summary.md
 """
 
 from __future__ import annotations
@@ -25,9 +26,32 @@ from pathlib import Path
 import torch
 from defense_adaptive import EOT_DRAWS, REMEDY_SCORE_SEED, REMEDY_SIZE, hardened_chain
 
+from landform.report import markdown_table, write_text
 from landform.tasks.defense import attack
 from landform.tasks.defense.defense import HARDENED
-from landform.tasks.defense.scoring import Defended, accuracy, difference, scored
+from landform.tasks.defense.models import model_name
+from landform.tasks.defense.scoring import Defended, accuracy, difference, percent, scored
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TABLE = Path("report/defense/long_attack/summary.md")
+
+
+def table() -> str:
+    """The 100-step checks committed in experiments/results/ as one table (both losses, both models)."""
+    rows = []
+    for loss, stem in (("DLR", "defense_hardened_long_attack_"), ("CE", "defense_hardened_long_attack_ce_")):
+        for path in sorted(RESULTS.glob(f"{stem}*.json")):
+            r = json.loads(path.read_text())
+            if r.get("loss", "dlr").upper() != loss:
+                continue
+            change = dict(r["long_minus_10_step"])
+            if "value" in change:  # written before the paired difference's key was renamed
+                change["difference"] = change.pop("value")
+            rows.append([model_name(r["recipe"]), f"APGD-{loss}-EOT, {r['apgd_steps']} steps, {r['eot']} draws",
+                         str(r["count"]), str(r["attacked_images"]), percent(r["worst_10_step_chain"]),
+                         percent(r["worst_with_long_attack"]), percent(change)])
+    return markdown_table(["model", "attack", "images", "attacked (left by the chain)", "worst of the chain",
+                           "worst with the long attack", "difference (points)"], rows)
 
 
 def main() -> None:
@@ -38,8 +62,17 @@ def main() -> None:
     parser.add_argument("--loss", choices=("dlr", "ce"), default="dlr", help="APGD's loss (default dlr)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--table", action="store_true", help=f"write {TABLE} from the committed results and stop")
     args = parser.parse_args()
+    if args.table:
+        write_text(TABLE, "# The hardened defense under 100-step attacks\n\n" + table() + "\n\nRight on the one "
+                   "scoring draw of the remedies report, % [95% bootstrap interval over images], the images among "
+                   "the report's first ones that its chain leaves attacked again from the clean images "
+                   "(`experiments/defense_hardened_long_attack.py`; docs/experiments.md).\n")
+        return
+    if args.out is None:
+        parser.error("--out is required (or --table)")
     torch.set_num_threads(args.threads)
     import torchattacks
 
