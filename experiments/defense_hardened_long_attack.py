@@ -38,18 +38,16 @@ TABLE = Path("report/defense/long_attack/summary.md")
 
 def table() -> str:
     """The 100-step checks committed in experiments/results/ as one table (both losses, both models)."""
+    results = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("defense_hardened_long_attack_*.json"))]
     rows = []
-    for loss, stem in (("DLR", "defense_hardened_long_attack_"), ("CE", "defense_hardened_long_attack_ce_")):
-        for path in sorted(RESULTS.glob(f"{stem}*.json")):
-            r = json.loads(path.read_text())
-            if r.get("loss", "dlr").upper() != loss:
-                continue
-            change = dict(r["long_minus_10_step"])
-            if "value" in change:  # written before the paired difference's key was renamed
-                change["difference"] = change.pop("value")
-            rows.append([model_name(r["recipe"]), f"APGD-{loss}-EOT, {r['apgd_steps']} steps, {r['eot']} draws",
-                         str(r["count"]), str(r["attacked_images"]), percent(r["worst_10_step_chain"]),
-                         percent(r["worst_with_long_attack"]), percent(change)])
+    for r in sorted(results, key=lambda r: r.get("loss", "dlr") == "ce"):  # DLR first (written before --loss)
+        change = dict(r["long_minus_10_step"])
+        if "value" in change:  # written before the paired difference's key was renamed
+            change["difference"] = change.pop("value")
+        rows.append([model_name(r["recipe"]),
+                     f"APGD-{r.get('loss', 'dlr').upper()}-EOT, {r['apgd_steps']} steps, {r['eot']} draws",
+                     str(r["count"]), str(r["attacked_images"]), percent(r["worst_10_step_chain"]),
+                     percent(r["worst_with_long_attack"]), percent(change)])
     return markdown_table(["model", "attack", "images", "attacked (left by the chain)", "worst of the chain",
                            "worst with the long attack", "difference (points)"], rows)
 
