@@ -74,10 +74,8 @@ def test_a_shared_preconditioner_is_saved_adds_to_every_examples_step_and_old_co
 
     x0, y = torch.zeros(4, 6), torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
     plain = LearnedSteps((6,), (6,), count=1, hidden=8)
-    with torch.no_grad():  # same weights but S; S = 0 gives the plain step, a larger S a longer one along S
-        for name, value in plain.state_dict().items():
-            steps.state_dict()[name].copy_(value)
-        steps.shared_factor.zero_()
+    # Same weights but S: S = 0 gives the plain step, a larger S a longer one along S.
+    steps.load_state_dict({**plain.state_dict(), "shared_factor": torch.zeros(6, 3)})
     moves = [(module.step(x0, y, lambda x: x, loss, 0)[0] - x0).detach() for module in (plain, steps)]
     assert torch.allclose(moves[0], moves[1])
     with torch.no_grad():
