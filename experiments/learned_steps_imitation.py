@@ -141,15 +141,11 @@ def train(problem: Problem, steps: LearnedSteps, x_train, y_train, x_val, y_val,
     steps.eval().requires_grad_(False)
 
 
-def ratios(problem: Problem, start: Callable, steps: LearnedSteps | None, tests: dict, answers: dict) -> dict:
+def ratios(problem: Problem, start: Callable, steps: LearnedSteps, tests: dict, answers: dict) -> dict:
     """The mean test loss at the start and after each step, as ratios to each split's answer."""
     out = {}
     for split, y in tests.items():
-        x0 = starts_of(start, y, "cpu")
-        if steps is None:
-            curve = problem.loss(problem.forward(x0), y).mean().reshape(1)
-        else:
-            curve = held_out_losses(steps, problem.forward, problem.loss, x0, y)
+        curve = held_out_losses(steps, problem.forward, problem.loss, starts_of(start, y, "cpu"), y)
         out[split] = [round(float(c) / answers[split], 4) for c in curve]
     return out
 
@@ -230,9 +226,6 @@ def main() -> None:
     x_train, x_val = starts_of(start, y_train, "cpu"), starts_of(start, y_val, "cpu")
     common = {"task": args.task, "iterations": args.iterations, "answers": answers}
 
-    def answer_of(x_from: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
-        return descend(problem, x_from, y_train, steps, lr)
-
     for variant in args.variant:
         torch.manual_seed(0)
         size = {"hidden": 256, "shared_rank": args.shared_rank}
@@ -248,14 +241,14 @@ def main() -> None:
             train(problem, steps, x_train, y_train, x_val, y_val, iterations=args.iterations)
             line["per_step"] = ratios(problem, start, steps, tests, answers)
         elif variant == "imitate":
-            x_star = answer_of(x_train, 400, 0.02) if args.star == "start" else \
-                answer_of(torch.zeros_like(x_train), 200, 0.5)
+            x_star = descend(problem, x_train, y_train, 400, 0.02) if args.star == "start" else \
+                descend(problem, torch.zeros_like(x_train), y_train, 200, 0.5)
             steps = LearnedSteps(problem.x_shape, tuple(y_train.shape[1:]), **size)
             train(problem, steps, x_train, y_train, x_val, y_val, iterations=args.iterations, x_star=x_star,
                   weight=args.weight)
             line.update(weight=args.weight, star=args.star, per_step=ratios(problem, start, steps, tests, answers))
         else:  # distill
-            x_star = answer_of(torch.zeros_like(x_train), 200, 0.5)
+            x_star = descend(problem, torch.zeros_like(x_train), y_train, 200, 0.5)
             new_start = distilled_start(problem, landscape, y_train, x_star, iterations=args.iterations,
                                         weight=args.weight)
             x_new, x_new_val = starts_of(new_start, y_train, "cpu"), starts_of(new_start, y_val, "cpu")
