@@ -1,5 +1,6 @@
 """The learned steps' pieces: the training pool (chunked, capped by time), the bounded move and their second turn."""
 
+import itertools
 import math
 
 import pytest
@@ -112,3 +113,30 @@ def test_time_theta_leaves_goes_back_to_the_steps_once_and_never_leaves_them_wor
     assert after <= before * (1 + 1e-5) and math.isclose(again["held_out_per_step"][-1], after, rel_tol=1e-4)
     assert (tmp_path / "steps.safetensors").exists() and (tmp_path / "steps.json").exists()
     assert more_steps(problem, tmp_path, steps, starts, train, val, Budget(20.0), again, **quiet) is again  # once
+
+
+def test_a_cosine_schedule_lowers_adams_step_size_to_a_fiftieth_and_constant_keeps_it(monkeypatch):
+    problem = synthetic_problem()
+    g = torch.Generator().manual_seed(0)
+    train, val = problem.train_observations(256, g), problem.train_observations(64, g)
+    x_train, x_val = torch.zeros(256, *problem.x_shape), torch.zeros(64, *problem.x_shape)
+    rates: list[float] = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            rates.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    steps = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), count=2, hidden=16)
+    quiet = {"seconds": math.inf, "max_iterations": 20, "batch_size": 32, "check_every": 1000, "lr": 1e-3,
+             "progress": False}
+    train_steps(steps, problem.forward, problem.loss, x_train, train, x_val, val, schedule="constant", **quiet)
+    assert len(rates) == 20 and set(rates) == {1e-3}
+    rates.clear()
+    train_steps(steps, problem.forward, problem.loss, x_train, train, x_val, val, schedule="cosine", **quiet)
+    assert rates[0] == 1e-3 and all(b <= a for a, b in itertools.pairwise(rates)) and rates[-1] < rates[10] < 1e-3
+    assert 0.02e-3 <= rates[-1] < 0.05e-3
+    with pytest.raises(LandformError, match="schedule is one of"):
+        train_steps(steps, problem.forward, problem.loss, x_train, train, x_val, val, seconds=10,
+                    max_iterations=1, progress=False, schedule="warm")
