@@ -41,11 +41,6 @@ SMALLEST_BATCH = 32  # a time budget too short for the iterations asked for halv
 # 0.000120), where with 150 s on the conv probe decoder 64 beat 256 (1.002x the answer against 1.010x).
 SHORTEST_SIZED = 60.0
 TIMED_ITERATIONS = (2, 4)  # the iterations between these two are timed to size the minibatch
-STEP_WEIGHTS = {  # how the training objective weighs the mean loss after each of the K steps, by name
-    "linear": lambda count: [k / count for k in range(1, count + 1)],  # k/K: every step counts, the last most
-    "last": lambda count: [0.0] * (count - 1) + [1.0],  # the loss after the last step alone
-    "uniform": lambda count: [1.0] * count,
-}
 SCHEDULES = {  # Adam's step size for the steps, a factor of the share of their budget spent
     "constant": lambda spent: 1.0,
     "cosine": lambda spent: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * spent)),  # down to a fiftieth
@@ -279,15 +274,14 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
                 batch_size: int = BATCH, lr: float = 1e-3, check_every: int = CHECK_EVERY, patience: int = 10,
                 create_graph: bool = False, iterations_wanted: int | None = None, seed: int = 0,
                 device: torch.device | str = "cpu", progress: bool = True, standardize: bool = True,
-                step_weights: str = "linear", schedule: str = "constant",
+                schedule: str = "constant",
                 context: distributed.Context | None = None) -> StepsTraining:
     """Train ``steps`` (in place) from the starts ``x_train`` of ``y_train``: Adam on the mean over examples of
-    Σ_k w_k L(F(x_k), y) through the unroll (w_k = k / K, or another of ``STEP_WEIGHTS``: ``step_weights``), first
-    order by default, as the recipe trains them (the gradients the steps are fed are not differentiated;
-    ``create_graph`` includes those second-order terms where F and the loss allow it), for at most ``seconds`` or
-    ``max_iterations``, Adam's step size scaled over them by ``schedule`` (``SCHEDULES``), stopping when the
-    held-out loss after the last step has not improved for ``patience`` checks (the step size halves at every
-    second stall); ends with the
+    Σ_k (k / K) L(F(x_k), y) through the unroll (first order by default, as the recipe trains them: the gradients
+    the steps are fed are not differentiated; ``create_graph`` includes those second-order terms where F and the
+    loss allow it), for at most ``seconds`` or ``max_iterations``, Adam's step size scaled over them by
+    ``schedule`` (``SCHEDULES``), stopping when the held-out loss after the last step has not improved for
+    ``patience`` checks (the step size halves at every second stall); ends with the
     weights of its best check. ``standardize=False`` trains on from the steps' present weights and statistics
     (steps trained before, given more time).
     With ``iterations_wanted`` and a finite ``seconds`` of at least ``SHORTEST_SIZED``, a few timed iterations
@@ -311,9 +305,7 @@ def train_steps(steps: LearnedSteps, forward: Forward, loss: Loss, x_train: torc
     optimizer = torch.optim.Adam(steps.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(distributed.rank_seed(seed, ctx.rank))
     x_val, y_val = x_val.to(device), y_val.to(device)
-    if step_weights not in STEP_WEIGHTS:
-        raise LandformError(f"learned steps: step_weights is one of {', '.join(STEP_WEIGHTS)}, got {step_weights!r}")
-    weights = torch.tensor(STEP_WEIGHTS[step_weights](steps.count), dtype=torch.float32, device=device)
+    weights = torch.arange(1, steps.count + 1, dtype=torch.float32, device=device) / steps.count
     if schedule not in SCHEDULES:
         raise LandformError(f"learned steps: schedule is one of {', '.join(SCHEDULES)}, got {schedule!r}")
     factor = 1.0
