@@ -1,9 +1,11 @@
 """The README's two commands on the example problems: `landform fit` (the fast recipe, no extra flags) and
 `landform compare`, and the table of what they give (benchmarks/results/recipe-examples.{json,md}).
 
-    python benchmarks/recipe_examples.py [--threads 1|none] [--out DIR] [--set examples|probes] [--only NAME ...]
+    python benchmarks/recipe_examples.py [--threads 1|none] [--out DIR] [--set examples|probes|heldout]
+                                         [--only NAME ...]
 
-``--set probes`` runs the same on the probe problems of ``benchmarks/probe_problems.py`` (recipe-probes.*).
+``--set probes`` runs the same on the probe problems of ``benchmarks/probe_problems.py`` (recipe-probes.*),
+``--set heldout`` on the held-out problems of ``benchmarks/heldout_problems.py`` (recipe-heldout.*).
 
 Each problem: fit into a fresh directory (timed), compare on 256 test observations, then the headline numbers
 from compare's summary.json, with their 95% bootstrap intervals over examples. Kept beside the table, per problem
@@ -40,7 +42,10 @@ PROBES = {
     "physical units": "probe_problems:physical_units",
     "compressed sensing": "probe_problems:sensing",
 }
-SETS = {"examples": PROBLEMS, "probes": PROBES}
+HELD_OUT = {
+    "stroke decoder": "heldout_problems:stroke_decoder",
+}
+SETS = {"examples": PROBLEMS, "probes": PROBES, "heldout": HELD_OUT}
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 LANDFORM = str(Path(sys.executable).with_name("landform"))
@@ -148,7 +153,7 @@ def main() -> None:
         problems = {name: spec for name, spec in problems.items() if name.split()[0] in args.only}
     threads = [] if args.threads == "none" else ["--threads", args.threads]
     with tempfile.TemporaryDirectory() as scratch:
-        stem = {"examples": "recipe-examples", "probes": "recipe-probes"}[args.set]
+        stem = f"recipe-{args.set}"
         keep = Path(args.out) / f"{stem}-curves"
         results = {name: measure(name, spec, Path(scratch), threads, keep) for name, spec in problems.items()}
     rows = [[name, f"{r['fit_seconds'] / 60:.1f} min", _steps(r["baseline_steps_to_answer_1pct"]),
