@@ -236,14 +236,18 @@ def test_example_problems_are_well_posed():
 
 
 def test_probe_problems_are_well_posed_and_have_the_faults_the_readme_names(monkeypatch):
-    """benchmarks/probe_problems.py: every problem is well posed; |Ax|² has exactly zero gradient at 0 and the
-    blob renderer draws a blank image once its colour logits are far negative (the two faults they found)."""
+    """benchmarks/probe_problems.py and heldout_problems.py: every problem is well posed; |Ax|² has exactly zero
+    gradient at 0 and the blob renderer draws a blank image once its colour logits are far negative (the two faults
+    they found)."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import heldout_problems
     import probe_problems
     import recipe_examples
 
-    for spec in recipe_examples.PROBES.values():
-        problem = getattr(probe_problems, spec.split(":")[1])()
+    modules = {"probe_problems": probe_problems, "heldout_problems": heldout_problems}
+    for spec in [*recipe_examples.PROBES.values(), *recipe_examples.HELD_OUT.values()]:
+        module, factory = spec.split(":")
+        problem = getattr(modules[module], factory)()
         y = problem.test_observations(4, torch.Generator().manual_seed(0))
         x = torch.zeros(4, *problem.x_shape, requires_grad=True)
         values = problem.loss(problem.forward(x), y)
