@@ -5,11 +5,11 @@ to the swept baseline's step-200 loss (the answer), for one training variant.
 
 keys: pool (training observations, default 8192), iters, patience, halve (stalls per step-size halving), lr,
 batch, hidden, layers, count, second (1: backpropagate through the gradients the steps are fed, 0: first order),
-rank (the preconditioner's low-rank part), schedule (Adam's step size over the budget: a name of
-``landform.steps.SCHEDULES``, default constant). Lines with other objectives, not adopted, ran with options since
-removed: logobj-300 (each step's mean loss weighed on a log scale) with commit 034c771's ``objective=log``;
-colour-last and colour-uniform (the loss after the last step alone; every step's weighed 1) with commit 558497a's
-``weights=last`` and ``weights=uniform``.
+rank (the preconditioner's low-rank part), seed (U's initial weights and the minibatches), schedule (Adam's step
+size over the budget: a name of ``landform.steps.SCHEDULES``, default constant). Lines with other objectives, not
+adopted, ran with options since removed: logobj-300 (each step's mean loss weighed on a log scale) with commit
+034c771's ``objective=log``; colour-last and colour-uniform (the loss after the last step alone; every step's
+weighed 1) with commit 558497a's ``weights=last`` and ``weights=uniform``.
 Prints one JSON line (append it to experiments/results/learned_steps_training.jsonl).
 
 The conv-decoder lines (batch256, batch64: the minibatch rule of ``landform.steps.affordable_batch``) ran on a
@@ -54,7 +54,7 @@ def main() -> None:
             super().__init__(*args, **kwargs)
 
     steps_module.EarlyStopping = Stopping
-    torch.manual_seed(0)
+    torch.manual_seed(int(opts.get("seed", 0)))
     module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=int(opts.get("hidden", 256)),
                           layers=int(opts.get("layers", 2)), count=int(opts.get("count", 5)),
                           rank=int(opts["rank"]) if "rank" in opts else None)
@@ -62,7 +62,8 @@ def main() -> None:
     training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val, seconds=seconds,
                            max_iterations=int(opts.get("iters", 100000)), patience=int(opts.get("patience", 10)),
                            lr=float(opts.get("lr", 1e-3)), batch_size=int(opts.get("batch", 256)), progress=False,
-                           create_graph=opts.get("second", "1") == "1", schedule=opts.get("schedule", "constant"))
+                           create_graph=opts.get("second", "1") == "1", schedule=opts.get("schedule", "constant"),
+                           seed=int(opts.get("seed", 0)))
     curve = held_out_losses(module, problem.forward, problem.loss, x_test, test)
     print(json.dumps({"variant": name, "problem": spec, "opts": opts, "answer": answer,
                       "iterations": training.iterations, "seconds": round(time.perf_counter() - began),
