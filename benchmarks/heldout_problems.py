@@ -5,6 +5,11 @@ should be checked on a new one.
 
 - stroke_decoder: a smooth decoder of strokes, 12-d latent to a 16x16 image: a frozen random MLP gives the end
   points and ink of two strokes, drawn with a Gaussian profile (a stroke far from its target gets little gradient).
+- box_renderer: two coloured boxes, rotated and overlapping, composited front to back on a grey background, 17
+  parameters to 3x24x24 (local minima: a box's angle is periodic and a box that misses its target gets no
+  gradient through its steep edge; the front box hides part of the back one).
+- upsampling_decoder: a random decoder of nearest-neighbour upsampling and 3x3 convolutions (SiLU), 20-d latent
+  to a 3x24x24 colour image, observed with noise (smooth; a conv decoder with image-shaped observations).
 """
 from __future__ import annotations
 
@@ -49,3 +54,77 @@ class StrokeDecoder(torch.nn.Module):
 def stroke_decoder() -> Problem:
     return Problem.from_sampler(StrokeDecoder(), lambda n, g: torch.randn(n, 12, generator=g), (12,), noise=0.01,
                                 name="stroke_decoder")
+
+
+BOX_SIDE = 24
+BOX_EDGE = 0.03  # the boxes' soft edge, in image units (the image spans [-1, 1])
+
+
+class BoxRenderer(torch.nn.Module):
+    """x [B, 17] = per box (centre x, centre y, angle, log half-width, log half-height, r, g, b logits) and the
+    background's grey logit -> [B, 3, 24, 24]: box 0 over box 1 over the background."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        grid = torch.linspace(-1, 1, BOX_SIDE)
+        self.register_buffer("u", grid.view(1, 1, BOX_SIDE))
+        self.register_buffer("v", grid.view(1, BOX_SIDE, 1))
+
+    def _box(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One box's coverage [B, 1, H, W] and colour [B, 3, 1, 1] from its 8 parameters."""
+        cx, cy, angle = p[:, 0, None, None], p[:, 1, None, None], p[:, 2, None, None]
+        half_w = 0.1 + 0.3 * torch.sigmoid(p[:, 3, None, None])
+        half_h = 0.1 + 0.3 * torch.sigmoid(p[:, 4, None, None])
+        du, dv = self.u - cx, self.v - cy
+        along = du * torch.cos(angle) + dv * torch.sin(angle)
+        across = -du * torch.sin(angle) + dv * torch.cos(angle)
+        outside = torch.maximum(along.abs() - half_w, across.abs() - half_h)
+        return torch.sigmoid(-outside / BOX_EDGE).unsqueeze(1), torch.sigmoid(p[:, 5:8])[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        front, back = self._box(x[:, 0:8]), self._box(x[:, 8:16])
+        background = torch.sigmoid(x[:, 16:17])[:, :, None, None].expand(-1, 3, 1, 1)
+        behind = back[0] * back[1] + (1 - back[0]) * background
+        return front[0] * front[1] + (1 - front[0]) * behind
+
+
+def sample_boxes(n: int, g: torch.Generator) -> torch.Tensor:
+    """Centres in the middle 70% of the image, any angle, size and colour."""
+    x = torch.randn(n, 17, generator=g)
+    for box in (0, 8):
+        x[:, box:box + 2] = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.7
+        x[:, box + 2] = (torch.rand(n, generator=g) * 2 - 1) * math.pi
+    return x
+
+
+def box_renderer() -> Problem:
+    return Problem.from_sampler(BoxRenderer(), sample_boxes, (17,), noise=0.01, name="box_renderer")
+
+
+class UpsamplingDecoder(torch.nn.Module):
+    """20-d latent -> 3x24x24: a linear map to 32x3x3, three times (nearest x2, 3x3 conv, SiLU), a 3x3 conv to
+    colour, sigmoid; random frozen weights."""
+
+    def __init__(self, seed: int = 41) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.fc = torch.nn.Linear(20, 32 * 3 * 3)
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(a, b, 3, padding=1)
+                                         for a, b in ((32, 16), (16, 8), (8, 8), (8, 3)))
+        for m in (self.fc, *self.convs):
+            fan = m.weight[0].numel()
+            torch.nn.init.normal_(m.weight, std=1.6 / math.sqrt(fan), generator=g)
+            torch.nn.init.normal_(m.bias, std=0.1, generator=g)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.silu(self.fc(x)).view(-1, 32, 3, 3)
+        for conv in self.convs[:-1]:
+            h = torch.nn.functional.silu(conv(torch.nn.functional.interpolate(h, scale_factor=2.0, mode="nearest")))
+        return torch.sigmoid(self.convs[-1](h))
+
+
+def upsampling_decoder() -> Problem:
+    return Problem.from_sampler(UpsamplingDecoder(), lambda n, g: torch.randn(n, 20, generator=g), (20,), noise=0.02,
+                                name="upsampling_decoder")

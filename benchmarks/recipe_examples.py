@@ -44,6 +44,8 @@ PROBES = {
 }
 HELD_OUT = {
     "stroke decoder": "heldout_problems:stroke_decoder",
+    "box renderer": "heldout_problems:box_renderer",
+    "upsampling decoder": "heldout_problems:upsampling_decoder",
 }
 SETS = {"examples": PROBLEMS, "probes": PROBES, "heldout": HELD_OUT}
 HERE = Path(__file__).resolve().parent
