@@ -61,7 +61,7 @@ BOX_EDGE = 0.03  # the boxes' soft edge, in image units (the image spans [-1, 1]
 
 
 class BoxRenderer(torch.nn.Module):
-    """x [B, 17] = per box (centre x, centre y, angle, log half-width, log half-height, r, g, b logits) and the
+    """x [B, 17] = per box (centre x, centre y, angle, half-width, half-height and r, g, b logits) and the
     background's grey logit -> [B, 3, 24, 24]: box 0 over box 1 over the background."""
 
     def __init__(self) -> None:
