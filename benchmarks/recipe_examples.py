@@ -9,7 +9,7 @@
 
 Each problem: fit into a fresh directory (timed), compare on 256 test observations, then the headline numbers
 from compare's summary.json, with their 95% bootstrap intervals over examples. Kept beside the table, per problem
-(in recipe-{examples,probes}-curves/): compare's curves and summary, and the fit's log and landscape record, so
+(in recipe-SET-curves/): compare's curves and summary, and the fit's log and landscape record, so
 that a choice the fit made (a part dropped, a setting chosen) can be read back after the run.
 """
 
