@@ -24,6 +24,14 @@ STROKES = 2
 WIDTH = 0.12  # a stroke's Gaussian profile, in units of the image's half-width
 
 
+def _draw_weights(layers: tuple[torch.nn.Module, ...], gain: float, g: torch.Generator) -> None:
+    """Random frozen weights: each layer's weight ~ N(0, (gain / sqrt(fan-in))²), its bias ~ N(0, 0.1²), drawn
+    from ``g`` in the order given (so that a seed names one F)."""
+    for layer in layers:
+        torch.nn.init.normal_(layer.weight, std=gain / math.sqrt(layer.weight[0].numel()), generator=g)
+        torch.nn.init.normal_(layer.bias, std=0.1, generator=g)
+
+
 class StrokeDecoder(torch.nn.Module):
     """12-d latent -> 1x16x16: a random tanh MLP to the end points and ink of two strokes, drawn softly."""
 
@@ -32,9 +40,7 @@ class StrokeDecoder(torch.nn.Module):
         g = torch.Generator().manual_seed(seed)
         self.a = torch.nn.Linear(12, 64)
         self.b = torch.nn.Linear(64, STROKES * 5)
-        for m in (self.a, self.b):
-            torch.nn.init.normal_(m.weight, std=1.5 / math.sqrt(m.in_features), generator=g)
-            torch.nn.init.normal_(m.bias, std=0.1, generator=g)
+        _draw_weights((self.a, self.b), 1.5, g)
         grid = torch.linspace(-1, 1, SIDE)
         self.register_buffer("pixels", torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).view(1, 1, -1, 2))
         self.requires_grad_(False)
@@ -82,10 +88,10 @@ class BoxRenderer(torch.nn.Module):
         return torch.sigmoid(-outside / BOX_EDGE).unsqueeze(1), torch.sigmoid(p[:, 5:8])[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        front, back = self._box(x[:, 0:8]), self._box(x[:, 8:16])
+        (front, front_colour), (back, back_colour) = self._box(x[:, 0:8]), self._box(x[:, 8:16])
         background = torch.sigmoid(x[:, 16:17])[:, :, None, None].expand(-1, 3, 1, 1)
-        behind = back[0] * back[1] + (1 - back[0]) * background
-        return front[0] * front[1] + (1 - front[0]) * behind
+        behind = back * back_colour + (1 - back) * background
+        return front * front_colour + (1 - front) * behind
 
 
 def sample_boxes(n: int, g: torch.Generator) -> torch.Tensor:
@@ -111,10 +117,7 @@ class UpsamplingDecoder(torch.nn.Module):
         self.fc = torch.nn.Linear(20, 32 * 3 * 3)
         self.convs = torch.nn.ModuleList(torch.nn.Conv2d(a, b, 3, padding=1)
                                          for a, b in ((32, 16), (16, 8), (8, 8), (8, 3)))
-        for m in (self.fc, *self.convs):
-            fan = m.weight[0].numel()
-            torch.nn.init.normal_(m.weight, std=1.6 / math.sqrt(fan), generator=g)
-            torch.nn.init.normal_(m.bias, std=0.1, generator=g)
+        _draw_weights((self.fc, *self.convs), 1.6, g)
         self.requires_grad_(False)
         self.eval()
 

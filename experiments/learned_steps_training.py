@@ -57,7 +57,8 @@ def main() -> None:
             super().__init__(*args, **kwargs)
 
     steps_module.EarlyStopping = Stopping
-    torch.manual_seed(int(opts.get("seed", 0)))
+    seed = int(opts.get("seed", 0))
+    torch.manual_seed(seed)
     module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=int(opts.get("hidden", 256)),
                           layers=int(opts.get("layers", 2)), count=int(opts.get("count", 5)),
                           rank=int(opts["rank"]) if "rank" in opts else None)
@@ -66,7 +67,7 @@ def main() -> None:
                            max_iterations=int(opts.get("iters", 100000)), patience=int(opts.get("patience", 10)),
                            lr=float(opts.get("lr", 1e-3)), batch_size=int(opts.get("batch", 256)), progress=False,
                            create_graph=opts.get("second", "1") == "1", schedule=opts.get("schedule", "constant"),
-                           seed=int(opts.get("seed", 0)))
+                           seed=seed)
     curve = held_out_losses(module, problem.forward, problem.loss, x_test, test)
     print(json.dumps({"variant": name, "problem": spec, "opts": opts, "answer": answer,
                       "iterations": training.iterations, "seconds": round(time.perf_counter() - began),
