@@ -5,7 +5,8 @@ to the swept baseline's step-200 loss (the answer), for one training variant.
 
 keys: pool (training observations, default 8192), iters, patience, halve (stalls per step-size halving), lr,
 batch, hidden, layers, count, second (1: backpropagate through the gradients the steps are fed, 0: first order),
-rank (the preconditioner's low-rank part), seed (U's initial weights and the minibatches), schedule (Adam's step
+rank (the preconditioner's low-rank part), memory (1: the steps read the last move and the gradient's change
+over it), seed (U's initial weights and the minibatches), schedule (Adam's step
 size over the budget: a name of ``landform.steps.SCHEDULES``, default constant). Lines with other objectives, not
 adopted, ran with options since removed: logobj-300 (each step's mean loss weighed on a log scale) with commit
 034c771's ``objective=log``; colour-last and colour-uniform (the loss after the last step alone; every step's
@@ -61,7 +62,7 @@ def main() -> None:
     torch.manual_seed(seed)
     module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=int(opts.get("hidden", 256)),
                           layers=int(opts.get("layers", 2)), count=int(opts.get("count", 5)),
-                          rank=int(opts["rank"]) if "rank" in opts else None)
+                          rank=int(opts["rank"]) if "rank" in opts else None, memory=opts.get("memory") == "1")
     began = time.perf_counter()
     training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val, seconds=seconds,
                            max_iterations=int(opts.get("iters", 100000)), patience=int(opts.get("patience", 10)),
