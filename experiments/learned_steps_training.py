@@ -5,12 +5,12 @@ to the swept baseline's step-200 loss (the answer), for one training variant.
 
 keys: pool (training observations, default 8192), iters, patience, halve (stalls per step-size halving), lr,
 batch, hidden, layers, count, second (1: backpropagate through the gradients the steps are fed, 0: first order),
-rank (the preconditioner's low-rank part), memory (1: the steps read the last move and the gradient's change
-over it), seed (U's initial weights and the minibatches), schedule (Adam's step
+rank (the preconditioner's low-rank part), seed (U's initial weights and the minibatches), schedule (Adam's step
 size over the budget: a name of ``landform.steps.SCHEDULES``, default constant). Lines with other objectives, not
 adopted, ran with options since removed: logobj-300 (each step's mean loss weighed on a log scale) with commit
 034c771's ``objective=log``; colour-last and colour-uniform (the loss after the last step alone; every step's
-weighed 1) with commit 558497a's ``weights=last`` and ``weights=uniform``.
+weighed 1) with commit 558497a's ``weights=last`` and ``weights=uniform``; ups-mem-300 (the steps fed the last move
+and the gradient's change over it) with commit c3baf3e's ``memory=1``.
 Prints one JSON line (append it to experiments/results/learned_steps_training.jsonl).
 
 The conv-decoder lines (batch256, batch64: the minibatch rule of ``landform.steps.affordable_batch``) ran on a
@@ -18,7 +18,8 @@ start fitted by ``learn(load_problem("probe_problems:conv_decoder"), DIR, second
 (PYTHONPATH=benchmarks), one thread, beside one other single-thread job (load 2 on 2 cores). The upsampling-600s
 line ran on the start of ``landform fit --problem heldout_problems:upsampling_decoder --out FIT --threads 1``
 (the default 8-minute fit; its own steps trained 1,439 iterations of 32 in 118 s), with ``pool=38324 batch=32
-second=0``: the fit's observations, minibatch and first order, for five times the time.
+second=0``: the fit's observations, minibatch and first order, for five times the time; ups-mem-300 and
+ups-nomem-300 on the same start for 300 s, beside one other single-thread job.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def main() -> None:
     torch.manual_seed(seed)
     module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=int(opts.get("hidden", 256)),
                           layers=int(opts.get("layers", 2)), count=int(opts.get("count", 5)),
-                          rank=int(opts["rank"]) if "rank" in opts else None, memory=opts.get("memory") == "1")
+                          rank=int(opts["rank"]) if "rank" in opts else None)
     began = time.perf_counter()
     training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val, seconds=seconds,
                            max_iterations=int(opts.get("iters", 100000)), patience=int(opts.get("patience", 10)),

@@ -28,7 +28,6 @@ from landform.progress import progress_bar
 from landform.stopping import EarlyStopping
 
 MAX_STEPS = 5
-Memory = tuple[torch.Tensor, torch.Tensor]  # x_k and the loss gradient there, both flattened
 RANK = 64  # the preconditioner's low-rank part: full rank up to 64 numbers in x (on the 32-d colour probe decoder,
 # 300 s of training ended 1.053x the answer after step 5 at rank 32 against 1.085x at 16)
 SAVED_RANK = 16  # ... as it was before the rank was saved in the config (landscapes saved then load as they were)
@@ -46,7 +45,6 @@ SCHEDULES = {  # Adam's step size for the steps, a factor of the share of their 
     "constant": lambda spent: 1.0,
     "cosine": lambda spent: 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * spent)),  # down to a fiftieth
 }
-MEMORY_SCALARS = 2  # the curvature along the last move: its sign and log size
 BATCH = 256  # the minibatch asked for ...
 CHECK_EVERY = 100  # ... and the iterations between held-out checks at it (more at a smaller minibatch)
 
@@ -67,8 +65,7 @@ class LearnedSteps(nn.Module):
     """K learned update steps for observations of ``y_shape`` and inputs of ``x_shape`` (see the module doc)."""
 
     def __init__(self, x_shape: tuple[int, ...], y_shape: tuple[int, ...], *, count: int = MAX_STEPS,
-                 hidden: int = 256, layers: int = 2, rank: int | None = None, shared_rank: int = 0,
-                 memory: bool = False) -> None:
+                 hidden: int = 256, layers: int = 2, rank: int | None = None, shared_rank: int = 0) -> None:
         super().__init__()
         if not 1 <= int(count) <= MAX_STEPS:
             raise LandformError(f"learned steps: 1 to {MAX_STEPS} steps, got {count}")
@@ -77,8 +74,7 @@ class LearnedSteps(nn.Module):
         self.x_shape, self.y_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in y_shape)
         self.count, self.hidden, self.layers = int(count), int(hidden), int(layers)
         x_dim, y_dim = math.prod(self.x_shape), math.prod(self.y_shape)
-        self.memory = bool(memory)
-        width = 2 * x_dim + 2 + 2 * y_dim + self.count + (MEMORY_SCALARS + 2 * x_dim if self.memory else 0)
+        width = 2 * x_dim + 2 + 2 * y_dim + self.count
         self.rank = preconditioner_rank(x_dim) if rank is None else int(rank)
         if not 1 <= self.rank <= max(1, min(x_dim, PRECONDITIONER_OUTPUTS)):
             raise LandformError(f"learned steps: a preconditioner of rank 1 to {min(x_dim, PRECONDITIONER_OUTPUTS)}, "
@@ -108,13 +104,10 @@ class LearnedSteps(nn.Module):
         self.register_buffer("rate_scale", torch.ones(()))
 
     def _features(self, x: torch.Tensor, y: torch.Tensor, forward: Forward, loss: Loss, k: int,
-                  create_graph: bool, previous: Memory | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """U's input at x (and the per-example loss and its flattened gradient there): x, the gradient's direction
-        and log norm, the log loss, the residual, y and the step's one-hot index, and with ``memory`` the last
-        move and the change of the gradient over it (a secant pair, zero before the first step). While training,
-        the loss keeps its graph (the objective); the gradient and residual keep theirs only with
-        ``create_graph``."""
+        and log norm, the log loss, the residual, y and the step's one-hot index. While training, the loss keeps
+        its graph (the objective); the gradient and residual keep theirs only with ``create_graph``."""
         keep = create_graph or self.training
         if not x.requires_grad:
             x = x.detach().requires_grad_(True)
@@ -134,32 +127,13 @@ class LearnedSteps(nn.Module):
         parts = [x.reshape(batch, -1), grad / norm.clamp_min(1e-30), norm.clamp_min(1e-30).log(),
                  values.detach().clamp_min(1e-30).log().unsqueeze(1) if not create_graph else
                  values.clamp_min(1e-30).log().unsqueeze(1), (y_hat - y).reshape(batch, -1), y.reshape(batch, -1)]
-        if self.memory:
-            parts += list(self.secant_features(x.reshape(batch, -1), grad, norm, previous))
         features = torch.cat([*parts, index], dim=1)
         return features, values, grad
 
-    def secant_features(self, x: torch.Tensor, grad: torch.Tensor, norm: torch.Tensor,
-                        previous: Memory | None) -> tuple[torch.Tensor, ...]:
-        """The last move s (in units of the starts' spread), the gradient's change over it (in units of the
-        present gradient's norm) and the curvature along s (sᵀΔg / sᵀs, its sign and log size): what a
-        quasi-Newton step reads, zero before the first step."""
-        if previous is None:
-            zeros = torch.zeros_like(x)
-            return zeros, zeros, torch.zeros(x.shape[0], MEMORY_SCALARS, device=x.device, dtype=x.dtype)
-        last_x, last_grad = previous
-        move = (x - last_x) / self.move_scale
-        change = (grad - last_grad) * self.move_scale
-        curvature = (move * change).sum(1, keepdim=True) / move.pow(2).sum(1, keepdim=True).clamp_min(1e-30)
-        scaled_norm = (grad * self.move_scale).norm(dim=1, keepdim=True).clamp_min(1e-30)
-        size = (curvature.abs() / scaled_norm).clamp_min(1e-30).log()
-        return move, change / scaled_norm, torch.cat([torch.sign(curvature), size], dim=1)
-
     def step(self, x: torch.Tensor, y: torch.Tensor, forward: Forward, loss: Loss, k: int, *,
-             create_graph: bool = False, previous: Memory | None = None) -> tuple[torch.Tensor, torch.Tensor, Memory]:
-        """x_{k+1}, the per-example loss at x_k and what the next step remembers of this one (x_k and the
-        gradient there; read only with ``memory``)."""
-        features, values, grad = self._features(x, y, forward, loss, k, create_graph, previous)
+             create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_{k+1} and the per-example loss at x_k."""
+        features, values, grad = self._features(x, y, forward, loss, k, create_graph)
         out = self.head(self.body((features - self.feature_mean) / self.feature_scale))
         x_dim = grad.shape[1]
         additive, log_diag = out[:, :x_dim], out[:, x_dim:2 * x_dim]
@@ -172,19 +146,19 @@ class LearnedSteps(nn.Module):
         rate = self.rate_scale * self.log_rate[k].exp()
         move = MOVE_BOUND * torch.tanh((additive - rate * preconditioned) / MOVE_BOUND) * self.move_scale
         x_next = x.reshape(x.shape[0], -1) + move
-        return x_next.reshape(x.shape), values, (x.reshape(x.shape[0], -1), grad)
+        return x_next.reshape(x.shape), values
 
     def run(self, x0: torch.Tensor, y: torch.Tensor, forward: Forward, loss: Loss, *, count: int | None = None,
             create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
         """x after ``count`` (default all K) steps from ``x0``, the per-example losses [count + 1, B] (row k at x_k)
         and the wall-clock seconds after each step (the last loss costs one more forward pass of F, timed apart)."""
         count = self.count if count is None else min(int(count), self.count)
-        x, rows, seconds, previous = x0, [], [], None
+        x, rows, seconds = x0, [], []
         began = time.perf_counter()
         for k in range(count):
-            x, values, previous = self.step(x, y, forward, loss, k, create_graph=create_graph, previous=previous)
+            x, values = self.step(x, y, forward, loss, k, create_graph=create_graph)
             if not (create_graph or self.training):
-                x, previous = x.detach(), (previous[0].detach(), previous[1].detach())
+                x = x.detach()
             rows.append(values)
             seconds.append(time.perf_counter() - began)
         with torch.set_grad_enabled(create_graph or self.training):
@@ -205,8 +179,6 @@ class LearnedSteps(nn.Module):
         fixed = torch.zeros_like(mean, dtype=torch.bool)
         fixed[x_dim:2 * x_dim] = True  # the gradient's direction
         fixed[-self.count:] = True  # the step index
-        if self.memory:  # the secant pair and curvature: zero at the first step, in their own units
-            fixed[-self.count - MEMORY_SCALARS - 2 * x_dim:-self.count] = True
         spread = x0.reshape(x0.shape[0], -1).std(0)
         if float(spread.max()) < 1e-8:  # every start the same (x = 0): x's units are unknown, take 1
             spread = torch.ones_like(spread)
@@ -225,7 +197,7 @@ class LearnedSteps(nn.Module):
         for _ in range(RATE_TRIES):
             self.rate_scale.fill_(rate)
             with torch.enable_grad():
-                moved, _, _ = self.step(sample_x, sample_y, forward, loss, 0)
+                moved, _ = self.step(sample_x, sample_y, forward, loss, 0)
             after = float(loss(forward(moved.detach()), sample_y).mean())
             if after <= before:
                 break
@@ -234,7 +206,7 @@ class LearnedSteps(nn.Module):
     def config(self) -> dict[str, Any]:
         return {"kind": "landform.LearnedSteps", "x_shape": list(self.x_shape), "y_shape": list(self.y_shape),
                 "count": self.count, "hidden": self.hidden, "layers": self.layers, "rank": self.rank,
-                "shared_rank": self.shared_rank, "memory": self.memory}
+                "shared_rank": self.shared_rank}
 
     @classmethod
     def from_config(cls, config: Any, source: str) -> LearnedSteps:
@@ -246,16 +218,14 @@ class LearnedSteps(nn.Module):
             sizes = {key: int(config[key]) for key in ("count", "hidden", "layers")}
             rank = int(config.get("rank", preconditioner_rank(math.prod(shapes[0]), SAVED_RANK)))
             shared_rank = int(config.get("shared_rank", 0))  # saved before it existed: none
-            memory = bool(config.get("memory", False))  # ... and none
         except (KeyError, TypeError, ValueError):
             raise LandformError(f"{source}: learned steps need x_shape, y_shape, count, hidden, layers") from None
         if any(not 1 <= len(s) <= 8 or min(s) < 1 or math.prod(s) > 2**24 for s in shapes):
             raise LandformError(f"{source}: the learned steps' shapes are out of range ({config})")
-        return cls(shapes[0], shapes[1], rank=rank, shared_rank=shared_rank, memory=memory, **sizes)
+        return cls(shapes[0], shapes[1], rank=rank, shared_rank=shared_rank, **sizes)
 
     def describe(self) -> str:
         shared = f", shared rank {self.shared_rank}" if self.shared_rank else ""
-        shared += ", with memory" if self.memory else ""
         return (f"{self.count} learned steps (mlp {self.hidden} x {self.layers}, preconditioner rank {self.rank}"
                 f"{shared})")
 
