@@ -10,6 +10,15 @@ should be checked on a new one.
   gradient through its steep edge; the front box hides part of the back one).
 - upsampling_decoder: a random decoder of nearest-neighbour upsampling and 3x3 convolutions (SiLU), 20-d latent
   to a 3x24x24 colour image, observed with noise (smooth; a conv decoder with image-shaped observations).
+- damped_chirps: a signal synthesizer, two damped sinusoids (amplitude, frequency, phase, decay each) summed into
+  96 samples (local minima: a frequency off by a cycle matches the target nowhere; the phase is periodic).
+- lit_sphere: a Lambertian sphere (centre, radius, light direction, colour) over a grey background, 9 parameters
+  to 3x24x24 (local minima: a sphere that misses its target gets gradient only through its soft rim; the light's
+  azimuth is periodic).
+- mlp_decoder: a random tanh MLP (24-d latent, two hidden layers of 256) to a 28x28 image through a sigmoid,
+  observed with noise (a smooth decoder of the size of a small VAE's).
+
+The last three were written in the session of 2026-12-08, before their first run.
 """
 from __future__ import annotations
 
@@ -131,3 +140,98 @@ class UpsamplingDecoder(torch.nn.Module):
 def upsampling_decoder() -> Problem:
     return Problem.from_sampler(UpsamplingDecoder(), lambda n, g: torch.randn(n, 20, generator=g), (20,), noise=0.02,
                                 name="upsampling_decoder")
+
+
+CHIRP_SAMPLES = 96
+
+
+class DampedChirps(torch.nn.Module):
+    """x [B, 8] = per component (log amplitude, frequency logit, phase, decay logit) -> [B, 1, 96]: the sum of two
+    damped sinusoids a e^(-d t) sin(2π f t + φ) over t in [0, 1), f from 1 to 8 cycles, d from 0 to 4."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("t", torch.arange(CHIRP_SAMPLES, dtype=torch.float32).view(1, 1, -1) / CHIRP_SAMPLES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x.view(-1, 2, 4, 1)
+        amplitude, phase = torch.exp(0.5 * p[:, :, 0]), p[:, :, 2]
+        frequency, decay = 1 + 7 * torch.sigmoid(p[:, :, 1]), 4 * torch.sigmoid(p[:, :, 3])
+        waves = amplitude * torch.exp(-decay * self.t) * torch.sin(2 * math.pi * frequency * self.t + phase)
+        return waves.sum(1, keepdim=True)
+
+
+def sample_chirps(n: int, g: torch.Generator) -> torch.Tensor:
+    """Log amplitudes, frequency and decay logits ~ N(0, 1); phases uniform over the circle."""
+    x = torch.randn(n, 8, generator=g)
+    x[:, 2::4] = (torch.rand(n, 2, generator=g) * 2 - 1) * math.pi
+    return x
+
+
+def damped_chirps() -> Problem:
+    return Problem.from_sampler(DampedChirps(), sample_chirps, (8,), noise=0.02, name="damped_chirps")
+
+
+SPHERE_SIDE = 24
+SPHERE_EDGE = 0.03  # the silhouette's soft edge, in image units (the image spans [-1, 1])
+
+
+class LitSphere(torch.nn.Module):
+    """x [B, 9] = (centre x, centre y, radius logit, light azimuth, light elevation logit, r, g, b logits,
+    background grey logit) -> [B, 3, 24, 24]: a sphere lit by a distant light (Lambertian, ambient 0.2) over the
+    background, its silhouette soft."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        grid = torch.linspace(-1, 1, SPHERE_SIDE)
+        self.register_buffer("u", grid.view(1, 1, SPHERE_SIDE))
+        self.register_buffer("v", grid.view(1, SPHERE_SIDE, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cx, cy = x[:, 0, None, None], x[:, 1, None, None]
+        radius = 0.15 + 0.45 * torch.sigmoid(x[:, 2, None, None])
+        azimuth, elevation = x[:, 3, None, None], 0.1 + 1.3 * torch.sigmoid(x[:, 4, None, None])
+        du, dv = (self.u - cx) / radius, (self.v - cy) / radius
+        rho2 = du.pow(2) + dv.pow(2)
+        depth = torch.sqrt((1 - rho2).clamp_min(1e-4))
+        light = (torch.cos(elevation) * torch.cos(azimuth), torch.cos(elevation) * torch.sin(azimuth),
+                 torch.sin(elevation))
+        shade = 0.2 + 0.8 * torch.relu(du * light[0] + dv * light[1] + depth * light[2])
+        coverage = torch.sigmoid((1 - rho2.sqrt()) * radius / SPHERE_EDGE).unsqueeze(1)
+        colour = torch.sigmoid(x[:, 5:8])[:, :, None, None]
+        background = torch.sigmoid(x[:, 8:9])[:, :, None, None]
+        return coverage * colour * shade.unsqueeze(1) + (1 - coverage) * background
+
+
+def sample_spheres(n: int, g: torch.Generator) -> torch.Tensor:
+    """Centres in the middle 60% of the image, any azimuth; the rest ~ N(0, 1)."""
+    x = torch.randn(n, 9, generator=g)
+    x[:, 0:2] = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.6
+    x[:, 3] = (torch.rand(n, generator=g) * 2 - 1) * math.pi
+    return x
+
+
+def lit_sphere() -> Problem:
+    return Problem.from_sampler(LitSphere(), sample_spheres, (9,), noise=0.01, name="lit_sphere")
+
+
+class MLPDecoder(torch.nn.Module):
+    """24-d latent -> 1x28x28: two tanh layers of 256 and a sigmoid; random frozen weights."""
+
+    def __init__(self, seed: int = 53) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in ((24, 256), (256, 256), (256, 784)))
+        _draw_weights(tuple(self.layers), 1.4, g)
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for layer in self.layers[:-1]:
+            h = torch.tanh(layer(h))
+        return torch.sigmoid(self.layers[-1](h)).view(-1, 1, 28, 28)
+
+
+def mlp_decoder() -> Problem:
+    return Problem.from_sampler(MLPDecoder(), lambda n, g: torch.randn(n, 24, generator=g), (24,), noise=0.02,
+                                name="mlp_decoder")

@@ -46,6 +46,9 @@ HELD_OUT = {
     "stroke decoder": "heldout_problems:stroke_decoder",
     "box renderer": "heldout_problems:box_renderer",
     "upsampling decoder": "heldout_problems:upsampling_decoder",
+    "damped chirps": "heldout_problems:damped_chirps",
+    "lit sphere": "heldout_problems:lit_sphere",
+    "mlp decoder": "heldout_problems:mlp_decoder",
 }
 SETS = {"examples": PROBLEMS, "probes": PROBES, "heldout": HELD_OUT}
 HERE = Path(__file__).resolve().parent
