@@ -5,7 +5,8 @@ to the swept baseline's step-200 loss (the answer), for one training variant.
 
 keys: pool (training observations, default 8192), iters, patience, halve (stalls per step-size halving), lr,
 batch, hidden, layers, count, second (1: backpropagate through the gradients the steps are fed, 0: first order),
-rank (the preconditioner's low-rank part), seed (U's initial weights and the minibatches), schedule (Adam's step
+rank (the preconditioner's low-rank part), project (U reads the residual and the observation through a fixed
+random projection to this many numbers each), seed (U's initial weights and the minibatches), schedule (Adam's step
 size over the budget: a name of ``landform.steps.SCHEDULES``, default constant). Lines with other objectives, not
 adopted, ran with options since removed: logobj-300 (each step's mean loss weighed on a log scale) with commit
 034c771's ``objective=log``; colour-last and colour-uniform (the loss after the last step alone; every step's
@@ -19,12 +20,15 @@ start fitted by ``learn(load_problem("probe_problems:conv_decoder"), DIR, second
 line ran on the start of ``landform fit --problem heldout_problems:upsampling_decoder --out FIT --threads 1``
 (the default 8-minute fit; its own steps trained 1,439 iterations of 32 in 118 s), with ``pool=38324 batch=32
 second=0``: the fit's observations, minibatch and first order, for five times the time; ups-mem-300 and
-ups-nomem-300 on the same start for 300 s, beside one other single-thread job.
+ups-nomem-300 on the same start for 300 s, beside one other single-thread job. The mlp-* lines ran on the start
+of ``landform fit --problem heldout_problems:mlp_decoder --out FIT --threads 1`` with ``pool=65536 batch=128
+second=0`` (and ``project=64``), two at a time.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -38,6 +42,48 @@ from landform.start import observation_pool
 from landform.steps import LearnedSteps, held_out_losses, starts_of, train_steps
 from landform.stopping import EarlyStopping
 from landform.tuning import baseline_sweep, final_loss
+
+
+class ProjectedSteps(LearnedSteps):
+    """Learned steps that read the residual and the observation through a fixed random projection to ``size``
+    numbers each (U's first layer then scales with ``size``, not with the observation's size)."""
+
+    def __init__(self, x_shape, y_shape, size: int, **kwargs) -> None:
+        super().__init__(x_shape, (size,), **kwargs)
+        y_dim = math.prod(y_shape)
+        self.register_buffer("projection", torch.randn(y_dim, size, generator=torch.Generator().manual_seed(7))
+                             / math.sqrt(y_dim))
+
+    def _features(self, x, y, forward, loss, k, create_graph):
+        keep = create_graph or self.training
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        y_hat = forward(x)
+        values = loss(y_hat, y)
+        (grad,) = torch.autograd.grad(values.sum(), x, create_graph=create_graph, retain_graph=keep)
+        batch = y.shape[0]
+        grad = grad.reshape(batch, -1)
+        norm = grad.norm(dim=1, keepdim=True)
+        if not create_graph:
+            y_hat = y_hat.detach()
+        if not keep:
+            values = values.detach()
+        index = torch.zeros(batch, self.count, device=y.device, dtype=y.dtype)
+        index[:, k] = 1
+        parts = [x.reshape(batch, -1), grad / norm.clamp_min(1e-30), norm.clamp_min(1e-30).log(),
+                 values.detach().clamp_min(1e-30).log().unsqueeze(1),
+                 (y_hat - y).reshape(batch, -1) @ self.projection, y.reshape(batch, -1) @ self.projection]
+        return torch.cat([*parts, index], dim=1), values, grad
+
+
+def step_milliseconds(module: LearnedSteps, problem, x0: torch.Tensor, y: torch.Tensor) -> float:
+    """Milliseconds per learned step on a batch of 256 (the median of five runs of all K steps)."""
+    times = []
+    for _ in range(5):
+        began = time.perf_counter()
+        module.run(x0[:256], y[:256], problem.forward, problem.loss)
+        times.append((time.perf_counter() - began) / module.count * 1e3)
+    return sorted(times)[2]
 
 
 def main() -> None:
@@ -61,9 +107,10 @@ def main() -> None:
     steps_module.EarlyStopping = Stopping
     seed = int(opts.get("seed", 0))
     torch.manual_seed(seed)
-    module = LearnedSteps(problem.x_shape, tuple(train.shape[1:]), hidden=int(opts.get("hidden", 256)),
-                          layers=int(opts.get("layers", 2)), count=int(opts.get("count", 5)),
-                          rank=int(opts["rank"]) if "rank" in opts else None)
+    sizes = {"hidden": int(opts.get("hidden", 256)), "layers": int(opts.get("layers", 2)),
+             "count": int(opts.get("count", 5)), "rank": int(opts["rank"]) if "rank" in opts else None}
+    module = (ProjectedSteps(problem.x_shape, tuple(train.shape[1:]), int(opts["project"]), **sizes)
+              if "project" in opts else LearnedSteps(problem.x_shape, tuple(train.shape[1:]), **sizes))
     began = time.perf_counter()
     training = train_steps(module, problem.forward, problem.loss, x_train, train, x_val, val, seconds=seconds,
                            max_iterations=int(opts.get("iters", 100000)), patience=int(opts.get("patience", 10)),
@@ -75,7 +122,8 @@ def main() -> None:
                       "iterations": training.iterations, "seconds": round(time.perf_counter() - began),
                       "stopped": training.stopped,
                       "validation_ratio": [(i, round(v / answer, 4)) for i, v in training.validation[::3]],
-                      "test_ratio_per_step": [round(float(c) / answer, 4) for c in curve]}))
+                      "test_ratio_per_step": [round(float(c) / answer, 4) for c in curve],
+                      "ms_per_learned_step": round(step_milliseconds(module, problem, x_test, test), 2)}))
 
 
 if __name__ == "__main__":
