@@ -49,31 +49,19 @@ class ProjectedSteps(LearnedSteps):
     numbers each (U's first layer then scales with ``size``, not with the observation's size)."""
 
     def __init__(self, x_shape, y_shape, size: int, **kwargs) -> None:
-        super().__init__(x_shape, (size,), **kwargs)
-        y_dim = math.prod(y_shape)
-        self.register_buffer("projection", torch.randn(y_dim, size, generator=torch.Generator().manual_seed(7))
-                             / math.sqrt(y_dim))
+        super().__init__(x_shape, y_shape, **kwargs)
+        x_dim, self.y_dim = math.prod(self.x_shape), math.prod(self.y_shape)
+        width = 2 * x_dim + 2 + 2 * size + self.count
+        self.body[0] = torch.nn.Linear(width, self.hidden)
+        self.feature_mean, self.feature_scale = torch.zeros(width), torch.ones(width)
+        self.register_buffer("projection", torch.randn(self.y_dim, size, generator=torch.Generator().manual_seed(7))
+                             / math.sqrt(self.y_dim))
 
-    def _features(self, x, y, forward, loss, k, create_graph):
-        keep = create_graph or self.training
-        if not x.requires_grad:
-            x = x.detach().requires_grad_(True)
-        y_hat = forward(x)
-        values = loss(y_hat, y)
-        (grad,) = torch.autograd.grad(values.sum(), x, create_graph=create_graph, retain_graph=keep)
-        batch = y.shape[0]
-        grad = grad.reshape(batch, -1)
-        norm = grad.norm(dim=1, keepdim=True)
-        if not create_graph:
-            y_hat = y_hat.detach()
-        if not keep:
-            values = values.detach()
-        index = torch.zeros(batch, self.count, device=y.device, dtype=y.dtype)
-        index[:, k] = 1
-        parts = [x.reshape(batch, -1), grad / norm.clamp_min(1e-30), norm.clamp_min(1e-30).log(),
-                 values.detach().clamp_min(1e-30).log().unsqueeze(1),
-                 (y_hat - y).reshape(batch, -1) @ self.projection, y.reshape(batch, -1) @ self.projection]
-        return torch.cat([*parts, index], dim=1), values, grad
+    def _features(self, *args, **kwargs):
+        features, values, grad = super()._features(*args, **kwargs)
+        head, residual, y, index = features.split(
+            [features.shape[1] - 2 * self.y_dim - self.count, self.y_dim, self.y_dim, self.count], dim=1)
+        return torch.cat([head, residual @ self.projection, y @ self.projection, index], dim=1), values, grad
 
 
 def step_milliseconds(module: LearnedSteps, problem, x0: torch.Tensor, y: torch.Tensor) -> float:
